@@ -1,0 +1,51 @@
+# dbmigrate: the two commands a new machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-cluster \
+        testbed-up testbed-down demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## Python environment with the package and its dev tools
+
+controlplane:  ## build kube-apiserver, kube-controller-manager, etcd, kubectl (cached outside the repo)
+	testbed/build-controlplane.sh
+
+crds: install  ## regenerate the CRD from the pydantic models
+	$(PY) -m dbmigrate.cli.main crd --output crds/dbmigrate.io_databasemigrations.yaml
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install controlplane lint  ## every tier: unit, db (real PostgreSQL), cluster (real API server)
+	$(PY) -m pytest tests
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-db: install
+	$(PY) -m pytest tests/db
+
+test-cluster: install controlplane
+	$(PY) -m pytest tests/cluster
+
+testbed-up: install controlplane  ## start the test bed and print its KUBECONFIG and database URL
+	$(PY) -m testbed up
+
+testbed-down: install
+	$(PY) -m testbed down
+
+demo: install controlplane  ## the main job on the embedded default (see README)
+	$(PY) -m testbed demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

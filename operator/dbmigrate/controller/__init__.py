@@ -1,0 +1,1 @@
+"""The operator: Kopf handlers, the pure state machine, Job builders, status reporting."""

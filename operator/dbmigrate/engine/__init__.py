@@ -1,0 +1,1 @@
+"""Database work with no Kubernetes: sources, history, apply, lint, backup, verify, rollback."""
