@@ -1,0 +1,227 @@
+"""A throwaway PostgreSQL 15 cluster for tests and the test bed.
+
+Uses Debian's server binaries (/usr/lib/postgresql/15/bin). The cluster lives in a temporary
+folder, listens on a free port on 127.0.0.1 only, runs with fsync off (its data is disposable) and
+has a superuser `postgres` with a random password, checked with SCRAM on TCP. The machines that
+run the tests work as root, and PostgreSQL refuses to run as root, so initdb and the server run as
+the `postgres` OS user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from testbed.proc import TestbedError, free_port, log_tail, start_process, stop_process, wait_until
+
+PG_BIN = Path(os.environ.get("DBMIGRATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+OS_USER = "postgres"
+SUPERUSER = "postgres"
+
+
+def _find_binaries() -> tuple[Path, Path]:
+    initdb, postgres = PG_BIN / "initdb", PG_BIN / "postgres"
+    if not (initdb.exists() and postgres.exists()):
+        raise TestbedError(
+            f"PostgreSQL 15 server binaries not found in {PG_BIN}; install them with "
+            "`apt-get install postgresql-15` (or set DBMIGRATE_PG_BIN to the folder holding "
+            "initdb and postgres)"
+        )
+    return initdb, postgres
+
+
+def _run_as_owner() -> str | None:
+    """The OS user to run PostgreSQL as: `postgres` when we are root, else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(OS_USER)
+    except KeyError as exc:
+        raise TestbedError(
+            f"running as root but there is no `{OS_USER}` OS user to run PostgreSQL as; "
+            "install postgresql-15 (it creates the user) or run as a non-root user"
+        ) from exc
+    return OS_USER
+
+
+class PostgresServer:
+    """One throwaway PostgreSQL cluster: `start()`, use `admin_url`, then `stop()`.
+
+    `root` (default: a new temporary folder) holds `data/` and `postgres.log`; `stop()` removes it
+    when it was created here.
+    """
+
+    def __init__(self, root: Path | None = None, max_connections: int = 100) -> None:
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="dbmigrate-pg-")) if root is None else root
+        self.data_dir = self.root / "data"
+        self.log_path = self.root / "postgres.log"
+        self.max_connections = max_connections
+        self.password = secrets.token_urlsafe(18)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin_url(self) -> str:
+        """Superuser URL of the `postgres` database (contains the password: never log it)."""
+        return self.url_for("postgres")
+
+    def url_for(self, dbname: str) -> str:
+        """Superuser URL of database `dbname` on this server."""
+        return (
+            f"postgresql://{SUPERUSER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/"
+            f"{quote(dbname, safe='')}"
+        )
+
+    def start(self, timeout: float = 60.0) -> None:
+        """initdb, then start the server and wait until it accepts connections."""
+        initdb, postgres = _find_binaries()
+        owner = _run_as_owner()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            shutil.chown(self.root, user=owner, group=owner)
+        self._initdb(initdb, owner)
+        self.port = free_port()
+        argv = [
+            str(postgres),
+            "-D",
+            str(self.data_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"port={self.port}",
+            "-c",
+            f"unix_socket_directories={self.root}",
+            "-c",
+            f"max_connections={self.max_connections}",
+            *("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
+            *("-c", "shared_buffers=32MB", "-c", "logging_collector=off"),
+        ]
+        self.proc = start_process(argv, self.log_path, user=owner, cwd=self.root)
+        try:
+            wait_until(
+                self._accepts_connections,
+                part="PostgreSQL",
+                proc=self.proc,
+                log_path=self.log_path,
+                timeout=timeout,
+            )
+        except TestbedError:
+            self.stop()
+            raise
+
+    def _initdb(self, initdb: Path, owner: str | None) -> None:
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if owner is not None:
+            shutil.chown(pwfile, user=owner, group=owner)
+        pwfile.chmod(0o600)
+        argv = [
+            str(initdb),
+            "-D",
+            str(self.data_dir),
+            f"--username={SUPERUSER}",
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=peer",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]
+        kwargs: dict[str, object] = {}
+        if owner is not None:
+            kwargs.update(user=owner, group=owner, extra_groups=[])
+        result = subprocess.run(  # type: ignore[call-overload]
+            argv, capture_output=True, text=True, cwd=self.root, check=False, **kwargs
+        )
+        pwfile.unlink()
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+            raise TestbedError(f"PostgreSQL initdb failed (exit {result.returncode}):\n{tail}")
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self.admin_url, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def stop(self) -> None:
+        """Fast shutdown of the server (SIGINT), then removes the folder if we created it."""
+        if self.proc is not None:
+            stop_process(self.proc, first=signal.SIGINT)
+            self.proc = None
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def log(self, lines: int = 40) -> str:
+        """The last lines of the server's log."""
+        return log_tail(self.log_path, lines)
+
+    def create_database(self, name: str) -> str:
+        """Creates an empty database `name` and returns its superuser URL."""
+        return create_database(self.admin_url, name)
+
+    def drop_database(self, name: str) -> None:
+        """Drops database `name`, disconnecting any sessions still in it."""
+        drop_database(self.admin_url, name)
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """Creates database `name` through the superuser URL `admin_url`; returns the new URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return replace_dbname(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drops database `name` (if it exists) WITH (FORCE)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def replace_dbname(url: str, dbname: str) -> str:
+    """The same connection URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str, prefix: str = "t") -> Iterator[str]:
+    """A new empty database with a unique name for the duration of the block; yields its URL and
+    drops it WITH (FORCE) afterwards."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    url = create_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@contextlib.contextmanager
+def admin_url_from_env_or_server(env_var: str = "DBMIGRATE_TEST_DATABASE_URL") -> Iterator[str]:
+    """The superuser URL named by `env_var`, or one of a throwaway server started for the block."""
+    url = os.environ.get(env_var)
+    if url:
+        yield url
+        return
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server.admin_url
+    finally:
+        server.stop()
