@@ -56,7 +56,7 @@ def start_process(
         kwargs: dict[str, object] = {}
         if user is not None and os.geteuid() == 0:
             kwargs.update(user=user, group=user, extra_groups=[])
-        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        return subprocess.Popen(  # type: ignore[call-overload]
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,

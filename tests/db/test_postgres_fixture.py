@@ -49,7 +49,7 @@ def test_password_is_required_on_tcp(pg_admin_url: str) -> None:
     params = conninfo_to_dict(pg_admin_url)
     params["password"] = "wrong-password"
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(make_conninfo(**params), connect_timeout=5)
+        psycopg.connect(make_conninfo("", **params), connect_timeout=5)
 
 
 def test_failed_start_reports_the_log_tail() -> None:
