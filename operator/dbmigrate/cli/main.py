@@ -32,7 +32,8 @@ EXIT_UNAVAILABLE = 3
 def build_parser() -> argparse.ArgumentParser:
     """Collect the sub-commands of every command module that is installed."""
     parser = argparse.ArgumentParser(
-        prog="dbmigrate", description="Safe PostgreSQL schema migrations, by hand or as an operator."
+        prog="dbmigrate",
+        description="Safe PostgreSQL schema migrations, by hand or as an operator.",
     )
     parser.add_argument("--version", action="version", version=f"dbmigrate {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

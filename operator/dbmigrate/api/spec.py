@@ -1,0 +1,352 @@
+"""The spec of a DatabaseMigration: what a platform engineer asks for, with safe defaults.
+
+These models are the source of truth: the CRD's OpenAPI schema (descriptions, enums, bounds,
+defaults and CEL rules) is generated from them by ``dbmigrate.api.crd``. Cross-field rules live in
+``x-kubernetes-validations`` so the API server itself refuses a bad spec with a readable message.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dbmigrate.api.base import ApiModel
+
+DURATION_PATTERN = "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
+ZERO_DURATION_PATTERN = "^(0+([.]0+)?(ms|s|m|h))+$"
+DURATION_HELP = "a positive duration with a unit, such as 500ms, 5s, 2m or 1h30m"
+
+
+def _duration_rule(field: str) -> dict[str, str]:
+    """A CEL rule that refuses a malformed, negative or zero duration in ``field``."""
+    value = f"self.{field}"
+    return {
+        "rule": f"!has({value}) || ({value}.matches('{DURATION_PATTERN}')"
+        f" && !{value}.matches('{ZERO_DURATION_PATTERN}'))",
+        "message": f"{field} must be {DURATION_HELP}",
+    }
+
+
+def _extra(*rules: dict[str, str]) -> dict[str, object]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class SecretRef(ApiModel):
+    """Where the database credentials live: a Secret in the resource's namespace."""
+
+    model_config = {
+        "json_schema_extra": _extra(
+            {
+                "rule": "has(self.uriKey) != has(self.hostKey)",
+                "message": "set exactly one of uriKey (a postgresql:// URI) or hostKey "
+                "(with portKey, dbnameKey, userKey, passwordKey)",
+            }
+        )
+    }
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret in the same namespace."
+    )
+    uri_key: str | None = Field(
+        default=None, min_length=1, description="Key holding a full postgresql:// URI."
+    )
+    host_key: str | None = Field(default=None, min_length=1, description="Key holding the host.")
+    port_key: str = Field(default="port", min_length=1, description="Key holding the port.")
+    dbname_key: str = Field(
+        default="dbname", min_length=1, description="Key holding the database name."
+    )
+    user_key: str = Field(default="user", min_length=1, description="Key holding the user name.")
+    password_key: str = Field(
+        default="password", min_length=1, description="Key holding the password."
+    )
+
+
+class DatabaseSpec(ApiModel):
+    """How the migration's Jobs reach the database (the operator never reads the secret)."""
+
+    secret_ref: SecretRef = Field(description="The Secret holding the connection details.")
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer", description="libpq sslmode used by every Job."
+    )
+
+
+class ConfigMapSource(ApiModel):
+    """A ConfigMap whose keys are migration files named NNN_name.sql."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
+
+
+class InlineMigration(ApiModel):
+    """One migration file written inside the resource."""
+
+    name: str = Field(
+        pattern=r"^[0-9]+_[A-Za-z0-9_.-]+\.sql$",
+        description="File name, NNN_name.sql; the number is the version.",
+    )
+    sql: str = Field(min_length=1, description="The SQL of the migration.")
+
+
+class ImageSource(ApiModel):
+    """A folder of migration files baked into the Job image."""
+
+    path: str = Field(pattern=r"^/", description="Absolute path of the folder inside the image.")
+
+
+class SourceSpec(ApiModel):
+    """Where the migration files come from: exactly one of configMap, inline or image."""
+
+    model_config = {
+        "json_schema_extra": _extra(
+            {
+                "rule": "(has(self.configMap) ? 1 : 0) + (has(self.inline) ? 1 : 0)"
+                " + (has(self.image) ? 1 : 0) == 1",
+                "message": "set exactly one migration source: configMap, inline or image",
+            }
+        )
+    }
+    config_map: ConfigMapSource | None = Field(
+        default=None, description="Migration files from a ConfigMap (key = file name)."
+    )
+    inline: list[InlineMigration] | None = Field(
+        default=None, min_length=1, max_length=200, description="Migration files written inline."
+    )
+    image: ImageSource | None = Field(
+        default=None, description="Migration files from a folder inside the Job image."
+    )
+
+
+class BackupSpec(ApiModel):
+    """The pg_dump taken before anything changes. On by default: no backup, no migration."""
+
+    model_config = {
+        "json_schema_extra": _extra(
+            {
+                "rule": "!self.enabled || has(self.pvcName)",
+                "message": "backup.enabled needs backup.pvcName: a PersistentVolumeClaim that "
+                "outlives the Job, or a rollback would have nothing to restore",
+            },
+            {
+                "rule": "self.format == 'directory' || self.jobs == 1",
+                "message": "backup.jobs > 1 needs format: directory (custom format dumps are "
+                "written by one process)",
+            },
+        )
+    }
+    enabled: bool = Field(default=True, description="Take a backup before migrating.")
+    format: Literal["custom", "directory"] = Field(
+        default="custom",
+        description="pg_dump format: custom (one file) or directory (parallel with jobs).",
+    )
+    jobs: int = Field(default=1, ge=1, le=32, description="Parallel pg_dump jobs (directory).")
+    pvc_name: str | None = Field(
+        default=None, min_length=1, description="PersistentVolumeClaim the backup is written to."
+    )
+    retention: int = Field(
+        default=5, ge=1, le=100, description="Keep this many newest backups of this resource."
+    )
+
+
+class SafetySpec(ApiModel):
+    """How careful the migrate step is: lint policy, timeouts, retries, CONCURRENTLY."""
+
+    model_config = {
+        "json_schema_extra": _extra(
+            _duration_rule("lockTimeout"),
+            _duration_rule("statementTimeout"),
+            _duration_rule("retryBackoff"),
+        )
+    }
+    lint_policy: Literal["strict", "warn", "off"] = Field(
+        default="strict",
+        description="strict: lint errors stop before the backup; warn: report and go on; off.",
+    )
+    auto_concurrently: bool = Field(
+        default=True,
+        description="Rewrite CREATE INDEX on an existing table to CREATE INDEX CONCURRENTLY.",
+    )
+    lock_timeout: str = Field(
+        default="5s",
+        max_length=32,
+        description="lock_timeout for every statement; a lock wait longer fails.",
+    )
+    statement_timeout: str = Field(
+        default="6h",
+        max_length=32,
+        description="statement_timeout for every statement (index builds included).",
+    )
+    lock_retries: int = Field(
+        default=5, ge=0, le=50, description="Retries of a statement that hit lock_timeout."
+    )
+    retry_backoff: str = Field(
+        default="2s",
+        max_length=32,
+        description="First wait between lock retries; doubles on each retry.",
+    )
+
+
+class PreflightSpec(ApiModel):
+    """Checks run against the database before anything changes."""
+
+    large_table_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Tables with more estimated rows are large: flagged, and gated by the window.",
+    )
+
+
+class MaintenanceWindowSpec(ApiModel):
+    """When backup and apply may start, if the plan touches large tables (or always)."""
+
+    model_config = {
+        "json_schema_extra": _extra(
+            _duration_rule("duration"),
+            {
+                "rule": "self.schedule.matches('^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$')",
+                "message": "schedule must be a 5-field cron expression such as '0 2 * * 6' "
+                "(minute hour day-of-month month day-of-week; macros like @daily are not "
+                "supported)",
+            },
+        )
+    }
+    schedule: str = Field(
+        min_length=9,
+        max_length=100,
+        description="Cron expression (5 fields) of the window's opening.",
+    )
+    duration: str = Field(max_length=32, description="How long the window stays open, such as 2h.")
+    time_zone: str = Field(
+        default="UTC", min_length=1, description="IANA time zone of the schedule."
+    )
+    applies_to: Literal["LargeTables", "Always"] = Field(
+        default="LargeTables",
+        description="LargeTables: only plans touching large tables wait; Always: every plan.",
+    )
+
+
+class ApprovalSpec(ApiModel):
+    """Whether a person must approve the plan before the backup starts."""
+
+    mode: Literal["Automatic", "Manual"] = Field(
+        default="Automatic",
+        description="Manual: wait for annotation dbmigrate.io/approve set to the plan hash.",
+    )
+
+
+class ProbeQuery(ApiModel):
+    """A query whose plan must use an index after the migration."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63, description="Probe name."
+    )
+    sql: str = Field(min_length=1, description="A read-only query (SELECT) to EXPLAIN.")
+    expect_index: str = Field(
+        min_length=1, description="Name of the index the query's plan must use."
+    )
+
+
+class VerificationSpec(ApiModel):
+    """What the verify step proves after the migration."""
+
+    analyze: bool = Field(default=True, description="ANALYZE the touched tables after applying.")
+    explain_analyze: bool = Field(
+        default=False, description="Run probes with EXPLAIN ANALYZE (executes the query)."
+    )
+    probes: list[ProbeQuery] = Field(
+        default_factory=list, max_length=50, description="Probe queries and their expected index."
+    )
+
+
+class WorkloadRef(ApiModel):
+    """An application workload scaled to zero during an emergency rollback."""
+
+    kind: Literal["Deployment", "StatefulSet"] = Field(description="Kind of the workload.")
+    name: str = Field(min_length=1, max_length=253, description="Name in the same namespace.")
+
+
+class RollbackSpec(ApiModel):
+    """The emergency rollback run when apply or verify fails after the backup."""
+
+    strategy: Literal["None", "DropCreatedObjects", "RestoreBackup"] = Field(
+        default="DropCreatedObjects",
+        description="None; DropCreatedObjects (drop what this run created); RestoreBackup.",
+    )
+    scale_down: list[WorkloadRef] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Workloads scaled to zero during the rollback and scaled back after.",
+    )
+
+
+class ResourceList(ApiModel):
+    """CPU and memory quantities."""
+
+    cpu: str | None = Field(default=None, description="CPU quantity, such as 500m.")
+    memory: str | None = Field(default=None, description="Memory quantity, such as 256Mi.")
+
+
+class Resources(ApiModel):
+    """Requests and limits of the step containers."""
+
+    requests: ResourceList | None = Field(default=None, description="Requested resources.")
+    limits: ResourceList | None = Field(default=None, description="Resource limits.")
+
+
+class Toleration(ApiModel):
+    """A toleration of the step pods (as in a pod spec)."""
+
+    key: str | None = Field(default=None, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Operator.")
+    value: str | None = Field(default=None, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect."
+    )
+    toleration_seconds: int | None = Field(default=None, ge=0, description="For NoExecute.")
+
+
+class JobSpec(ApiModel):
+    """Settings of the Jobs that run each step."""
+
+    image: str | None = Field(
+        default=None, description="Step image; defaults to the operator's own image."
+    )
+    service_account_name: str | None = Field(
+        default=None, description="Service account of the step pods; created if not set."
+    )
+    resources: Resources | None = Field(default=None, description="Container resources.")
+    active_deadline_seconds: int = Field(
+        default=21600, ge=60, le=604800, description="Deadline of each step Job."
+    )
+    backoff_limit: int = Field(default=1, ge=0, le=10, description="Pod retries of a step Job.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Node selector.")
+    tolerations: list[Toleration] | None = Field(default=None, description="Tolerations.")
+
+
+class DatabaseMigrationSpec(ApiModel):
+    """A migration of one PostgreSQL database to a target version, done safely."""
+
+    model_config = {
+        "json_schema_extra": _extra(
+            {
+                "rule": "!has(self.rollback) || self.rollback.strategy != 'RestoreBackup'"
+                " || !has(self.backup) || self.backup.enabled",
+                "message": "rollback.strategy RestoreBackup needs backup.enabled: true",
+            }
+        )
+    }
+    database: DatabaseSpec = Field(description="The database to migrate.")
+    source: SourceSpec = Field(description="Where the migration files come from.")
+    target_version: int | None = Field(
+        default=None, ge=1, description="Apply up to this version; all pending when unset."
+    )
+    backup: BackupSpec = Field(default_factory=BackupSpec, description="The backup step.")
+    safety: SafetySpec = Field(default_factory=SafetySpec, description="Lint and apply safety.")
+    preflight: PreflightSpec = Field(default_factory=PreflightSpec, description="Preflight checks.")
+    maintenance_window: MaintenanceWindowSpec | None = Field(
+        default=None, description="When backup and apply may start."
+    )
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec, description="Plan approval.")
+    verification: VerificationSpec = Field(
+        default_factory=VerificationSpec, description="Verification after applying."
+    )
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec, description="Emergency rollback.")
+    jobs: JobSpec = Field(default_factory=JobSpec, description="Settings of the step Jobs.")
