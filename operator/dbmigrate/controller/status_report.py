@@ -1,0 +1,178 @@
+"""A running step writes its own evidence into the resource's status, under its own key.
+
+Each step Job runs with a namespace-scoped service account that may only patch
+``databasemigrations/status``. ``StatusReporter`` sends ``{key: model}`` as a JSON merge patch to
+the ``/status`` subresource, so it never touches what the operator owns (phase, conditions,
+observedGeneration) nor another step's key. Fields the model leaves unset are sent as ``null``, so
+a stale value of an earlier report (say, the index being built) is removed rather than kept.
+
+Credentials: the in-cluster service account, or, when env ``DBMIGRATE_SA_DIR`` names a folder
+(the test bed's local kubelet), its ``token`` and ``ca.crt`` with ``KUBERNETES_SERVICE_HOST`` and
+``KUBERNETES_SERVICE_PORT``. Progress is throttled (at most one patch every ``min_interval``
+seconds); a final result is always sent, with retries. A failed patch is logged, never raised:
+the step's own outcome must not depend on reporting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.api.base import ApiModel
+
+log = logging.getLogger("dbmigrate.status")
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+PROGRESS_ATTEMPTS = 2
+RESULT_ATTEMPTS = 6
+
+
+class PatchError(Exception):
+    """A status patch failed; ``transient`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class StatusTransport(Protocol):
+    """Sends one merge patch to the resource's ``/status``; raises PatchError on failure."""
+
+    def patch_status(self, namespace: str, name: str, body: dict[str, Any]) -> None: ...
+
+
+class KubernetesTransport:
+    """The real transport: the kubernetes client with in-cluster or DBMIGRATE_SA_DIR credentials."""
+
+    def __init__(self) -> None:
+        from kubernetes import client
+
+        self._client = client
+        self._api = client.CustomObjectsApi(client.ApiClient(_configuration()))
+
+    def patch_status(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        try:
+            self._api.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, body
+            )
+        except self._client.ApiException as exc:
+            raise PatchError(
+                f"HTTP {exc.status} {exc.reason}: {_short(exc.body)}",
+                transient=exc.status in TRANSIENT_STATUS,
+            ) from exc
+        except OSError as exc:  # connection refused/reset, DNS, TLS: the API server may come back
+            raise PatchError(f"cannot reach the API server: {exc}", transient=True) from exc
+        except Exception as exc:  # urllib3 wraps socket errors in its own hierarchy
+            if type(exc).__module__.startswith("urllib3"):
+                raise PatchError(f"cannot reach the API server: {exc}", transient=True) from exc
+            raise
+
+
+def _configuration() -> Any:
+    """Client configuration from DBMIGRATE_SA_DIR (test bed) or the in-cluster service account."""
+    from kubernetes import client, config
+
+    sa_dir = os.environ.get("DBMIGRATE_SA_DIR")
+    if not sa_dir:
+        config.load_incluster_config()
+        return client.Configuration.get_default_copy()
+    folder = Path(sa_dir)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise RuntimeError("DBMIGRATE_SA_DIR is set but KUBERNETES_SERVICE_HOST is not")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    conf = client.Configuration()
+    conf.host = f"https://{host}:{port}"
+    conf.ssl_ca_cert = str(folder / "ca.crt")
+    conf.api_key = {"BearerToken": (folder / "token").read_text().strip()}
+    conf.api_key_prefix = {"BearerToken": "Bearer"}
+    return conf
+
+
+def _short(body: object, limit: int = 300) -> str:
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _wire_with_nulls(model: ApiModel) -> dict[str, Any]:
+    """camelCase JSON of the model, keeping None as null so a merge patch clears stale fields."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+class StatusReporter:
+    """Patches ``{key: model}`` into one DatabaseMigration's status (see the module docstring)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        transport: StatusTransport | None = None,
+        min_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.min_interval = min_interval
+        self._transport = transport
+        self._clock = clock
+        self._sleep = sleep
+        self._retry_delay = retry_delay
+        self._last_progress: float | None = None
+        self.sent = 0
+        self.skipped = 0
+        self.failures: list[str] = []
+
+    def _get_transport(self) -> StatusTransport:
+        if self._transport is None:
+            self._transport = KubernetesTransport()
+        return self._transport
+
+    def progress(self, key: str, model: ApiModel) -> None:
+        """Report live progress, at most once every ``min_interval`` seconds."""
+        now = self._clock()
+        if self._last_progress is not None and now - self._last_progress < self.min_interval:
+            self.skipped += 1
+            return
+        self._last_progress = now
+        self._send(key, model, attempts=PROGRESS_ATTEMPTS, what="progress")
+
+    def result(self, key: str, model: ApiModel) -> None:
+        """Report a step's final result; always sent, retried on transient errors."""
+        self._send(key, model, attempts=RESULT_ATTEMPTS, what="result")
+
+    def _send(self, key: str, model: ApiModel, *, attempts: int, what: str) -> bool:
+        target = f"{self.namespace}/{self.name}"
+        body = {"status": {key: _wire_with_nulls(model)}}
+        delay = self._retry_delay
+        for attempt in range(1, attempts + 1):
+            try:
+                self._get_transport().patch_status(self.namespace, self.name, body)
+                self.sent += 1
+                return True
+            except PatchError as exc:
+                last = str(exc)
+                if not exc.transient or attempt == attempts:
+                    break
+                log.warning(
+                    "status %s %r of %s: attempt %d/%d failed (%s); retrying in %.1fs",
+                    *(what, key, target, attempt, attempts, exc, delay),
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, 8.0)
+            except Exception as exc:  # never let reporting crash the step
+                last = f"{type(exc).__name__}: {exc}"
+                break
+        message = f"could not write status {what} {key!r} of {target}: {last}"
+        self.failures.append(message)
+        log.error("%s (the step goes on; its outcome is also in the Job's exit code)", message)
+        return False
