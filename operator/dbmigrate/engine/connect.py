@@ -1,0 +1,66 @@
+"""Opening connections to the migrated database, and showing its address without the password.
+
+Every connection the engine opens goes through ``connect`` so it carries an ``application_name``
+that names the run (other sessions see who is migrating in pg_stat_activity), and connection
+failures become ``ConnectionFailedError`` with the URL redacted.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dbmigrate.engine.errors import ConnectionFailedError
+
+APPLICATION_NAME = "dbmigrate"
+
+
+def redact(conninfo: str) -> str:
+    """The connection string with any password replaced by ``***``."""
+    if "://" in conninfo:
+        parts = urlsplit(conninfo)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            netloc = f"{userinfo}@{host}"
+        query = "&".join(
+            "password=***" if item.lower().startswith("password=") else item
+            for item in parts.query.split("&")
+            if item
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "<unparseable connection string>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+
+
+def database_label(conninfo: str) -> str:
+    """A short ``host:port/dbname`` label for results and messages (no user, no password)."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return redact(conninfo)
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+
+
+def connect(conninfo: str, purpose: str, run_id: str | None = None) -> psycopg.Connection:
+    """An autocommit connection named ``dbmigrate <purpose> <run id>`` in pg_stat_activity."""
+    name = " ".join(part for part in (APPLICATION_NAME, purpose, run_id) if part)
+    try:
+        return psycopg.connect(conninfo, autocommit=True, application_name=name[:63])
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConnectionFailedError(
+            f"cannot connect to {redact(conninfo)}: {reason}. Check the URL, that the server "
+            "runs and accepts connections from here, and the credentials"
+        ) from exc
