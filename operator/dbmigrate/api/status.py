@@ -23,7 +23,7 @@ from dbmigrate.api.evidence import (
     VerificationResult,
 )
 from dbmigrate.api.lint import LintReport
-from dbmigrate.api.plan import ApplyResult, PlanResult, ProgressReport
+from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
 from dbmigrate.api.spec import DatabaseMigrationSpec
 
 Phase = Literal[
@@ -143,7 +143,7 @@ class DatabaseMigrationStatus(ApiModel):
     preflight: PreflightResult | None = Field(default=None, description="Written by the plan step.")
     backup: BackupEvidence | None = Field(default=None, description="Written by the backup step.")
     apply: ApplyResult | None = Field(default=None, description="Written by the migrate step.")
-    progress: ProgressReport | None = Field(
+    progress: ApplyProgress | None = Field(
         default=None, description="Live progress, written by the running step."
     )
     verification: VerificationResult | None = Field(
