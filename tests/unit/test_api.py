@@ -44,7 +44,7 @@ def test_sample_is_a_valid_spec() -> None:
 
 
 def test_unknown_spec_field_is_refused() -> None:
-    with pytest.raises(ValidationError, match="extra_forbidden|Extra inputs"):
+    with pytest.raises(ValidationError, match=r"extra_forbidden|Extra inputs"):
         DatabaseMigrationSpec.model_validate({**MINIMAL, "bakup": {}})
 
 
