@@ -1,0 +1,235 @@
+"""The generated CRD on the real API server: it installs, documents itself, prints its columns,
+refuses malformed specs with readable messages, and keeps every declared status field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.api.status import DatabaseMigrationStatus
+from tests.examples import example_instance
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
+SAMPLE = ROOT / "manifests" / "samples" / "analytics-migration.yaml"
+
+VALID: dict[str, Any] = {
+    "database": {"secretRef": {"name": "analytics-db", "uriKey": "uri"}},
+    "source": {"configMap": {"name": "analytics-migrations"}},
+    "backup": {"pvcName": "backups"},
+}
+WINDOW = {"schedule": "0 2 * * 6", "duration": "2h"}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """VALID with one field set (``a.b.c``); a value of ``DELETE`` removes the field."""
+    spec = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node = spec
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value == "DELETE":
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return spec
+
+
+PROBE = {"name": "by-path", "sql": "SELECT 1"}
+MALFORMED: list[tuple[str, dict[str, Any], str]] = [
+    ("no database", _with("database", "DELETE"), "spec.database: Required value"),
+    ("no secret reference", _with("database", {}), "secretRef: Required value"),
+    ("empty secret name", _with("database.secretRef.name", ""), "at least 1 chars long"),
+    (
+        "both uriKey and hostKey",
+        _with("database.secretRef.hostKey", "host"),
+        "set exactly one of uriKey",
+    ),
+    ("neither uriKey nor hostKey", _with("database.secretRef.uriKey", "DELETE"), "exactly one"),
+    ("unknown sslMode", _with("database.sslMode", "on"), 'Unsupported value: "on"'),
+    ("no source", _with("source", "DELETE"), "spec.source: Required value"),
+    ("empty source", _with("source", {}), "set exactly one migration source"),
+    (
+        "two sources",
+        _with("source.image", {"path": "/migrations"}),
+        "set exactly one migration source",
+    ),
+    ("relative image path", _with("source", {"image": {"path": "m"}}), "should match '^/'"),
+    (
+        "bad inline file name",
+        _with("source", {"inline": [{"name": "create_users.sql", "sql": "SELECT 1"}]}),
+        "should match",
+    ),
+    ("target version zero", _with("targetVersion", 0), "greater than or equal to 1"),
+    ("unknown backup format", _with("backup.format", "tar"), 'Unsupported value: "tar"'),
+    ("backup without a PVC", _with("backup.pvcName", "DELETE"), "needs backup.pvcName"),
+    ("parallel custom dump", _with("backup.jobs", 4), "needs format: directory"),
+    ("zero backup jobs", _with("backup.jobs", 0), "greater than or equal to 1"),
+    ("zero retention", _with("backup.retention", 0), "greater than or equal to 1"),
+    ("unknown lint policy", _with("safety.lintPolicy", "lenient"), 'Unsupported value: "lenient"'),
+    ("negative lock timeout", _with("safety.lockTimeout", "-5s"), "lockTimeout must be a positive"),
+    ("lock timeout without unit", _with("safety.lockTimeout", "5"), "lockTimeout must be"),
+    ("zero statement timeout", _with("safety.statementTimeout", "0s"), "statementTimeout must be"),
+    ("negative retries", _with("safety.lockRetries", -1), "greater than or equal to 0"),
+    ("zero large-table threshold", _with("preflight.largeTableRows", 0), "greater than or equal"),
+    (
+        "window of zero duration",
+        _with("maintenanceWindow", {**WINDOW, "duration": "0h"}),
+        "duration must be a positive",
+    ),
+    (
+        "window without duration",
+        _with("maintenanceWindow", {"schedule": "0 2 * * 6"}),
+        "duration: Required value",
+    ),
+    (
+        "cron in words",
+        _with("maintenanceWindow", {**WINDOW, "schedule": "every night at 2"}),
+        "schedule must be a 5-field cron expression",
+    ),
+    (
+        "cron with four fields",
+        _with("maintenanceWindow", {**WINDOW, "schedule": "0 2 * *  "}),
+        "schedule must be a 5-field cron expression",
+    ),
+    ("unknown approval mode", _with("approval.mode", "Auto"), 'Unsupported value: "Auto"'),
+    (
+        "restore without backup",
+        {**_with("rollback.strategy", "RestoreBackup"), "backup": {"enabled": False}},
+        "RestoreBackup needs backup.enabled: true",
+    ),
+    ("unknown rollback strategy", _with("rollback.strategy", "Drop"), 'Unsupported value: "Drop"'),
+    (
+        "scale down a DaemonSet",
+        _with("rollback.scaleDown", [{"kind": "DaemonSet", "name": "web"}]),
+        'Unsupported value: "DaemonSet"',
+    ),
+    (
+        "probe without an expected index",
+        _with("verification.probes", [PROBE]),
+        "expectIndex: Required value",
+    ),
+    (
+        "probe with a bad name",
+        _with("verification.probes", [{**PROBE, "name": "By_Path", "expectIndex": "i"}]),
+        "should match",
+    ),
+    ("short job deadline", _with("jobs.activeDeadlineSeconds", 10), "greater than or equal to 60"),
+    (
+        "unknown top-level field",
+        {**VALID, "bakup": {"enabled": True}},
+        'unknown field "spec.bakup"',
+    ),
+    (
+        "unknown nested field",
+        _with("backup.compress", True),
+        'unknown field "spec.backup.compress"',
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def installed_crd(testbed: Any) -> None:
+    result = testbed.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    assert result.returncode == 0, result.stderr
+    established = testbed.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{API_GROUP}"
+    )
+    assert established.returncode == 0, established.stderr
+
+
+def _resource(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "DatabaseMigration",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def _create(testbed: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    api = k8s.CustomObjectsApi(testbed.api_client())
+    created: dict[str, Any] = api.create_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, PLURAL, body, field_validation="Strict"
+    )
+    return created
+
+
+def test_explain_prints_field_descriptions(testbed: Any, installed_crd: None) -> None:
+    result = testbed.kubectl("explain", "databasemigration.spec.backup")
+    assert result.returncode == 0, result.stderr
+    assert "The pg_dump taken before anything changes" in result.stdout
+    assert "pvcName" in result.stdout
+    assert "PersistentVolumeClaim the backup is written to" in result.stdout
+
+
+def test_sample_applies_and_lists_with_printer_columns(
+    testbed: Any, installed_crd: None, namespace: str
+) -> None:
+    applied = testbed.kubectl("apply", "-n", namespace, "-f", str(SAMPLE))
+    assert applied.returncode == 0, applied.stderr
+    listed = testbed.kubectl("get", "dbm", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    header = listed.stdout.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "TARGET", "APPLIED", "READY", "AGE"]
+    assert listed.stdout.splitlines()[1].startswith("analytics")
+
+
+def test_defaults_are_applied_by_the_server(
+    testbed: Any, installed_crd: None, namespace: str
+) -> None:
+    created = _create(testbed, namespace, _resource("defaults", VALID))
+    assert created["spec"]["backup"]["enabled"] is True
+    assert created["spec"]["safety"]["lintPolicy"] == "strict"
+    assert created["spec"]["safety"]["lockTimeout"] == "5s"
+    assert created["spec"]["rollback"]["strategy"] == "DropCreatedObjects"
+
+
+def test_valid_spec_is_accepted(testbed: Any, installed_crd: None, namespace: str) -> None:
+    spec = {
+        **VALID,
+        "maintenanceWindow": {**WINDOW, "timeZone": "Europe/Paris"},
+        "verification": {"probes": [{**PROBE, "expectIndex": "idx"}]},
+        "rollback": {
+            "strategy": "RestoreBackup",
+            "scaleDown": [{"kind": "Deployment", "name": "w"}],
+        },
+        "safety": {"lockTimeout": "1m30s", "statementTimeout": "500ms"},
+    }
+    assert _create(testbed, namespace, _resource("valid", spec))["metadata"]["name"] == "valid"
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_spec_is_refused_by_the_api_server(
+    testbed: Any, installed_crd: None, namespace: str, case: str, spec: dict, message: str
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        _create(testbed, namespace, _resource("bad", spec))
+    assert refused.value.status in (400, 422), refused.value.body
+    assert message in json.loads(refused.value.body)["message"], case
+
+
+def test_status_subresource_keeps_every_declared_field(
+    testbed: Any, installed_crd: None, namespace: str
+) -> None:
+    _create(testbed, namespace, _resource("status-trip", VALID))
+    status = example_instance(DatabaseMigrationStatus).to_wire()
+    api = k8s.CustomObjectsApi(testbed.api_client())
+    api.patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, namespace, PLURAL, "status-trip", {"status": status}
+    )
+    stored = api.get_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, PLURAL, "status-trip"
+    )
+    assert yaml.safe_dump(stored["status"], sort_keys=True) == yaml.safe_dump(
+        status, sort_keys=True
+    )
+    assert DatabaseMigrationStatus.model_validate(stored["status"]).to_wire() == status
