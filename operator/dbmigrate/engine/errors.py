@@ -156,3 +156,21 @@ def from_database_error(exc: psycopg.Error, context: str) -> MigrationError:
     hint = f" Hint: {diag.message_hint}" if diag.message_hint else ""
     message = f"{context}: {str(exc).strip().splitlines()[0]}{detail}{hint}"
     return class_for_sqlstate(sqlstate)(message, sqlstate=sqlstate)
+
+
+def _all_classes(base: type[MigrationError]) -> list[type[MigrationError]]:
+    return [base, *(c for sub in base.__subclasses__() for c in _all_classes(sub))]
+
+
+def exit_code_for(code: str | None) -> int:
+    """The CLI exit code of an ``ApplyResult.error_code`` (SQLSTATE or error class name)."""
+    if code is None:
+        return 0
+    if code in ("MigrationSourceError", "SqlParseError", "TransactionControlError"):
+        return EXIT_USAGE
+    for cls in _all_classes(MigrationError):
+        if cls.__name__ == code:
+            return cls.exit_code
+    if len(code) == 5 and code.isalnum() and code.upper() == code:
+        return class_for_sqlstate(code).exit_code
+    return EXIT_FAILED

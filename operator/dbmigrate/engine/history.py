@@ -146,6 +146,16 @@ def upsert_row(conn: psycopg.Connection, row: HistoryRow) -> None:
     conn.execute(query, params)
 
 
+def record_progress(
+    conn: psycopg.Connection, version: int, statements_done: int, objects: Sequence[CreatedObject]
+) -> None:
+    """Advance a running version's statement counter and manifest (in the caller's transaction)."""
+    query = sql.SQL(
+        "UPDATE {} SET statements_done = %s, created_objects = %s::jsonb WHERE version = %s"
+    ).format(table_ident())
+    conn.execute(query, (statements_done, objects_json(objects), version))
+
+
 def mark_rolled_back(conn: psycopg.Connection, versions: Sequence[int], run_id: str) -> int:
     """Mark versions as rolled back by ``run_id``; returns how many rows changed."""
     query = sql.SQL(

@@ -1,0 +1,194 @@
+"""Apply the pending migrations of a set, safely: the entry point of the migrate step.
+
+Order of events: parse every pending file and run the linter (under the strict policy an error
+stops the run before anything touches the database); take the database's migration advisory lock
+(bounded wait, the holder named on failure); create the history table if needed; recompute the
+plan under the lock and refuse drift; then run each pending file (see ``execute``) while a monitor
+samples progress and blockers on a second connection. The first failing file stops the run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import Sequence
+
+import psycopg
+
+from dbmigrate.api.lint import LintFinding
+from dbmigrate.api.plan import ApplyResult, PlanResult
+from dbmigrate.engine import history
+from dbmigrate.engine.catalog import relation_schema
+from dbmigrate.engine.connect import connect, database_label
+from dbmigrate.engine.errors import (
+    DriftError,
+    LintRefusedError,
+    MigrationError,
+    PlanChangedError,
+)
+from dbmigrate.engine.execute import FileRunner, PreparedFile, now
+from dbmigrate.engine.locking import migration_lock
+from dbmigrate.engine.planning import plan, plan_on
+from dbmigrate.engine.progress import ProgressCallback, ProgressMonitor
+from dbmigrate.engine.settings import ApplySettings
+from dbmigrate.engine.sources import Migration, MigrationSet, MigrationSourceError
+from dbmigrate.engine.statements import executable_statements, rewrite_concurrently
+
+__all__ = ["ApplySettings", "apply_migrations", "lint_gate", "new_run_id", "plan"]
+
+log = logging.getLogger(__name__)
+
+# The linter's rule for CREATE INDEX without CONCURRENTLY on an existing table: moot when the
+# apply rewrites those statements itself.
+REWRITTEN_RULES = frozenset({"DM201"})
+
+
+def new_run_id() -> str:
+    """A short unique id for a run, recorded as applied_by."""
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
+def lint_gate(migrations: Sequence[Migration], settings: ApplySettings) -> list[LintFinding]:
+    """Lint the files; under the strict policy raise LintRefusedError on any error finding."""
+    if settings.lint_policy == "off" or not migrations:
+        return []
+    try:
+        lint = importlib.import_module("dbmigrate.engine.lint")
+    except ImportError as exc:
+        if settings.lint_policy == "strict":
+            raise LintRefusedError(
+                f"the linter is not available ({exc}); the strict policy refuses to run "
+                "unlinted SQL. Use --lint-policy warn or off to run without it"
+            ) from exc
+        log.warning("the linter is not available (%s); running without it", exc)
+        return []
+    findings: list[LintFinding] = [
+        f for m in migrations for f in lint.lint_sql(m.sql, m.filename) if not f.suppressed
+    ]
+    if settings.auto_concurrently:
+        findings = [f for f in findings if f.rule not in REWRITTEN_RULES]
+    if settings.on_lint_findings is not None:
+        settings.on_lint_findings(findings)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors and settings.lint_policy == "strict":
+        listed = "; ".join(
+            f"{f.file}:{f.line}:{f.column} {f.rule} {f.message}" for f in errors[:10]
+        )
+        more = f" and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise LintRefusedError(
+            f"the linter found {len(errors)} error(s) and the policy is strict, so nothing ran: "
+            f"{listed}{more}. Fix the SQL, or waive a finding with a '-- dbmigrate:ignore RULE "
+            "reason: ...' comment"
+        )
+    return findings
+
+
+def _check_plan(result: PlanResult, settings: ApplySettings) -> None:
+    if result.drift_errors:
+        raise DriftError("; ".join(e.message for e in result.drift_errors))
+    expected = settings.expected_plan_hash
+    if expected and expected != result.plan_hash:
+        raise PlanChangedError(
+            f"the plan changed since it was approved: approved hash {expected}, current hash "
+            f"{result.plan_hash}; review and approve the new plan"
+        )
+
+
+def _parse_all(migration_set: MigrationSet, result: PlanResult) -> dict[int, Migration]:
+    """Parse every pending file now, so a syntax error stops the run before anything runs."""
+    pending = {}
+    for item in result.pending:
+        migration = migration_set.get(item.version)
+        assert migration is not None
+        executable_statements(migration.sql, migration.filename)
+        pending[item.version] = migration
+    return pending
+
+
+def _prepare(
+    conn: psycopg.Connection, migration: Migration, settings: ApplySettings
+) -> PreparedFile:
+    statements = executable_statements(migration.sql, migration.filename)
+    if settings.auto_concurrently:
+        existing = set()
+        for stmt in statements:
+            rel = getattr(stmt.node, "relation", None)
+            if stmt.kind == "IndexStmt" and rel is not None:
+                schema = relation_schema(conn, rel.schemaname, rel.relname)
+                if schema is not None:
+                    existing.add(
+                        f"{rel.schemaname}.{rel.relname}" if rel.schemaname else rel.relname
+                    )
+        statements = [rewrite_concurrently(s, existing) for s in statements]
+    return PreparedFile(migration=migration, statements=statements)
+
+
+def apply_migrations(
+    conninfo: str,
+    migrations: MigrationSet,
+    settings: ApplySettings | None = None,
+    run_id: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ApplyResult:
+    """Apply the pending versions up to ``settings.target``; the result says how it went.
+
+    Failures do not raise: the result has status ``failed``, ``error`` and ``error_code`` (a
+    SQLSTATE or an error class name, see ``errors.exit_code_for``).
+    """
+    settings = settings or ApplySettings()
+    run_id = run_id or new_run_id()
+    label = database_label(conninfo)
+    result = ApplyResult(run_id=run_id, database=label, status="failed", started_at=now())
+    try:
+        _apply(conninfo, migrations, settings, run_id, on_progress, result)
+    except MigrationSourceError as err:
+        result.status, result.error, result.error_code = "failed", str(err), type(err).__name__
+    except MigrationError as err:
+        result.status, result.error, result.error_code = "failed", str(err), err.code
+        result.blockers = err.blockers
+    result.finished_at = now()
+    return result
+
+
+def _apply(
+    conninfo: str,
+    migration_set: MigrationSet,
+    settings: ApplySettings,
+    run_id: str,
+    on_progress: ProgressCallback | None,
+    result: ApplyResult,
+) -> None:
+    first = plan(conninfo, migration_set, settings.target)
+    result.plan_hash = first.plan_hash
+    _check_plan(first, settings)
+    lint_gate([m for m in _parse_all(migration_set, first).values()], settings)
+    if not first.pending:
+        result.status = "nothing_to_do"
+        return
+    with (
+        connect(conninfo, "apply", run_id) as conn,
+        migration_lock(conn, settings.lock_wait_seconds),
+    ):
+        history.ensure_history(conn)
+        current, rows = plan_on(conn, migration_set, settings.target, result.database)
+        if current.drift_errors:  # the approved hash was checked above; drift again under lock
+            raise DriftError("; ".join(e.message for e in current.drift_errors))
+        previous = {r.version: r for r in rows}
+        pid = conn.info.backend_pid
+        monitor = ProgressMonitor(
+            conninfo, run_id, pid, on_progress, settings.progress_interval_seconds
+        )
+        monitor.start()
+        try:
+            runner = FileRunner(conn, monitor, settings, run_id)
+            for item in current.pending:
+                migration = migration_set.get(item.version)
+                assert migration is not None
+                record = runner.run(_prepare(conn, migration, settings), previous.get(item.version))
+                result.versions.append(record)
+                if runner.error is not None:
+                    raise runner.error
+        finally:
+            monitor.stop()
+    result.status = "succeeded" if result.versions else "nothing_to_do"

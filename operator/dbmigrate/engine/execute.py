@@ -1,0 +1,284 @@
+"""Running one migration file, either in one transaction or statement by statement.
+
+A file whose statements all run inside a transaction runs in ONE transaction together with its
+history row: either everything (row included) commits, or nothing does and a 'failed' row says so.
+A file with a statement that cannot run in a transaction (CONCURRENTLY, ADD VALUE, VACUUM...) runs
+in autocommit: each ordinary statement commits together with the row's progress counter, each
+autocommit statement is followed by a progress update, so a rerun resumes after the last statement
+that committed. Every attempt sets lock_timeout/statement_timeout and is retried with backoff when
+it timed out waiting for a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+import psycopg
+
+from dbmigrate.api.plan import Blocker, CreatedObject, VersionApplyRecord
+from dbmigrate.engine import catalog, history
+from dbmigrate.engine.errors import (
+    DeadlockError,
+    LockTimeoutError,
+    MigrationError,
+    from_database_error,
+)
+from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor
+from dbmigrate.engine.settings import ApplySettings
+from dbmigrate.engine.sources import Migration
+from dbmigrate.engine.statements import Statement, created_objects_of
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRYABLE = (LockTimeoutError, DeadlockError)
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A migration with the statements that will run (after any CONCURRENTLY rewrite)."""
+
+    migration: Migration
+    statements: list[Statement]
+
+    @property
+    def autocommit(self) -> bool:
+        """Whether the file must run statement by statement outside a transaction."""
+        return any(s.needs_autocommit for s in self.statements)
+
+
+def describe_blockers(blockers: list[Blocker]) -> str:
+    """A sentence naming the sessions that held a statement up."""
+    if not blockers:
+        return "no blocking session was observed while waiting"
+    parts = []
+    for b in blockers:
+        age = f"{b.transaction_age_seconds:.0f} s" if b.transaction_age_seconds is not None else "?"
+        parts.append(
+            f"pid {b.pid} (application_name {b.application_name!r}, state {b.state!r}, "
+            f"transaction open {age}, query {b.query!r})"
+        )
+    return "blocked by " + "; ".join(parts)
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class FileRunner:
+    """Applies prepared files on the apply's session, reporting through the monitor."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        monitor: ProgressMonitor,
+        settings: ApplySettings,
+        run_id: str,
+    ) -> None:
+        self.conn, self.monitor, self.settings, self.run_id = conn, monitor, settings, run_id
+        self.error: MigrationError | None = None
+        self._context = ""
+        self._retries = 0
+
+    def run(
+        self, prepared: PreparedFile, previous: history.HistoryRow | None
+    ) -> VersionApplyRecord:
+        """Apply one file; the record says how it ended and ``self.error`` why it failed."""
+        m = prepared.migration
+        self.error, self._retries = None, 0
+        record = VersionApplyRecord(
+            version=m.version,
+            name=m.name,
+            checksum=m.checksum,
+            status="running",
+            mode="autocommit" if prepared.autocommit else "transaction",
+            started_at=now(),
+            statements_total=len(prepared.statements),
+        )
+        try:
+            if prepared.autocommit:
+                self._run_autocommit(prepared, record, previous)
+            else:
+                self._run_transaction(prepared, record)
+            record.status = "applied"
+        except MigrationError as err:
+            self.error = err
+            record.status, record.error = "failed", str(err)
+            self._write_row(record, "failed")
+        record.finished_at = now()
+        record.duration_seconds = (record.finished_at - record.started_at).total_seconds()  # type: ignore[operator]
+        record.retries = self._retries
+        return record
+
+    # -- the two modes -------------------------------------------------------------------------
+
+    def _run_transaction(self, prepared: PreparedFile, record: VersionApplyRecord) -> None:
+        statements = prepared.statements
+        objects = [o for s in statements for o in created_objects_of(s)]
+        self._context = f"{prepared.migration.filename}: before its transaction"
+        for obj in (o for o in objects if o.kind == "index"):
+            self._attempt(partial(catalog.drop_invalid_index, self.conn, obj))
+        self._set_timeouts(self.settings.lock_timeout_ms)
+
+        def body() -> VersionApplyRecord:
+            with self.conn.transaction():
+                before = catalog.snapshot(self.conn, objects)
+                for index, stmt in enumerate(statements):
+                    self._execute(prepared, index, stmt)
+                done = record.model_copy(
+                    update={
+                        "created_objects": catalog.newly_created(self.conn, objects, before),
+                        "statements_done": len(statements),
+                    }
+                )
+                catalog.check_indexes_valid(self.conn, [o for o in objects if o.kind == "index"])
+                self._write_row(done, "applied")
+            return done
+
+        done = self._attempt(body)  # on failure nothing committed: the record keeps 0 and []
+        record.created_objects, record.statements_done = done.created_objects, done.statements_done
+
+    def _run_autocommit(
+        self,
+        prepared: PreparedFile,
+        record: VersionApplyRecord,
+        previous: history.HistoryRow | None,
+    ) -> None:
+        start = self._resume_point(prepared.migration, previous)
+        record.statements_done = start
+        record.created_objects = list(previous.created_objects) if previous and start else []
+        self._write_row(record, "running")
+        for index in range(start, len(prepared.statements)):
+            stmt = prepared.statements[index]
+            created = self._attempt(partial(self._autocommit_step, prepared, record, index, stmt))
+            record.created_objects = record.created_objects + created
+            record.statements_done = index + 1
+        self._write_row(record, "applied")
+
+    def _autocommit_step(
+        self, prepared: PreparedFile, record: VersionApplyRecord, index: int, stmt: Statement
+    ) -> list[CreatedObject]:
+        objects = created_objects_of(stmt)
+        version = prepared.migration.version
+        if not stmt.needs_autocommit:
+            self._set_timeouts(self.settings.lock_timeout_ms)
+            with self.conn.transaction():
+                before = catalog.snapshot(self.conn, objects)
+                self._execute(prepared, index, stmt)
+                created = catalog.newly_created(self.conn, objects, before)
+                history.record_progress(
+                    self.conn, version, index + 1, record.created_objects + created
+                )
+            return created
+        self._set_timeouts(self.settings.concurrent_timeout_ms)
+        indexes = [o for o in objects if o.kind == "index"]
+        for obj in indexes:
+            if catalog.drop_invalid_index(self.conn, obj):
+                log.warning(
+                    "%s: dropped INVALID index %s before rebuilding it", self._context, obj.name
+                )
+        before = catalog.snapshot(self.conn, objects)
+        self._execute(prepared, index, stmt)
+        created = catalog.newly_created(self.conn, objects, before)
+        catalog.check_indexes_valid(self.conn, indexes)
+        history.record_progress(self.conn, version, index + 1, record.created_objects + created)
+        return created
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _resume_point(self, migration: Migration, previous: history.HistoryRow | None) -> int:
+        if previous is None or previous.status not in ("failed", "running"):
+            return 0
+        if previous.checksum != migration.checksum:
+            if previous.statements_done:
+                log.warning(
+                    "%s changed since its interrupted run (%s -> %s); running it from the start",
+                    migration.filename,
+                    previous.checksum,
+                    migration.checksum,
+                )
+            return 0
+        return previous.statements_done
+
+    def _execute(self, prepared: PreparedFile, index: int, stmt: Statement) -> None:
+        m = prepared.migration
+        self._context = f"{m.filename}:{stmt.line}: {stmt.first_line[:120]}"
+        current = CurrentStatement(
+            version=m.version,
+            name=m.name,
+            index=index + 1,
+            total=len(prepared.statements),
+            statement=stmt.first_line[:200],
+        )
+        self.monitor.begin(current)
+        try:
+            self.conn.execute(stmt.text)
+        finally:
+            self.monitor.end()
+
+    def _set_timeouts(self, lock_timeout_ms: int) -> None:
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', %s, false),"
+            " set_config('statement_timeout', %s, false)",
+            (str(lock_timeout_ms), str(self.settings.statement_timeout_ms)),
+        )
+
+    def _attempt(self, action: Callable[[], T]) -> T:
+        """Run ``action``; retry with backoff after a lock timeout or deadlock, up to the bound."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return action()
+            except psycopg.Error as exc:
+                err = from_database_error(exc, self._context)
+                err.blockers = self.monitor.last_blockers
+                if not isinstance(err, RETRYABLE):
+                    raise err from exc
+                if attempt > self.settings.max_retries:
+                    final = type(err)(
+                        f"{err}; gave up after {attempt} attempts; "
+                        f"{describe_blockers(err.blockers)}",
+                        sqlstate=err.sqlstate,
+                    )
+                    final.blockers = err.blockers
+                    raise final from exc
+                delay = self.settings.backoff(attempt)
+                log.warning(
+                    "%s; retry %d/%d in %.1f s; %s",
+                    err,
+                    attempt,
+                    self.settings.max_retries,
+                    delay,
+                    describe_blockers(err.blockers),
+                )
+                self._retries += 1
+                time.sleep(delay)
+
+    def _write_row(self, record: VersionApplyRecord, status: str) -> None:
+        row = history.HistoryRow(
+            version=record.version,
+            name=record.name,
+            checksum=record.checksum,
+            status=status,
+            started_at=record.started_at,
+            finished_at=now() if status != "running" else None,
+            statements_done=record.statements_done,
+            statements_total=record.statements_total,
+            applied_by=self.run_id,
+            created_objects=record.created_objects,
+            error=record.error,
+        )
+        try:
+            history.upsert_row(self.conn, row)
+        except psycopg.Error as exc:
+            if status != "failed":
+                raise
+            log.error("could not record the failure of version %s: %s", record.version, exc)
+            record.error = f"{record.error} (the history row could not be updated: {exc})"
