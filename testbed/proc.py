@@ -151,3 +151,24 @@ def wait_until(
                 f"last lines of {log_path}:\n{log_tail(log_path)}"
             )
         time.sleep(interval)
+
+
+def kill_marked(key: str, value: str) -> list[int]:
+    """SIGKILLs every process whose environment holds `key=value` (a safety net for processes
+    that escaped their group); returns their pids."""
+    needle = f"{key}={value}".encode()
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if needle not in environ.read().split(b"\0"):
+                    continue
+            os.kill(int(entry), signal.SIGKILL)
+            killed.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    for pid in killed:
+        _reap(pid)
+    return killed
