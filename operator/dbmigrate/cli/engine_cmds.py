@@ -1,0 +1,331 @@
+"""``dbmigrate plan | apply | status | history``: the migration engine by hand or in a Job.
+
+Each command takes ``--database-url`` (or env DATABASE_URL; libpq's PG* variables fill in what the
+URL leaves out) and, where it needs the files, ``--migrations DIR``. Text output is for people
+(apply draws a progress bar and names the sessions it waits for); ``--output json`` prints the
+result model for machines. Passwords are never printed: addresses appear as host:port/dbname.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
+from dbmigrate.cli.engine_output import ProgressView, apply_text, history_text, plan_text
+from dbmigrate.cli.reporting import Reporter, add_reporting_args, reporter_from_args
+from dbmigrate.controller.durations import InvalidDuration, parse_duration
+from dbmigrate.engine import history
+from dbmigrate.engine.apply import ApplySettings, apply_migrations, plan
+from dbmigrate.engine.connect import connect, database_label
+from dbmigrate.engine.errors import EXIT_USAGE, MigrationError, exit_code_for
+from dbmigrate.engine.sources import MigrationSet, MigrationSourceError, load_directory
+
+EXIT_CODES = """exit codes:
+  0  success: everything applied, nothing to do, or (plan) no drift
+  1  the step ran and found a failure: drift, lint errors under --lint-policy strict, a failing
+     statement, an index left invalid, a changed plan hash
+  2  bad input or usage: no database URL, bad migration file names, duplicate versions, SQL that
+     does not parse, an unknown --target
+  3  unavailable, may heal: cannot connect, the migration lock is held by another run, a lock or
+     statement timeout after the retries (rerun later; a rerun resumes)"""
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+def _duration_ms(text: str) -> int:
+    """``5s``, ``500ms``, ``2m`` or a plain number of milliseconds; ``0`` means no limit."""
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        return round(parse_duration(text, allow_zero=True).total_seconds() * 1000)
+    except InvalidDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _common(parser: argparse.ArgumentParser, migrations: str | None) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL URL (default: env DATABASE_URL); the password is never printed",
+    )
+    if migrations == "required":
+        parser.add_argument(
+            "--migrations", metavar="DIR", required=True, help="NNN_name.sql folder"
+        )
+    elif migrations == "optional":
+        parser.add_argument("--migrations", metavar="DIR", help="also show what is pending")
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        "--target-version",
+        dest="target",
+        type=int,
+        metavar="VERSION",
+        help="apply up to and including this version (default: the newest)",
+    )
+
+
+def _apply_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--lock-timeout",
+        type=_duration_ms,
+        default=5000,
+        metavar="D",
+        help="lock_timeout of every statement, e.g. 5s (default 5s)",
+    )
+    add(
+        "--concurrent-lock-timeout",
+        type=_duration_ms,
+        default=None,
+        metavar="D",
+        help="lock_timeout of CONCURRENTLY and other autocommit statements "
+        "(default: --lock-timeout)",
+    )
+    add(
+        "--statement-timeout",
+        type=_duration_ms,
+        default=0,
+        metavar="D",
+        help="statement_timeout of every statement; 0 = none (default)",
+    )
+    add(
+        "--lock-retries",
+        "--max-retries",
+        dest="lock_retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="retries after a lock timeout or deadlock (default 3)",
+    )
+    add(
+        "--retry-backoff",
+        type=_duration_ms,
+        default=2000,
+        metavar="D",
+        help="first wait between retries, doubling each time (default 2s)",
+    )
+    add(
+        "--lock-wait",
+        type=_duration_ms,
+        default=60000,
+        metavar="D",
+        help="how long to wait for another run's migration lock (default 60s)",
+    )
+    add(
+        "--auto-concurrently",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="rewrite CREATE INDEX on existing tables to CREATE INDEX CONCURRENTLY (default off)",
+    )
+    add(
+        "--lint-policy",
+        choices=("strict", "warn", "off"),
+        default="strict",
+        help="strict: lint errors refuse the run before anything runs; warn: print; off: skip",
+    )
+    add("--plan-hash", metavar="HASH", help="refuse to apply unless the plan has this hash")
+    add("--run-id", help="id recorded as applied_by (default: generated)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add plan, apply, status and history."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "plan",
+        help="show the pending migrations and refuse drift",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+        description="Compare the migration files with the history table: pending versions, the "
+        "plan hash an approval binds to, and drift (changed or missing applied files).",
+    )
+    _common(p, "required")
+    _target(p)
+    add_reporting_args(p)
+    p.set_defaults(func=cmd_plan)
+
+    a = subparsers.add_parser(
+        "apply",
+        help="apply the pending migrations safely",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+        description="Apply pending migrations under the database's migration lock: one "
+        "transaction per file (or statement by statement for CONCURRENTLY and the like, "
+        "resumable), "
+        "lock and statement timeouts with retries, invalid-index recovery, live progress.",
+    )
+    _common(a, "required")
+    _target(a)
+    _apply_options(a)
+    add_reporting_args(a)
+    a.set_defaults(func=cmd_apply)
+
+    s = subparsers.add_parser(
+        "status",
+        help="applied, failed and pending versions",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    _common(s, "optional")
+    _target(s)
+    s.set_defaults(func=cmd_status)
+
+    h = subparsers.add_parser(
+        "history", help="the history table, row by row", epilog=EXIT_CODES, formatter_class=fmt
+    )
+    _common(h, None)
+    h.set_defaults(func=cmd_history)
+
+
+def _url(args: argparse.Namespace) -> str:
+    if not args.database_url:
+        raise UsageError("no database: give --database-url or set DATABASE_URL")
+    return str(args.database_url)
+
+
+def _set(args: argparse.Namespace) -> MigrationSet:
+    return load_directory(args.migrations)
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the engine's errors into a message on stderr and the documented exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (UsageError, MigrationSourceError) as exc:
+            print(f"dbmigrate {args.command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except MigrationError as exc:
+            print(f"dbmigrate {args.command}: {exc}", file=sys.stderr)
+            return exc.exit_code
+
+    run.__doc__ = command.__doc__
+    return run
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+@_guarded
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``dbmigrate plan``."""
+    result: PlanResult = plan(_url(args), _set(args), args.target)
+    reporter_from_args(args).result("plan", result)
+    if args.output == "json":
+        _print_json(result.to_wire())
+    else:
+        print("\n".join(plan_text(result)))
+    return 1 if result.drift_errors else 0
+
+
+def _settings(args: argparse.Namespace, on_lint: Callable[[list], None]) -> ApplySettings:
+    return ApplySettings(
+        target=args.target,
+        lock_timeout_ms=args.lock_timeout,
+        concurrent_lock_timeout_ms=args.concurrent_lock_timeout,
+        statement_timeout_ms=args.statement_timeout,
+        max_retries=args.lock_retries,
+        retry_backoff_seconds=args.retry_backoff / 1000,
+        lock_wait_seconds=args.lock_wait / 1000,
+        auto_concurrently=args.auto_concurrently,
+        lint_policy=args.lint_policy,
+        expected_plan_hash=args.plan_hash,
+        on_lint_findings=on_lint,
+    )
+
+
+def _lint_printer(args: argparse.Namespace) -> Callable[[list], None]:
+    def show(findings: list) -> None:
+        for f in findings:
+            print(
+                f"{f.file}:{f.line}:{f.column}: {f.severity} {f.rule}: {f.message}", file=sys.stderr
+            )
+
+    return show
+
+
+@_guarded
+def cmd_apply(args: argparse.Namespace) -> int:
+    """``dbmigrate apply``."""
+    url, migration_set = _url(args), _set(args)
+    try:
+        settings = _settings(args, _lint_printer(args))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    reporter: Reporter = reporter_from_args(args)
+    view = ProgressView(enabled=args.output == "text")
+
+    def on_progress(progress: ApplyProgress) -> None:
+        view.update(progress)
+        reporter.progress("progress", progress)
+
+    with view:
+        result: ApplyResult = apply_migrations(
+            url, migration_set, settings, args.run_id, on_progress
+        )
+    reporter.result("apply", result)
+    if args.output == "json":
+        _print_json(result.to_wire())
+    else:
+        print("\n".join(apply_text(result)))
+    return exit_code_for(result.error_code) if result.status == "failed" else 0
+
+
+def _row_dict(row: history.HistoryRow) -> dict[str, object]:
+    data = dataclasses.asdict(row)
+    data["created_objects"] = [o.to_wire() for o in row.created_objects]
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+@_guarded
+def cmd_status(args: argparse.Namespace) -> int:
+    """``dbmigrate status``: the history's state, and what is pending when --migrations is given."""
+    url = _url(args)
+    with connect(url, "status") as conn:
+        rows = history.read_history(conn)
+    result = plan(url, _set(args), args.target) if args.migrations else None
+    if args.output == "json":
+        _print_json(
+            {
+                "database": database_label(url),
+                "history": [_row_dict(r) for r in rows],
+                "plan": result.to_wire() if result else None,
+            }
+        )
+    else:
+        print(f"database {database_label(url)}")
+        print("\n".join(history_text(rows)))
+        if result is not None:
+            print("\n".join(plan_text(result)))
+    unhealthy = any(r.status in ("failed", "running") for r in rows)
+    return 1 if unhealthy or (result is not None and result.drift_errors) else 0
+
+
+@_guarded
+def cmd_history(args: argparse.Namespace) -> int:
+    """``dbmigrate history``."""
+    url = _url(args)
+    with connect(url, "history") as conn:
+        rows = history.read_history(conn)
+    if args.output == "json":
+        _print_json([_row_dict(r) for r in rows])
+    else:
+        print("\n".join(history_text(rows)))
+    return 0
+
+
+logging.getLogger("dbmigrate").addHandler(logging.NullHandler())
