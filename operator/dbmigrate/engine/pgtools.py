@@ -1,0 +1,181 @@
+"""Finding and running PostgreSQL's client programs (pg_dump, pg_restore) safely.
+
+Backups fail closed on version trouble: a pg_dump older than the server cannot dump it faithfully,
+so it is refused before it runs. The password never appears on a command line (where `ps` shows
+it): the URL is split into a conninfo without the password, given as ``--dbname``, and the
+password, given in the child's environment as PGPASSWORD.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+TOOL_DIR_ENV = "DBMIGRATE_PG_BIN"
+SEARCH_GLOBS = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/pgsql-*/bin",
+    "/opt/homebrew/opt/postgresql@*/bin",
+)
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+class StepError(Exception):
+    """A step cannot go on; the message says what is wrong and how to fix it.
+
+    ``exit_code`` is what the ``dbmigrate`` command returns: 2 for bad input (the default), 1 when
+    the step ran and failed.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class PgToolError(StepError):
+    """A PostgreSQL client program is missing, unsuitable or failed."""
+
+
+class ToolNotFound(PgToolError):
+    """No usable binary was found."""
+
+
+class ToolVersionError(PgToolError):
+    """The binary's version cannot work with this server or archive."""
+
+
+class ToolFailed(PgToolError):
+    """The program ran and exited with an error."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A client program and its version."""
+
+    path: str
+    major: int
+    minor: int
+    version_text: str
+
+    @property
+    def version(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+def parse_tool_version(output: str) -> tuple[int, int]:
+    """(major, minor) from ``pg_dump --version`` output such as 'pg_dump (PostgreSQL) 15.8'."""
+    match = _VERSION_RE.search(output)
+    if not match:
+        raise ToolVersionError(f"cannot read a PostgreSQL version from {output.strip()!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def server_major(server_version_num: int) -> int:
+    """Major version from server_version_num (150008 -> 15; 90624 -> 9)."""
+    return server_version_num // 10000
+
+
+def tool_version(path: str) -> Tool:
+    """Run ``PATH --version`` and parse it."""
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ToolNotFound(f"{path} --version failed: {exc}") from exc
+    major, minor = parse_tool_version(out)
+    return Tool(path=path, major=major, minor=minor, version_text=out.strip())
+
+
+def candidate_paths(name: str, override_dir: str | None = None) -> list[str]:
+    """Where to look for NAME: an explicit folder, DBMIGRATE_PG_BIN, PATH, the distro folders."""
+    explicit = override_dir or os.environ.get(TOOL_DIR_ENV)
+    if explicit:
+        return [str(Path(explicit) / name)]
+    found: list[str] = []
+    on_path = shutil.which(name)
+    if on_path:
+        found.append(on_path)
+    for pattern in SEARCH_GLOBS:
+        for folder in sorted(glob.glob(pattern)):
+            path = str(Path(folder) / name)
+            if os.access(path, os.X_OK) and path not in found:
+                found.append(path)
+    return found
+
+
+def choose_tool(tools: Sequence[Tool], wanted_major: int) -> Tool | None:
+    """The tool of the server's major version, else the newest one (None if there is none)."""
+    same = [t for t in tools if t.major == wanted_major]
+    if same:
+        return same[0]
+    return max(tools, key=lambda t: (t.major, t.minor), default=None)
+
+
+def find_tool(name: str, server_major_version: int, override_dir: str | None = None) -> Tool:
+    """Find NAME, refusing one older than the server: it cannot read or dump it faithfully."""
+    paths = candidate_paths(name, override_dir)
+    tools = [tool_version(p) for p in paths if os.access(p, os.X_OK)]
+    if not tools:
+        where = (
+            override_dir or os.environ.get(TOOL_DIR_ENV) or "PATH and " + ", ".join(SEARCH_GLOBS)
+        )
+        raise ToolNotFound(
+            f"{name} not found in {where}; install the PostgreSQL {server_major_version} client "
+            f"programs or point --pg-bin / {TOOL_DIR_ENV} at their folder"
+        )
+    tool = choose_tool(tools, server_major_version)
+    assert tool is not None
+    require_not_older(tool, name, server_major_version)
+    return tool
+
+
+def require_not_older(tool: Tool, name: str, server_major_version: int) -> None:
+    """Refuse a client program whose major version is older than the server's."""
+    if tool.major < server_major_version:
+        raise ToolVersionError(
+            f"{name} {tool.version} ({tool.path}) is older than the server "
+            f"(PostgreSQL {server_major_version}); an older {name} cannot handle a newer server "
+            f"faithfully. Install the PostgreSQL {server_major_version} client programs (or newer) "
+            f"and point --pg-bin / {TOOL_DIR_ENV} at them"
+        )
+
+
+def libpq_args(url: str, dbname: str | None = None) -> tuple[str, dict[str, str]]:
+    """A conninfo without the password, and the child environment carrying it as PGPASSWORD."""
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    if dbname is not None:
+        params["dbname"] = dbname
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
+
+
+def run_tool(
+    argv: Sequence[str], env: dict[str, str], what: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a client program; a non-zero exit becomes ToolFailed with its stderr (no secrets)."""
+    try:
+        proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise ToolNotFound(f"cannot run {argv[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()
+        tail = "; ".join(detail[-5:]) if detail else f"exit code {proc.returncode}"
+        raise ToolFailed(f"{what} failed: {tail}")
+    return proc

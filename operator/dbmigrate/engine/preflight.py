@@ -1,0 +1,277 @@
+"""The preflight step: what the pending SQL will need and meet, checked before anything changes.
+
+Privileges for what the SQL does, database and table sizes, row estimates (large tables flagged),
+each new index's disk and build-time estimate (see ``estimates``), sessions that would hold up a
+CONCURRENTLY build, duplicates that would make a UNIQUE build fail (bounded by a timeout), and
+whether a new index ends HOT updates. Reads only: every query runs in a READ ONLY transaction,
+except the rolled-back calibration build in a temporary table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
+from dbmigrate.engine import estimates, indexdefs, preflight_db
+from dbmigrate.engine.indexdefs import IndexDef, TableRef
+from dbmigrate.engine.probes import Probe, run_probe
+from dbmigrate.engine.sources import Migration
+
+
+@dataclass(frozen=True)
+class PreflightOptions:
+    """Thresholds and bounds of the checks."""
+
+    large_table_rows: int = 1_000_000
+    long_transaction_seconds: float = 60.0
+    duplicate_check_timeout_ms: int = 30_000
+    calibrate: bool = True
+    probes: Sequence[Probe] = ()
+
+
+def run_preflight(
+    conn: psycopg.Connection, pending: Sequence[Migration], options: PreflightOptions
+) -> PreflightResult:
+    """Every check against the connected database (autocommit connection)."""
+    conn.autocommit = True
+    texts = [m.sql for m in pending]
+    indexes = [i for m in pending for i in indexdefs.index_defs(m.sql, m.version)]
+    info = preflight_db.server_facts(conn)
+    result = PreflightResult(
+        passed=True,
+        pending_versions=[str(m.version) for m in pending],
+        role=info.role,
+        server_version=info.server_version,
+        database_size_bytes=info.database_size,
+        large_table_rows=options.large_table_rows,
+        checked_at=datetime.now(UTC),
+    )
+    tables = _tables(conn, indexdefs.touched_tables(texts), options.large_table_rows)
+    result.tables = [t for t, _ in tables]
+    result.touches_large_tables = any(t.large for t in result.tables)
+    result.checks.append(_privilege_check(conn, info, tables, indexdefs.created_schemas(texts)))
+    result.checks.append(_size_check(result))
+    calibration = _calibrate(conn, options, indexes)
+    result.new_indexes = [_estimate(conn, i, tables, calibration) for i in indexes]
+    result.estimated_disk_bytes = sum(i.estimated_size_bytes for i in result.new_indexes)
+    result.estimated_build_seconds = round(
+        sum(i.estimated_build_seconds for i in result.new_indexes), 2
+    )
+    result.checks.append(_estimate_check(result, calibration))
+    result.checks.extend(_unique_checks(conn, indexes, result.new_indexes, tables, options))
+    result.checks.extend(_hot_checks(conn, indexes, result.new_indexes, tables))
+    result.blockers = preflight_db.blockers(conn, options.long_transaction_seconds)
+    result.checks.append(_blocker_check(result, indexes))
+    result.probe_baseline = [run_probe(conn, p, analyze=False) for p in options.probes]
+    result.passed = all(c.status != "fail" for c in result.checks)
+    return result
+
+
+Resolved = list[tuple[TableEstimate, preflight_db.TableFacts | None]]
+
+
+def _tables(conn: psycopg.Connection, refs: Sequence[TableRef], threshold: int) -> Resolved:
+    out: Resolved = []
+    for ref in refs:
+        facts = preflight_db.table_facts(conn, ref.schema, ref.name)
+        if facts is None:
+            schema = ref.schema or preflight_db.current_schema(conn)
+            out.append((TableEstimate(schema_name=schema, name=ref.name, exists=False), None))
+            continue
+        est = TableEstimate(
+            schema_name=facts.schema,
+            name=facts.name,
+            exists=True,
+            size_bytes=facts.size_bytes,
+            total_size_bytes=facts.total_size_bytes,
+            estimated_rows=facts.rows,
+            row_estimate_source=facts.row_source,
+            large=facts.rows > threshold,
+            updates=facts.updates,
+            hot_updates=facts.hot_updates,
+            hot_update_percent=estimates.hot_percent(facts.updates, facts.hot_updates),
+        )
+        out.append((est, facts))
+    return out
+
+
+def _facts_for(tables: Resolved, idx: IndexDef) -> preflight_db.TableFacts | None:
+    for est, facts in tables:
+        if est.name == idx.table and (idx.schema is None or idx.schema == est.schema_name):
+            return facts
+    return None
+
+
+def _privilege_check(
+    conn: psycopg.Connection, info: preflight_db.ServerFacts, tables: Resolved, schemas: list[str]
+) -> Check:
+    problems = preflight_db.privilege_problems(conn, info, tables, schemas)
+    if problems:
+        return Check(name="privileges", status="fail", message="; ".join(problems))
+    return Check(
+        name="privileges",
+        status="ok",
+        message=f"role {info.role} owns every table the SQL alters or indexes and may create in "
+        "the schemas it creates objects in",
+    )
+
+
+def _size_check(result: PreflightResult) -> Check:
+    large = [
+        f"{t.schema_name}.{t.name} (~{t.estimated_rows:,} rows)" for t in result.tables if t.large
+    ]
+    if large:
+        return Check(
+            name="large-tables",
+            status="warn",
+            message=f"large tables touched: {', '.join(large)}; schedule a maintenance window "
+            "and expect long index builds",
+        )
+    return Check(
+        name="large-tables",
+        status="ok",
+        message=f"no touched table above {result.large_table_rows:,} estimated rows; database "
+        f"size {result.database_size_bytes:,} bytes",
+    )
+
+
+def _calibrate(
+    conn: psycopg.Connection, options: PreflightOptions, indexes: Sequence[IndexDef]
+) -> estimates.Calibration | None:
+    if not options.calibrate or not indexes:
+        return None
+    try:
+        return preflight_db.calibrate(conn)
+    except psycopg.Error:
+        return None  # no TEMP privilege: the documented fallback rate is used instead
+
+
+def _estimate(
+    conn: psycopg.Connection,
+    idx: IndexDef,
+    tables: Resolved,
+    calibration: estimates.Calibration | None,
+) -> IndexEstimate:
+    est = IndexEstimate(
+        name=idx.name,
+        schema_name=idx.schema or "",
+        table=idx.table,
+        method=idx.method,
+        columns=list(idx.referenced_columns),
+        unique=idx.unique,
+        partial=idx.partial,
+        concurrently=idx.concurrent,
+    )
+    facts = _facts_for(tables, idx)
+    if facts is None:
+        est.estimate_basis = "the table is created by the pending SQL: empty, nothing to build"
+        return est
+    est.schema_name = facts.schema
+    rows = preflight_db.predicate_rows(conn, facts, idx) if idx.partial else facts.rows
+    width = preflight_db.key_width(conn, facts, idx)
+    est.estimated_rows = rows
+    est.estimated_size_bytes, basis = estimates.index_size_bytes(
+        idx.method, rows, width, facts.size_bytes // estimates.PAGE
+    )
+    seconds = estimates.build_seconds(rows, width, facts.size_bytes, calibration, idx.concurrent)
+    est.estimated_build_seconds = round(seconds, 3)
+    timing = (
+        f"time: measured build of {calibration.rows:,} rows in {calibration.seconds:.3f}s, "
+        "scaled n log n"
+        if calibration
+        else "time: default rate (not calibrated)"
+    )
+    est.estimate_basis = f"{basis}; key width {width} B; {timing}"
+    return est
+
+
+def _estimate_check(result: PreflightResult, calibration: estimates.Calibration | None) -> Check:
+    how = "calibrated on this server" if calibration else "default rate, not calibrated"
+    return Check(
+        name="index-estimates",
+        status="ok",
+        message=f"{len(result.new_indexes)} new index(es): about "
+        f"{result.estimated_disk_bytes:,} bytes of disk and "
+        f"{result.estimated_build_seconds:.1f}s to build ({how}); make sure the volume has "
+        "that much free space plus room for the sort's temporary files",
+    )
+
+
+def _unique_checks(
+    conn: psycopg.Connection,
+    indexes: Sequence[IndexDef],
+    found: Sequence[IndexEstimate],
+    tables: Resolved,
+    options: PreflightOptions,
+) -> list[Check]:
+    checks: list[Check] = []
+    for idx, est in zip(indexes, found, strict=True):
+        facts = _facts_for(tables, idx)
+        if not idx.unique or facts is None:
+            continue
+        started = time.monotonic()
+        dup = preflight_db.has_duplicates(conn, facts, idx, options.duplicate_check_timeout_ms)
+        est.unique_duplicates_found = dup
+        checks.append(_unique_check(idx, dup, time.monotonic() - started, options))
+    return checks
+
+
+def _unique_check(idx: IndexDef, dup: bool | None, took: float, options: PreflightOptions) -> Check:
+    name = f"unique-duplicates:{idx.name}"
+    if dup is None:
+        return Check(
+            name=name,
+            status="warn",
+            message=f"the duplicate check of {idx.name} did not finish within "
+            f"{options.duplicate_check_timeout_ms} ms; run it off-peak or raise the timeout",
+        )
+    if dup:
+        return Check(
+            name=name,
+            status="fail",
+            message=f"{idx.table} has duplicate values in ({', '.join(idx.key_sql)}): the UNIQUE "
+            f"build of {idx.name} would fail (leaving an INVALID index if CONCURRENTLY); remove "
+            "the duplicates first",
+        )
+    return Check(name=name, status="ok", message=f"no duplicates ({took:.2f}s)")
+
+
+def _hot_checks(
+    conn: psycopg.Connection,
+    indexes: Sequence[IndexDef],
+    found: Sequence[IndexEstimate],
+    tables: Resolved,
+) -> list[Check]:
+    checks: list[Check] = []
+    updated_cache: dict[int, set[str] | None] = {}
+    for idx, est in zip(indexes, found, strict=True):
+        facts = _facts_for(tables, idx)
+        if facts is None or not facts.updates:
+            continue
+        if facts.oid not in updated_cache:
+            updated_cache[facts.oid] = preflight_db.updated_columns(conn, facts)
+        check = preflight_db.hot_check(conn, facts, idx, est, updated_cache[facts.oid])
+        checks.append(check)
+    return checks
+
+
+def _blocker_check(result: PreflightResult, indexes: Sequence[IndexDef]) -> Check:
+    if not result.blockers:
+        return Check(name="long-transactions", status="ok", message="no long or idle transactions")
+    pids = ", ".join(str(b.pid) for b in result.blockers)
+    hold = (
+        "would hold the CONCURRENTLY builds in 'waiting for old snapshots'"
+        if any(i.concurrent for i in indexes)
+        else "may hold locks the migration needs"
+    )
+    return Check(
+        name="long-transactions",
+        status="warn",
+        message=f"sessions {pids} have transactions open; they {hold}. Ask their owners to "
+        "commit, or end them with SELECT pg_terminate_backend(pid)",
+    )

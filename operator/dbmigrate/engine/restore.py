@@ -1,0 +1,170 @@
+"""Restoring a backup with pg_restore: a clean restore into the same database, or into a new one.
+
+Before anything is touched the artefact is checked: it exists, is a custom or directory archive,
+matches the recorded sha256 when one is given, and ``pg_restore --list`` reads it. A one-job
+restore into the same database runs with ``--single-transaction``, so a failure changes nothing;
+with several jobs (``-j``) it is faster but not atomic. Restoring into a new database (for
+inspection) refuses an existing name and drops the new database again if the restore fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from dbmigrate.engine import pgtools
+from dbmigrate.engine.backup import BackupError, server_info, sha256_of, verify_archive
+from dbmigrate.engine.connect import connect
+
+CUSTOM_MAGIC = b"PGDMP"
+_TABLE_ENTRY = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )")
+
+
+class RestoreError(pgtools.StepError):
+    """The backup cannot be restored; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """What a restore did."""
+
+    target_database: str
+    archive_format: str
+    list_entries: int
+    table_entries: int
+    jobs: int
+    atomic: bool
+    duration_seconds: float
+    pg_restore_version: str
+
+
+def archive_format(path: Path) -> str:
+    """'custom' or 'directory'; RestoreError for anything else (plain SQL, tar, missing)."""
+    if path.is_dir():
+        if not (path / "toc.dat").is_file():
+            raise RestoreError(f"{path} is a folder without toc.dat: not a directory-format dump")
+        return "directory"
+    if not path.is_file():
+        raise RestoreError(
+            f"backup {path} does not exist; give the path recorded in the backup evidence "
+            "(status.backup.path) and check the backup volume is mounted"
+        )
+    with path.open("rb") as handle:
+        head = handle.read(len(CUSTOM_MAGIC))
+    if head != CUSTOM_MAGIC:
+        raise RestoreError(f"{path} is not a pg_dump custom-format archive (bad header)")
+    return "custom"
+
+
+def count_table_entries(listing: str) -> int:
+    """TABLE entries (not TABLE DATA) in ``pg_restore --list`` output."""
+    return sum(1 for line in listing.splitlines() if _TABLE_ENTRY.match(line))
+
+
+def check_backup(path: Path, pg_restore: pgtools.Tool, expected_sha256: str | None) -> str:
+    """Everything checked before a restore touches the database; the archive listing."""
+    archive_format(path)
+    if expected_sha256 and sha256_of(path) != expected_sha256.lower():
+        raise RestoreError(
+            f"{path} does not match the recorded sha256 {expected_sha256}: it changed since the "
+            "backup was taken; do not restore it"
+        )
+    try:
+        verify_archive(path, pg_restore)
+    except BackupError as exc:
+        raise RestoreError(str(exc)) from exc
+    proc = pgtools.run_tool([pg_restore.path, "--list", str(path)], _env(), "pg_restore --list")
+    return proc.stdout
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def database_exists(conn: psycopg.Connection, name: str) -> bool:
+    """Whether a database of that name exists."""
+    return (
+        conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    )
+
+
+def restore(
+    url: str,
+    path: str | Path,
+    jobs: int = 1,
+    into_database: str | None = None,
+    pg_bin: str | None = None,
+    expected_sha256: str | None = None,
+) -> RestoreOutcome:
+    """Restore PATH into the URL's database (clean) or into a new database INTO_DATABASE."""
+    backup = Path(path)
+    version_num, _, current_db = server_info(url)
+    pg_restore = pgtools.find_tool("pg_restore", pgtools.server_major(version_num), pg_bin)
+    listing = check_backup(backup, pg_restore, expected_sha256)
+    fmt = archive_format(backup)
+    started = time.monotonic()
+    if into_database:
+        _restore_new(url, backup, pg_restore, jobs, into_database)
+    else:
+        _run_restore(url, backup, pg_restore, jobs, current_db, clean=True)
+    return RestoreOutcome(
+        target_database=into_database or current_db,
+        archive_format=fmt,
+        list_entries=sum(1 for ln in listing.splitlines() if ln.strip() and ln[0] != ";"),
+        table_entries=count_table_entries(listing),
+        jobs=jobs,
+        atomic=jobs == 1,
+        duration_seconds=round(time.monotonic() - started, 3),
+        pg_restore_version=pg_restore.version,
+    )
+
+
+def _restore_new(url: str, backup: Path, tool: pgtools.Tool, jobs: int, name: str) -> None:
+    with connect(url, "restore") as conn:
+        if database_exists(conn, name):
+            raise RestoreError(
+                f"database {name!r} exists already; choose a new name for --into-database "
+                "(a restore for inspection never overwrites a database)"
+            )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        _run_restore(url, backup, tool, jobs, name, clean=False)
+    except RestoreError:
+        with connect(url, "restore") as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        raise
+
+
+def restore_argv(
+    tool: pgtools.Tool, backup: Path, conninfo: str, jobs: int, clean: bool
+) -> list[str]:
+    """The pg_restore command line (no password: it travels as PGPASSWORD)."""
+    argv = [tool.path, "--exit-on-error", "--no-password", f"--dbname={conninfo}"]
+    if clean:
+        argv += ["--clean", "--if-exists"]
+    argv += [f"--jobs={jobs}"] if jobs > 1 else ["--single-transaction"]
+    return [*argv, str(backup)]
+
+
+def _run_restore(
+    url: str, backup: Path, tool: pgtools.Tool, jobs: int, dbname: str, clean: bool
+) -> None:
+    conninfo, env = pgtools.libpq_args(url, dbname=dbname)
+    try:
+        pgtools.run_tool(restore_argv(tool, backup, conninfo, jobs, clean), env, "pg_restore")
+    except pgtools.PgToolError as exc:
+        atomic = (
+            "nothing was changed (single transaction)"
+            if jobs == 1
+            else (
+                "the parallel restore may have been partly applied; run it again or restore with "
+                "--jobs 1 for an all-or-nothing restore"
+            )
+        )
+        raise RestoreError(f"{exc}; {atomic}", exit_code=1) from exc

@@ -1,0 +1,209 @@
+"""The emergency rollback, tiered as the migration guide's: drop what the run created, or restore
+the backup; then check the state and mark the versions rolled back in the history table.
+
+Tier 1 (dropCreatedObjects) drops exactly the objects in the apply step's manifest, newest first:
+indexes with DROP INDEX CONCURRENTLY IF EXISTS (no table lock held for long), tables only when the
+run created them. Tier 2 (restoreBackup) restores the pg_dump taken before the run, then drops what
+the run created outside the dump (new tables survive ``pg_restore --clean``). The history rows of
+the rolled-back versions are read before a restore and written back afterwards, marked rolled
+back, so the history stays honest. The backup is never deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from dbmigrate.api.evidence import DroppedObject, RollbackRecord
+from dbmigrate.api.plan import CreatedObject
+from dbmigrate.engine import history, restore
+from dbmigrate.engine.connect import connect
+from dbmigrate.engine.pgtools import StepError
+
+Strategy = Literal["dropCreatedObjects", "restoreBackup"]
+ROLLABLE_STATUSES = ("applied", "failed", "running")
+_DROP = {
+    "index": "DROP INDEX CONCURRENTLY IF EXISTS {}",
+    "table": "DROP TABLE IF EXISTS {}",
+    "view": "DROP VIEW IF EXISTS {}",
+    "materialized_view": "DROP MATERIALIZED VIEW IF EXISTS {}",
+    "sequence": "DROP SEQUENCE IF EXISTS {}",
+    "type": "DROP TYPE IF EXISTS {}",
+    "schema": "DROP SCHEMA IF EXISTS {}",
+}
+
+
+class RollbackError(StepError):
+    """The rollback cannot start (bad input); nothing was changed."""
+
+
+def default_versions(rows: Sequence[history.HistoryRow]) -> list[int]:
+    """The versions of the most recent run (same applied_by as the newest started row)."""
+    live = [r for r in rows if r.status in ROLLABLE_STATUSES and r.started_at is not None]
+    if not live:
+        return []
+    newest = max(live, key=lambda r: (r.started_at, r.version))
+    return sorted(r.version for r in live if r.applied_by == newest.applied_by)
+
+
+def drop_statement(obj: CreatedObject, schema: str) -> sql.Composed:
+    """The DROP for one manifest object, identifiers quoted."""
+    if obj.kind == "column":
+        if not obj.table:
+            raise RollbackError(f"manifest column {obj.name!r} has no table; cannot drop it")
+        return sql.SQL("ALTER TABLE IF EXISTS {} DROP COLUMN IF EXISTS {}").format(
+            sql.Identifier(schema, obj.table), sql.Identifier(obj.name)
+        )
+    if obj.kind == "schema":
+        return sql.SQL(_DROP["schema"]).format(sql.Identifier(obj.name))
+    return sql.SQL(_DROP[obj.kind]).format(sql.Identifier(schema, obj.name))
+
+
+def object_exists(conn: psycopg.Connection, obj: CreatedObject, schema: str) -> bool:
+    """Whether a manifest object exists now."""
+    if obj.kind == "schema":
+        query = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
+        return conn.execute(query, (obj.name,)).fetchone() is not None
+    if obj.kind == "type":
+        query = (
+            "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+            " WHERE n.nspname = %s AND t.typname = %s"
+        )
+        return conn.execute(query, (schema, obj.name)).fetchone() is not None
+    if obj.kind == "column":
+        query = (
+            "SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s AND column_name = %s"
+        )
+        return conn.execute(query, (schema, obj.table, obj.name)).fetchone() is not None
+    query = (
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s"
+    )
+    return conn.execute(query, (schema, obj.name)).fetchone() is not None
+
+
+def drop_objects(
+    conn: psycopg.Connection, manifest: Sequence[CreatedObject], lock_timeout: str
+) -> list[DroppedObject]:
+    """Drop each manifest object that exists (autocommit, one statement each); what happened."""
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
+    current = conn.execute("SELECT current_schema()").fetchone()
+    default_schema = str(current[0]) if current and current[0] else "public"
+    done: list[DroppedObject] = []
+    for obj in manifest:
+        schema = obj.schema_name or default_schema
+        existed = object_exists(conn, obj, schema)
+        if existed:
+            conn.execute(drop_statement(obj, schema))
+        gone = not object_exists(conn, obj, schema)
+        done.append(
+            DroppedObject(
+                kind=obj.kind,
+                schema_name=schema,
+                name=obj.name,
+                table=obj.table,
+                existed=existed,
+                gone=gone,
+            )
+        )
+    return done
+
+
+def _mark(conn: psycopg.Connection, rows: Sequence[history.HistoryRow], run_id: str) -> list[str]:
+    """Write the captured history rows back if a restore removed them, then mark them."""
+    history.ensure_history(conn)
+    present = {r.version for r in history.read_history(conn)}
+    for row in rows:
+        if row.version not in present:
+            history.upsert_row(conn, row)
+    history.mark_rolled_back(conn, [r.version for r in rows], run_id)
+    marked = {r.version for r in history.read_history(conn) if r.status == "rolled_back"}
+    return [str(r.version) for r in rows if r.version in marked]
+
+
+def rollback(
+    url: str,
+    strategy: Strategy,
+    run_id: str,
+    versions: Sequence[int] | None = None,
+    backup_path: str | None = None,
+    into_database: str | None = None,
+    jobs: int = 1,
+    pg_bin: str | None = None,
+    expected_sha256: str | None = None,
+    lock_timeout: str = "10s",
+) -> RollbackRecord:
+    """Roll the database back; the record says what was done and whether it was verified."""
+    started, clock = datetime.now(UTC), time.monotonic()
+    with connect(url, "rollback", run_id) as conn:
+        rows = history.read_history(conn)
+        chosen = list(versions) if versions else default_versions(rows)
+        if not chosen:
+            raise RollbackError("no applied versions to roll back; name them with --versions")
+        captured = [r for r in rows if r.version in set(chosen)]
+        manifest = history.created_objects(conn, chosen)
+        dbname = str(conn.info.dbname)
+    record = RollbackRecord(
+        strategy=strategy,
+        versions=[str(v) for v in chosen],
+        target_database=into_database or dbname,
+        parallel_jobs=jobs,
+        duration_seconds=0.0,
+        verified=False,
+        message="",
+        started_at=started,
+    )
+    if strategy == "restoreBackup":
+        _restore_step(url, record, backup_path, into_database, jobs, pg_bin, expected_sha256)
+    if into_database is None:
+        with connect(url, "rollback", run_id) as conn:
+            record.dropped_objects = drop_objects(conn, manifest, lock_timeout)
+            record.versions_marked_rolled_back = _mark(conn, captured, run_id)
+    record.verified = all(d.gone for d in record.dropped_objects) and (
+        into_database is not None or record.versions_marked_rolled_back == record.versions
+    )
+    record.duration_seconds = round(time.monotonic() - clock, 3)
+    record.finished_at = datetime.now(UTC)
+    record.message = _summary(record)
+    return record
+
+
+def _restore_step(
+    url: str,
+    record: RollbackRecord,
+    backup_path: str | None,
+    into_database: str | None,
+    jobs: int,
+    pg_bin: str | None,
+    expected_sha256: str | None,
+) -> None:
+    if not backup_path:
+        raise RollbackError("--strategy restore needs --backup PATH (status.backup.path)")
+    outcome = restore.restore(url, backup_path, jobs, into_database, pg_bin, expected_sha256)
+    record.restored_from = backup_path
+    record.restored_sha256 = expected_sha256
+    record.parallel_jobs = outcome.jobs
+
+
+def _summary(record: RollbackRecord) -> str:
+    dropped = sum(1 for d in record.dropped_objects if d.existed)
+    where = f"into database {record.target_database!r}" if record.restored_from else ""
+    how = (
+        f"restored {record.restored_from} {where}".strip()
+        if record.strategy == "restoreBackup"
+        else f"dropped {dropped} object(s) the run created"
+    )
+    if record.verified:
+        return f"rolled back versions {', '.join(record.versions)}: {how}; state verified"
+    left = [f"{d.kind} {d.schema_name}.{d.name}" for d in record.dropped_objects if not d.gone]
+    return (
+        f"rollback of versions {', '.join(record.versions)} incomplete: {how}; still present: "
+        f"{', '.join(left) or 'none'}; history marked: "
+        f"{', '.join(record.versions_marked_rolled_back) or 'none'}"
+    )
