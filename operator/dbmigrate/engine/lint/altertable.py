@@ -17,7 +17,7 @@ from __future__ import annotations
 from pglast import ast
 from pglast.enums.parsenodes import AlterTableType, ConstrType, ObjectType
 
-from dbmigrate.engine.lint.context import StatementContext, table_name
+from dbmigrate.engine.lint.context import StatementContext, label, table_name
 from dbmigrate.engine.lint.exprs import location, volatile_calls
 from dbmigrate.engine.lint.indexes import duplicate_check_query
 
@@ -41,7 +41,7 @@ def _index_constraint(
     kind = kinds.get(con.contype, "EXCLUDE") if con.contype is not None else "EXCLUDE"
     ctx.report(
         "DM209",
-        f"Adding {kind} constraint {con.conname or ''} builds its index while holding an ACCESS "
+        f"Adding {kind} constraint{label(con.conname)} builds its index while holding an ACCESS "
         f"EXCLUSIVE lock on {table_name(relation)}: reads and writes wait for the whole build.",
         location(con),
     )
@@ -50,7 +50,7 @@ def _index_constraint(
         query = duplicate_check_query(relation, keys, None, not con.nulls_not_distinct)
         ctx.report(
             "DM601",
-            f"{kind} constraint {con.conname or ''} on {table_name(relation)} fails if the table "
+            f"{kind} constraint{label(con.conname)} on {table_name(relation)} fails if the table "
             "has duplicate keys.",
             location(con),
             hint=f"Check first (preflight runs it): {query}",
@@ -72,7 +72,7 @@ def check_constraint(
             )
             ctx.report(
                 "DM202",
-                f"{kind} constraint {con.conname or ''} is validated by scanning "
+                f"{kind} constraint{label(con.conname)} is validated by scanning "
                 f"{table_name(relation)} while holding {locks}.",
                 location(con),
             )

@@ -33,6 +33,11 @@ def qualified(names: object) -> str:
     return ".".join(str(part.sval) for part in names if isinstance(part, ast.String))
 
 
+def label(name: str | None) -> str:
+    """`` name`` with a leading space for messages, or nothing for an unnamed object."""
+    return f" {name}" if name else ""
+
+
 def table_name(relation: ast.RangeVar | None) -> str:
     """A table's name for messages: ``name`` or ``schema.name``."""
     if relation is None:

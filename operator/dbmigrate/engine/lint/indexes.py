@@ -21,7 +21,7 @@ from pglast.enums.parsenodes import A_Expr_Kind
 from pglast.enums.primnodes import BoolExprType, NullTestType
 from pglast.stream import RawStream
 
-from dbmigrate.engine.lint.context import StatementContext, table_name
+from dbmigrate.engine.lint.context import StatementContext, label, table_name
 from dbmigrate.engine.lint.exprs import frozen_literal, location, non_immutable_calls, walk
 
 SAMPLE_LIMIT = 10
@@ -103,7 +103,7 @@ def check_index_expressions(node: ast.IndexStmt, ctx: StatementContext) -> None:
             ctx.report(
                 "DM501",
                 f"{what} in an index {part} is not IMMUTABLE: PostgreSQL refuses to create "
-                f"index {node.idxname or ''} (functions in index {part} must be marked "
+                f"index{label(node.idxname)} (functions in index {part} must be marked "
                 "IMMUTABLE).",
                 where,
             )
@@ -129,7 +129,7 @@ def check_unique_index(node: ast.IndexStmt, ctx: StatementContext) -> None:
     )
     ctx.report(
         "DM601",
-        f"UNIQUE index {node.idxname or ''} on {table_name(node.relation)} fails if the table has "
+        f"UNIQUE index{label(node.idxname)} on {table_name(node.relation)} fails if the table has "
         "duplicate keys" + (" and leaves an INVALID index behind." if node.concurrent else "."),
         hint=f"Check first (preflight runs it): {query}",
         check_query=query,
