@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = render_chart_crd(SOURCE.read_text())
     if args.check:
         if not TARGET.exists() or TARGET.read_text() != wanted:
-            print(f"{TARGET} differs from {SOURCE}: run `python tools/sync_chart_crd.py`", file=sys.stderr)
+            fix = "python tools/sync_chart_crd.py"
+            print(f"{TARGET} differs from {SOURCE}: run `{fix}`", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(wanted)
