@@ -9,6 +9,7 @@ schema as ``pg_dump --schema-only`` prints it.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.plan import ApplyResult
+from dbmigrate.cli import step_cmds
 from dbmigrate.engine import pgtools
 from dbmigrate.engine.apply import ApplySettings, apply_migrations
 from dbmigrate.engine.sources import load_directory
@@ -160,3 +162,11 @@ def app_tables(url: str) -> tuple[tuple[str, str], ...]:
             " ('pg_catalog', 'information_schema', 'dbmigrate') ORDER BY 1, 2"
         ).fetchall()
     return tuple((str(s), str(t)) for s, t in rows)
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run one of the step sub-commands as `dbmigrate` would (only this module's commands)."""
+    parser = argparse.ArgumentParser(prog="dbmigrate")
+    step_cmds.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import ValidationError
 
 from dbmigrate.api.base import ApiModel
@@ -137,6 +138,16 @@ def _finish(args: argparse.Namespace, key: str, model: ApiModel, ok: bool) -> in
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _scrub(message: str, args: argparse.Namespace) -> str:
+    """The message with the URL's password masked, should any error text ever carry it."""
+    url = getattr(args, "database_url", None)
+    try:
+        password = conninfo_to_dict(url).get("password") if url else None
+    except psycopg.ProgrammingError:
+        return redact(message)
+    return message.replace(str(password), "***") if password else message
+
+
 def _guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn the engine's exceptions into a clear message and the documented exit code."""
 
@@ -144,14 +155,14 @@ def _guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         try:
             return step(args)
         except (StepError, MigrationError) as exc:
-            print(f"error: {redact(str(exc))}", file=sys.stderr)
+            print(f"error: {_scrub(str(exc), args)}", file=sys.stderr)
             return exc.exit_code
         except (MigrationSourceError, ValidationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except psycopg.Error as exc:
             err = from_database_error(exc, f"dbmigrate {args.command}")
-            print(f"error: {redact(str(err))}", file=sys.stderr)
+            print(f"error: {_scrub(str(err), args)}", file=sys.stderr)
             return err.exit_code
 
     return run
@@ -181,7 +192,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     url = _url(args)
     options = backup.BackupOptions(
         folder=args.dir,
-        identity=args.name or str(psycopg.conninfo.conninfo_to_dict(url).get("dbname") or "db"),
+        identity=args.name or str(conninfo_to_dict(url).get("dbname") or "db"),
         format=args.format,
         jobs=args.jobs,
         keep=args.keep,

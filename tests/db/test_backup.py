@@ -1,0 +1,187 @@
+"""The backup step on real PostgreSQL: verified artefacts, retention, refusals that fail closed."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dbmigrate.engine import backup, pgtools
+from tests.db.data import MIGRATIONS, load_sample_data, migrate, run_cli
+
+REAL_BIN = str(Path(pgtools.find_tool("pg_dump", 15).path).parent)
+
+
+def _prepared(url: str) -> None:
+    migrate(url, MIGRATIONS, 4)
+    with psycopg.connect(url, autocommit=True) as conn:
+        load_sample_data(conn, users=50, sessions=200, views=500)
+
+
+def _fake_bin(folder: Path, pg_dump_script: str) -> str:
+    """A folder with a scripted pg_dump (a test double of the CLI) and the real pg_restore."""
+    folder.mkdir()
+    script = folder / "pg_dump"
+    script.write_text(pg_dump_script)
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    (folder / "pg_restore").symlink_to(Path(REAL_BIN) / "pg_restore")
+    return str(folder)
+
+
+def test_custom_backup_is_read_back_hashed_and_recorded(database_url: str, tmp_path: Path) -> None:
+    _prepared(database_url)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    ev = backup.take_backup(
+        database_url, backup.BackupOptions(folder=str(tmp_path), identity="team-a/add-idx"), when
+    )
+    path = Path(ev.path)
+    assert path.name == "team-a_add-idx-20260102T030405Z.dump"
+    assert ev.verified and ev.restore_list_entries > 20
+    assert ev.sha256 == backup.sha256_of(path) and ev.size_bytes == path.stat().st_size
+    assert ev.pg_dump_version.startswith("15.") and ev.server_version.startswith("15.")
+    listing = subprocess.run(
+        [f"{REAL_BIN}/pg_restore", "--list", ev.path], capture_output=True, text=True, check=True
+    ).stdout
+    assert "TABLE DATA public page_views" in listing
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_directory_backup_with_jobs_has_a_stable_hash(database_url: str, tmp_path: Path) -> None:
+    _prepared(database_url)
+    options = backup.BackupOptions(folder=str(tmp_path), identity="db", format="directory", jobs=2)
+    ev = backup.take_backup(database_url, options)
+    path = Path(ev.path)
+    assert path.is_dir() and (path / "toc.dat").is_file() and ev.jobs == 2
+    assert backup.sha256_of(path) == ev.sha256
+    (path / "toc.dat").write_bytes((path / "toc.dat").read_bytes() + b"x")
+    assert backup.sha256_of(path) != ev.sha256
+
+
+def test_retention_keeps_newest_and_protected(database_url: str, tmp_path: Path) -> None:
+    _prepared(database_url)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    made = []
+    for i in range(4):
+        options = backup.BackupOptions(folder=str(tmp_path), identity="ns/m", keep=2)
+        if i == 1:  # the oldest-but-one is the backup a pending rollback needs
+            Path(made[0] + backup.KEEP_MARKER).write_text("rollback of run r1\n")
+        made.append(backup.take_backup(database_url, options, start + timedelta(hours=i)).path)
+    other = tmp_path / "ns_other-20200101T000000Z.dump"
+    other.write_bytes(b"PGDMP")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert Path(made[0]).name in names  # protected by its marker
+    assert Path(made[1]).name not in names  # deleted: older than the newest 2
+    assert {Path(made[2]).name, Path(made[3]).name} <= names
+    ev = backup.take_backup(
+        database_url,
+        backup.BackupOptions(folder=str(tmp_path), identity="ns/m", keep=1, protect=(made[2],)),
+        start + timedelta(hours=5),
+    )
+    assert ev.retention is not None
+    assert set(ev.retention.deleted) == {Path(made[3]).name}
+    assert Path(made[2]).name in ev.retention.protected
+    assert other.exists()  # another resource's backups are never touched
+
+
+def test_missing_folder_is_refused(database_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "not-mounted"
+    with pytest.raises(backup.BackupError, match="does not exist") as info:
+        backup.take_backup(database_url, backup.BackupOptions(folder=str(missing), identity="x"))
+    assert info.value.exit_code == 2 and not missing.exists()
+
+
+def test_older_pg_dump_is_refused_before_running(database_url: str, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    fake = _fake_bin(
+        tmp_path / "bin",
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 14.9"; exit 0; fi\n'
+        f"touch {ran}\nexit 0\n",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    options = backup.BackupOptions(folder=str(out), identity="x", pg_bin=fake)
+    with pytest.raises(pgtools.ToolVersionError, match=r"14\.9 .* older than the server"):
+        backup.take_backup(database_url, options)
+    assert not ran.exists() and not list(out.iterdir())
+
+
+def _newer_dump_script(real: str) -> str:
+    """A pg_dump reporting 99.0 whose archive header claims a format newer than pg_restore 15's."""
+    return (
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 99.0"; exit 0; fi\n'
+        f'{real}/pg_dump "$@" || exit $?\n'
+        'for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+        "printf '\\143' | dd of=\"$f\" bs=1 seek=6 conv=notrunc 2>/dev/null\n"
+    )
+
+
+def test_dump_from_newer_pg_dump_fails_the_read_back(database_url: str, tmp_path: Path) -> None:
+    _prepared(database_url)
+    fake = _fake_bin(tmp_path / "bin", _newer_dump_script(REAL_BIN))
+    out = tmp_path / "out"
+    out.mkdir()
+    options = backup.BackupOptions(folder=str(out), identity="x", pg_bin=fake)
+    with pytest.raises(backup.BackupError, match="newer pg_dump") as info:
+        backup.take_backup(database_url, options)
+    assert "unsupported version" in str(info.value)
+    assert not list(out.iterdir())  # the partial artefact is removed: nothing looks like a backup
+
+
+def test_password_reaches_pg_dump_only_through_the_environment(
+    database_url: str, tmp_path: Path
+) -> None:
+    _prepared(database_url)
+    log = tmp_path / "argv"
+    fake = _fake_bin(
+        tmp_path / "bin",
+        f'#!/bin/sh\necho "$@" >> {log}\necho "PGPASSWORD=$PGPASSWORD" >> {log}\n'
+        f'exec {REAL_BIN}/pg_dump "$@"\n',
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    backup.take_backup(
+        database_url, backup.BackupOptions(folder=str(out), identity="x", pg_bin=fake)
+    )
+    password = str(conninfo_to_dict(database_url)["password"])
+    lines = log.read_text().splitlines()
+    argv_lines = [ln for ln in lines if not ln.startswith("PGPASSWORD=")]
+    assert f"PGPASSWORD={password}" in lines
+    assert argv_lines and all(password not in ln for ln in argv_lines)
+
+
+def test_cli_backup_json_and_exit_codes(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _prepared(database_url)
+    code = run_cli(["backup", "--database-url", database_url, "--dir", str(tmp_path),
+                 "--name", "ns/cli", "--output", "json"])  # fmt: skip
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verified"] is True and data["restoreListEntries"] > 0
+    assert os.path.exists(data["path"])
+
+    missing = run_cli(["backup", "--database-url", database_url, "--dir", str(tmp_path / "nope")])
+    assert missing == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_unreachable_and_wrong_password(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = conninfo_to_dict(database_url)
+    unreachable = make_conninfo(database_url, host="127.0.0.1", port="1", connect_timeout="3")
+    assert run_cli(["backup", "--database-url", unreachable, "--dir", str(tmp_path)]) == 3
+    assert "cannot connect" in capsys.readouterr().err
+    wrong = make_conninfo(database_url, password="not-the-password")
+    assert run_cli(["backup", "--database-url", wrong, "--dir", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "password authentication failed" in err
+    assert "not-the-password" not in err and str(params["password"]) not in err
+    assert not list(tmp_path.iterdir())
