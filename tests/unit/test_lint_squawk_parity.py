@@ -136,7 +136,7 @@ def _target(node: ast.Node) -> str | None:
 
 def _created_before(parsed: ParsedFile, statement: int) -> set[str]:
     return {
-        s.node.relation.relname
+        str(s.node.relation.relname)
         for s in parsed.statements[:statement]
         if isinstance(s.node, ast.CreateStmt) and s.node.relation is not None
     }
