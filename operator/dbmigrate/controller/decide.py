@@ -1,0 +1,284 @@
+"""The pure state machine: ``decide(observed) -> Decision``, no I/O and no clock but
+``observed.now``, so the same observation always gives the same decision.
+
+Flow of one run: Pending → Planning → (WaitingForApproval | WaitingForWindow | WaitingForLock)
+→ BackingUp → Migrating → Verifying → Succeeded. Before the backup nothing in the database
+changes: a failed plan, lint errors under the strict policy, a failed preflight or backup end in
+Failed. A failed apply or verify rolls back (``recovery.py``) and ends RolledBack, or Failed when
+rollback.strategy is None. With backup disabled BackingUp is skipped. A plan with nothing
+pending ends Succeeded at once. Each phase is level-based: if its Job is missing (the operator
+stopped between the status patch and the create) it is created again under the same name.
+
+Spec changes while a run is going on (the run's generation is status.observedGeneration):
+
+* A run that has changed nothing yet gives way to the new generation at once: Pending,
+  WaitingFor* (even after the backup), and Planning as soon as its plan Job has finished.
+* From BackingUp on, the run finishes for the generation it started with; the new generation is
+  queued (the Ready message says so, and kstatus sees observedGeneration < generation) and starts
+  as soon as the run reaches Succeeded, Failed or RolledBack.
+* A terminal phase never changes without a new generation.
+
+The migration set itself cannot change under a running run: the apply Job gets the plan's hash
+and refuses files that do not match it. A new run clears the step keys of the previous run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dbmigrate.api.conditions import BACKED_UP, MIGRATED, READY, RECONCILING, STALLED, VERIFIED
+from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus, Phase, Step
+from dbmigrate.controller.gates import InvalidMaintenanceWindow, evaluate_approval, evaluate_window
+from dbmigrate.controller.model import STEP_KEYS, Decision, JobObservation, Observed
+from dbmigrate.controller.naming import run_id
+from dbmigrate.controller.outcome import Ctx, Outcome, StepCondition, render
+from dbmigrate.controller.recovery import begin_rollback, rolling_back
+from dbmigrate.controller.steps import (
+    failed,
+    missing_reports,
+    not_reported,
+    prerequisite_problem,
+    running,
+    stalled,
+    start_step,
+)
+
+LOCK_REQUEUE = 15.0
+WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
+CLEARED_KEYS = (*STEP_KEYS, "database")
+
+
+def decide(observed: Observed) -> Decision:
+    """The next step of the DatabaseMigration in ``observed``."""
+    ctx = Ctx(observed, observed.status)
+    if _starts_new_run(ctx):
+        return render(*_new_run(ctx))
+    phase = observed.status.phase
+    if phase in TERMINAL_PHASES:
+        return Decision(status=observed.status)
+    return render(ctx, PHASE_HANDLERS[phase](ctx))
+
+
+def _starts_new_run(ctx: Ctx) -> bool:
+    status, generation = ctx.observed.status, ctx.observed.generation
+    if status.observed_generation is None:
+        return True
+    if status.observed_generation >= generation:
+        return False
+    if status.phase in (*TERMINAL_PHASES, "Pending", *WAITING_PHASES):
+        return True
+    plan = ctx.job("plan")
+    return status.phase == "Planning" and (plan is None or plan.state != "Running")
+
+
+def _new_run(ctx: Ctx) -> tuple[Ctx, Outcome]:
+    observed, old = ctx.observed, ctx.observed.status
+    base = DatabaseMigrationStatus(
+        phase=old.phase,
+        observed_generation=observed.generation,
+        conditions=[c for c in old.conditions if c.type in (READY, RECONCILING, STALLED)],
+        run_id=run_id(observed.name, observed.uid, observed.generation),
+        started_at=observed.now,
+        current_version=old.current_version,
+        jobs=list(old.jobs),
+    )
+    fresh = Ctx(observed, base, clear_step_keys=CLEARED_KEYS)
+    return fresh, _pending(fresh)
+
+
+def _pending(ctx: Ctx) -> Outcome:
+    problem = prerequisite_problem(ctx)
+    if problem is not None:
+        return stalled(ctx, "Pending", *problem)
+    run = ctx.base.run_id
+    return start_step(ctx, "plan", f"planning generation {ctx.run_generation} (run {run})")
+
+
+def _step_phase(
+    step: Step,
+    on_success: Callable[[Ctx, JobObservation], Outcome],
+    on_failure: Callable[[Ctx, JobObservation], Outcome],
+) -> Callable[[Ctx], Outcome]:
+    """A handler for a phase that runs one step Job: (re)create it, wait, then judge it."""
+
+    def handle(ctx: Ctx) -> Outcome:
+        job = ctx.job(step)
+        if job is None:
+            return start_step(ctx, step, f"{step} step started again")
+        if job.state == "Running":
+            return running(ctx, step, job)
+        if job.state == "Failed":
+            return on_failure(ctx, job)
+        missing = missing_reports(ctx, step)
+        return not_reported(ctx, step, job, missing) if missing else on_success(ctx, job)
+
+    return handle
+
+
+def _plan_findings(ctx: Ctx) -> tuple[str, str] | None:
+    """(reason, message) of what in the plan's reports stops the run before any change."""
+    status, policy = ctx.base, ctx.observed.spec.safety.lint_policy
+    if status.plan is not None and status.plan.drift_errors:
+        first = status.plan.drift_errors[0].message
+        return "DriftDetected", f"the migration set disagrees with the history table: {first}"
+    lint = status.lint
+    if lint is not None and policy == "strict" and not lint.passed:
+        return "LintFailed", (
+            f"lint found {lint.error_count} error(s) under policy strict (see status.lint); fix "
+            "the SQL or waive a finding with '-- dbmigrate:ignore RULE reason: ...'. Nothing "
+            "was changed"
+        )
+    preflight = status.preflight
+    if preflight is not None and not preflight.passed:
+        checks = [f"{c.name}: {c.message}" for c in preflight.checks if c.status == "fail"]
+        return "PreflightFailed", "preflight failed: " + (
+            "; ".join(checks) or "see status.preflight"
+        )
+    return None
+
+
+def _plan_failed(ctx: Ctx, job: JobObservation) -> Outcome:
+    finding = _plan_findings(ctx)
+    if finding is not None:
+        return failed(ctx, "plan", *finding)
+    message = (
+        f"the plan Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
+    )
+    return failed(ctx, "plan", "PlanFailed", message)
+
+
+def _plan_done(ctx: Ctx, job: JobObservation) -> Outcome:
+    finding = _plan_findings(ctx)
+    if finding is not None:
+        return failed(ctx, "plan", *finding)
+    plan = ctx.base.plan
+    assert plan is not None  # missing_reports checked it
+    if not plan.pending:
+        message = "nothing to apply: every version of the migration set is already applied"
+        return Outcome("Succeeded", "succeeded", "NothingToApply", message)
+    return through_gates(ctx)
+
+
+def through_gates(ctx: Ctx) -> Outcome:
+    """Approval, then the maintenance window, then the database lock; then the next step."""
+    observed, status = ctx.observed, ctx.base
+    if status.plan is None:
+        message = "status.plan is gone, so the gates cannot be judged; apply a new generation"
+        return failed(ctx, "plan", "StepNotReported", message)
+    approval = evaluate_approval(
+        observed.spec, status.plan.plan_hash, observed.annotations, status.approval,
+        resource=observed.name, namespace=observed.namespace, now=ctx.now,
+    )  # fmt: skip
+    if not approval.passed:
+        reason = "ApprovalRefused" if approval.refused else "WaitingForApproval"
+        return Outcome("WaitingForApproval", "waiting", reason, approval.message,
+                       updates={"approval": approval.status}, warning=approval.refused)  # fmt: skip
+    try:
+        window = evaluate_window(observed.spec, status.preflight, ctx.now)
+    except InvalidMaintenanceWindow as exc:
+        return stalled(ctx, "WaitingForWindow", "InvalidMaintenanceWindow", str(exc),
+                       {"approval": approval.status})  # fmt: skip
+    gates: dict[str, Any] = {"approval": approval.status, "window": window.status}
+    if not window.passed:
+        return Outcome("WaitingForWindow", "waiting", "WaitingForWindow", window.message,
+                       updates=gates, requeue_after=window.requeue_after)  # fmt: skip
+    holder = observed.lock_holder
+    if holder is not None and not ctx.succeeded("backup"):
+        message = (
+            f"waiting for {holder}, which is migrating the same database; this migration starts "
+            "when that one ends"
+        )
+        gates["waiting_for"] = holder
+        return Outcome("WaitingForLock", "waiting", "WaitingForLock", message,
+                       updates=gates, requeue_after=LOCK_REQUEUE)  # fmt: skip
+    return _first_change(ctx, gates)
+
+
+def _first_change(ctx: Ctx, gates: dict[str, Any]) -> Outcome:
+    """The gates are open: back up (unless done or disabled), else apply."""
+    backup = ctx.observed.spec.backup
+    if backup.enabled and not ctx.succeeded("backup"):
+        return start_step(ctx, "backup", "backing up before any change", updates=gates)
+    conditions: tuple[StepCondition, ...] = ()
+    if not backup.enabled:
+        text = "spec.backup.enabled is false: no backup was taken"
+        conditions = (StepCondition(BACKED_UP, "False", "BackupDisabled", text),)
+    versions = ", ".join(str(v.version) for v in ctx.base.plan.pending) if ctx.base.plan else ""
+    return start_step(ctx, "apply", f"applying {versions}", conditions=conditions, updates=gates)
+
+
+def _backup_done(ctx: Ctx, job: JobObservation) -> Outcome:
+    backup = ctx.base.backup
+    assert backup is not None
+    if not backup.verified:
+        message = (
+            f"the backup {backup.path} could not be read back by pg_restore --list, so nothing "
+            "is migrated (no backup, no migration). Nothing was changed"
+        )
+        condition = StepCondition(BACKED_UP, "False", "BackupNotVerified", message)
+        return failed(ctx, "backup", "BackupNotVerified", message, conditions=(condition,))
+    text = f"{backup.path} ({backup.size_bytes} bytes, sha256 {backup.sha256}) verified"
+    condition = StepCondition(BACKED_UP, "True", "BackupVerified", text)
+    return through_gates(ctx).with_conditions(condition)
+
+
+def _backup_failed(ctx: Ctx, job: JobObservation) -> Outcome:
+    message = (
+        f"the backup Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
+    )
+    condition = StepCondition(BACKED_UP, "False", "BackupFailed", message)
+    return failed(ctx, "backup", "BackupFailed", message, conditions=(condition,))
+
+
+def _apply_done(ctx: Ctx, job: JobObservation) -> Outcome:
+    apply = ctx.base.apply
+    assert apply is not None
+    if apply.status == "failed":
+        return begin_rollback(ctx, "apply", "ApplyFailed", f"apply failed: {apply.error}")
+    versions = [str(v.version) for v in apply.versions if v.status == "applied"]
+    text = f"applied versions {', '.join(versions)}" if versions else "nothing left to apply"
+    condition = StepCondition(MIGRATED, "True", "Applied", text)
+    return start_step(ctx, "verify", f"{text}; verifying", conditions=(condition,))
+
+
+def _apply_failed(ctx: Ctx, job: JobObservation) -> Outcome:
+    apply = ctx.base.apply
+    detail = apply.error if apply is not None and apply.error else job.message or "see its logs"
+    return begin_rollback(ctx, "apply", "ApplyFailed", f"the apply Job {job.name} failed: {detail}")
+
+
+def _verify_done(ctx: Ctx, job: JobObservation) -> Outcome:
+    result = ctx.base.verification
+    assert result is not None
+    if not result.passed:
+        return begin_rollback(
+            ctx, "verify", "VerificationFailed", f"verification failed: {result.message}"
+        )
+    text = result.message or "every index is valid and every probe uses its index"
+    condition = StepCondition(VERIFIED, "True", "Verified", text)
+    return Outcome("Succeeded", "succeeded", "Succeeded", f"migrated and verified: {text}",
+                   conditions=(condition,))  # fmt: skip
+
+
+def _verify_failed(ctx: Ctx, job: JobObservation) -> Outcome:
+    message = f"the verify Job {job.name} failed: {job.message or 'see its logs'}"
+    return begin_rollback(ctx, "verify", "VerificationFailed", message)
+
+
+def _waiting(ctx: Ctx) -> Outcome:
+    """WaitingFor*: look at every gate again (the plan stays as reported)."""
+    return through_gates(ctx)
+
+
+PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
+    "Pending": _pending,
+    "Planning": _step_phase("plan", _plan_done, _plan_failed),
+    "WaitingForApproval": _waiting,
+    "WaitingForWindow": _waiting,
+    "WaitingForLock": _waiting,
+    "BackingUp": _step_phase("backup", _backup_done, _backup_failed),
+    "Migrating": _step_phase("apply", _apply_done, _apply_failed),
+    "Verifying": _step_phase("verify", _verify_done, _verify_failed),
+    "RollingBack": rolling_back,
+}
