@@ -67,9 +67,7 @@ def open_transaction(url: str, application_name: str, *statements: str) -> Itera
     try:
         for statement in statements:
             conn.execute(statement)  # type: ignore[arg-type]
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        assert row is not None
-        yield int(row[0])
+        yield conn.info.backend_pid
     finally:
         conn.rollback()
         conn.close()
