@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pglast import ast
 
-from dbmigrate.engine.lint import lint_sql
+from dbmigrate.engine.lint import RULES, lint_sql
 from dbmigrate.engine.lint.source import ParsedFile, parse_file
 
 CORPUS = Path(__file__).parent / "lint_corpus"
@@ -207,3 +207,13 @@ def test_every_squawk_finding_in_our_categories_is_ours(capsys: pytest.CaptureFi
             f"{len(groups['matched'])}, on tables new in the file {len(groups['new_table'])}; "
             f"moot {len(groups['moot'])}; out of scope {len(groups['out_of_scope'])}"
         )
+
+
+def test_readme_documents_every_rule_and_every_squawk_rule() -> None:
+    readme = (
+        Path(__file__).resolve().parents[2] / "operator/dbmigrate/engine/lint/README.md"
+    ).read_text(encoding="utf-8")
+    for rule in RULES.values():
+        assert f"| {rule.id} | `{rule.name}` | {rule.severity} |" in readme, rule.id
+    for squawk_rule in [*COVERED, *MOOT, *OUT_OF_SCOPE]:
+        assert squawk_rule in readme, squawk_rule
