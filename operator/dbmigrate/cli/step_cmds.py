@@ -74,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--name", help="resource identity, e.g. NAMESPACE/NAME (default: database)")
     b.add_argument("--keep", type=int, default=5, help="newest backups of this name to keep")
     b.add_argument("--protect", action="append", default=[], metavar="PATH")
+    b.add_argument(
+        "--verify-data",
+        action="store_true",
+        help="also read every data block back (pg_restore -f /dev/null), not only the list",
+    )
     b.set_defaults(func=cmd_backup)
 
     v = subparsers.add_parser("verify", help="check created indexes and probe query plans")
@@ -198,6 +203,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         keep=args.keep,
         protect=tuple(args.protect),
         pg_bin=args.pg_bin,
+        verify_data=args.verify_data,
     )
     evidence = backup.take_backup(url, options)
     return _finish(args, "backup", evidence, evidence.verified)

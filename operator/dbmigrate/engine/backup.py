@@ -46,6 +46,7 @@ class BackupOptions:
     protect: Sequence[str] = field(default_factory=tuple)
     pg_bin: str | None = None
     lock_wait_timeout: str = "60s"
+    verify_data: bool = False
 
 
 def safe_identity(identity: str) -> str:
@@ -159,6 +160,19 @@ def verify_archive(path: Path, pg_restore: pgtools.Tool) -> int:
     return entries
 
 
+def read_whole_archive(path: Path, pg_restore: pgtools.Tool) -> None:
+    """Read every data block of the archive (``pg_restore --file=/dev/null``), or BackupError.
+
+    ``--list`` reads only the table of contents; a truncated or damaged data section shows up
+    only when the data is read.
+    """
+    argv = [pg_restore.path, f"--file={os.devnull}", str(path)]
+    try:
+        pgtools.run_tool(argv, dict(os.environ), f"pg_restore (full read of {path.name})")
+    except pgtools.PgToolError as exc:
+        raise BackupError(f"{path} is damaged or truncated: {exc}") from exc
+
+
 def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -> BackupEvidence:
     """Dump the database, verify the archive, hash it, apply retention; the evidence."""
     folder = Path(options.folder)
@@ -182,6 +196,8 @@ def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -
     try:
         _run_pg_dump(url, pg_dump, partial, options)
         entries = verify_archive(partial, pg_restore)
+        if options.verify_data:
+            read_whole_archive(partial, pg_restore)
         partial.rename(final)
     finally:
         _remove(partial)

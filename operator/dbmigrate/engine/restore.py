@@ -19,7 +19,13 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.engine import pgtools
-from dbmigrate.engine.backup import BackupError, server_info, sha256_of, verify_archive
+from dbmigrate.engine.backup import (
+    BackupError,
+    read_whole_archive,
+    server_info,
+    sha256_of,
+    verify_archive,
+)
 from dbmigrate.engine.connect import connect
 
 CUSTOM_MAGIC = b"PGDMP"
@@ -67,8 +73,13 @@ def count_table_entries(listing: str) -> int:
     return sum(1 for line in listing.splitlines() if _TABLE_ENTRY.match(line))
 
 
-def check_backup(path: Path, pg_restore: pgtools.Tool, expected_sha256: str | None) -> str:
-    """Everything checked before a restore touches the database; the archive listing."""
+def check_backup(
+    path: Path, pg_restore: pgtools.Tool, expected_sha256: str | None, read_data: bool
+) -> str:
+    """Everything checked before a restore touches the database; the archive listing.
+
+    READ_DATA also reads every data block first: needed when the restore is not atomic.
+    """
     archive_format(path)
     if expected_sha256 and sha256_of(path) != expected_sha256.lower():
         raise RestoreError(
@@ -77,6 +88,8 @@ def check_backup(path: Path, pg_restore: pgtools.Tool, expected_sha256: str | No
         )
     try:
         verify_archive(path, pg_restore)
+        if read_data:
+            read_whole_archive(path, pg_restore)
     except BackupError as exc:
         raise RestoreError(str(exc)) from exc
     proc = pgtools.run_tool([pg_restore.path, "--list", str(path)], _env(), "pg_restore --list")
@@ -106,7 +119,11 @@ def restore(
     backup = Path(path)
     version_num, _, current_db = server_info(url)
     pg_restore = pgtools.find_tool("pg_restore", pgtools.server_major(version_num), pg_bin)
-    listing = check_backup(backup, pg_restore, expected_sha256)
+    # a one-job restore into the same database is one transaction and a restore into a new
+    # database is dropped on failure; only a parallel restore into this database needs a full
+    # read of the archive before it starts
+    parallel_in_place = jobs > 1 and not into_database
+    listing = check_backup(backup, pg_restore, expected_sha256, read_data=parallel_in_place)
     fmt = archive_format(backup)
     started = time.monotonic()
     if into_database:
@@ -160,7 +177,7 @@ def _run_restore(
         pgtools.run_tool(restore_argv(tool, backup, conninfo, jobs, clean), env, "pg_restore")
     except pgtools.PgToolError as exc:
         atomic = (
-            "nothing was changed (single transaction)"
+            "nothing was changed (one transaction, rolled back)"
             if jobs == 1
             else (
                 "the parallel restore may have been partly applied; run it again or restore with "
