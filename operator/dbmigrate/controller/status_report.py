@@ -72,6 +72,14 @@ class KubernetesTransport:
                 raise PatchError(f"cannot reach the API server: {exc}", transient=True) from exc
             raise
 
+    def read_status(self, namespace: str, name: str) -> dict[str, Any]:
+        """The resource's status (the step's Role allows get on its own resource)."""
+        obj: Any = self._api.get_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL, name
+        )
+        status: dict[str, Any] = (obj or {}).get("status") or {}
+        return status
+
 
 def _configuration() -> Any:
     """Client configuration from DBMIGRATE_SA_DIR (test bed) or the in-cluster service account."""
@@ -145,6 +153,19 @@ class StatusReporter:
             return
         self._last_progress = now
         self._send(key, model, attempts=PROGRESS_ATTEMPTS, what="progress")
+
+    def read_status(self) -> dict[str, Any] | None:
+        """The resource's current status, or None (logged) when it cannot be read."""
+        transport = self._get_transport()
+        reader = getattr(transport, "read_status", None)
+        if reader is None:
+            return None
+        try:
+            status: dict[str, Any] = reader(self.namespace, self.name)
+            return status
+        except Exception as exc:  # the step goes on without the context it would have read
+            log.warning("could not read the status of %s/%s: %s", self.namespace, self.name, exc)
+            return None
 
     def result(self, key: str, model: ApiModel) -> None:
         """Report a step's final result; always sent, retried on transient errors."""

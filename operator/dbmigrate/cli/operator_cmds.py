@@ -1,0 +1,115 @@
+"""``dbmigrate operator`` (the Kopf operator) and ``dbmigrate job <step>`` (what each Job runs).
+
+``dbmigrate operator`` runs the Kopf handlers of ``dbmigrate.controller.handlers`` standalone,
+either for a list of namespaces or for all of them, logged in with ``--kubeconfig`` or in-cluster.
+
+``dbmigrate job plan|backup|apply|verify|rollback`` are the composite commands of the step Jobs
+(the contract is in ``dbmigrate.controller.commands``): each calls the engine, prints a readable
+summary and reports its status keys into the resource through ``--report-to``. Exit codes: 0 the
+step succeeded, 1 it ran and failed (the result is in the status either way), 2 bad input, 3 the
+database or a lock was unavailable (may heal: the Job retries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from dbmigrate.cli.reporting import add_reporting_args
+
+STEP_HELP = {
+    "plan": "load the migrations, compute the plan, lint, preflight; report the database identity",
+    "backup": "pg_dump the database to the mounted volume and verify the archive",
+    "apply": "apply the pending migrations of the approved plan, with live progress",
+    "verify": "check the created indexes, ANALYZE, run the probe queries",
+    "rollback": "the emergency rollback: drop what the run created, or restore the backup",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``operator`` and ``job`` with its five steps."""
+    op = subparsers.add_parser(
+        "operator",
+        help="run the DatabaseMigration operator (Kopf, standalone)",
+        description="Watch DatabaseMigrations and drive them through their Jobs.",
+    )
+    scope = op.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    op.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    op.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=10.0,
+        help="how often an unfinished migration is looked at without any event (default 10)",
+    )
+    op.add_argument(
+        "--liveness", metavar="URL", help="Kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    op.set_defaults(func=operator_command)
+
+    job = subparsers.add_parser(
+        "job",
+        help="the composite step commands run by the operator's Jobs",
+        description="What each step Job runs; reports its results into the resource's status.",
+    )
+    steps = job.add_subparsers(dest="step", metavar="STEP", required=True)
+    for step, text in STEP_HELP.items():
+        parser = steps.add_parser(step, help=text, description=text)
+        _common_job_args(parser)
+        from dbmigrate.controller import step_jobs
+
+        step_jobs.add_step_args(step, parser)
+        parser.set_defaults(func=job_command)
+
+
+def _common_job_args(parser: argparse.ArgumentParser) -> None:
+    add_reporting_args(parser)
+    parser.add_argument("--run-id", required=True, help="identity of this run (history, backups)")
+    parser.add_argument("--migrations", required=True, help="folder of the NNN_name.sql files")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="connection URL (default: env DATABASE_URL, else libpq's PG* environment variables)",
+    )
+
+
+def job_command(args: argparse.Namespace) -> int:
+    """Run one step; see ``dbmigrate.controller.step_jobs``."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from dbmigrate.controller import step_jobs
+
+    return step_jobs.run_step(args)
+
+
+def operator_command(args: argparse.Namespace) -> int:
+    """Run Kopf standalone with our handlers until SIGINT/SIGTERM."""
+    import kopf
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.kubeconfig and not os.path.exists(args.kubeconfig):
+        print(f"--kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+        return 2
+    os.environ["DBMIGRATE_RESYNC_SECONDS"] = str(args.resync_seconds)
+    from dbmigrate.controller import handlers
+
+    handlers.OperatorConfig.kubeconfig = args.kubeconfig
+    clusterwide = args.all_namespaces or not args.namespace
+    kopf.run(
+        standalone=True,
+        clusterwide=clusterwide,
+        namespaces=() if clusterwide else args.namespace,
+        liveness_endpoint=args.liveness,
+    )
+    return 0

@@ -1,0 +1,211 @@
+"""The operator's access to the API server: plain JSON in, plain JSON out.
+
+The reconcile works on plain dicts (what the pure builders return and what ``decide`` reads), so
+this module talks REST through the kubernetes client's connection (its TLS, client certificates
+and tokens) without its typed models. Every call maps HTTP failures to ``ApiError`` with the
+status code, so callers can tell "already exists" (success for a deterministic Job name), "gone"
+and "forbidden" from what may heal (5xx, 429, timeouts).
+
+Secrets: ``secret_keys`` reads a Secret object to learn which keys it has and returns only their
+names. Values are never returned, logged or stored by the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from kubernetes import client, config
+
+from dbmigrate import API_GROUP, API_VERSION, PLURAL
+
+Obj = dict[str, Any]
+TRANSIENT = frozenset({0, 408, 429, 500, 502, 503, 504})
+MERGE_PATCH = "application/merge-patch+json"
+
+# Where each kind we create or read lives in the REST API: (prefix, plural).
+KINDS: dict[str, tuple[str, str]] = {
+    "Job": ("/apis/batch/v1", "jobs"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Secret": ("/api/v1", "secrets"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Event": ("/api/v1", "events"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "DatabaseMigration": (f"/apis/{API_GROUP}/{API_VERSION}", PLURAL),
+}
+
+
+class ApiError(Exception):
+    """An API call failed with an HTTP status (0: the API server could not be reached)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An ApiClient from the given kubeconfig, else in-cluster, else $KUBECONFIG/~/.kube/config."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def path_of(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
+    """REST path of a namespaced collection or object (``sub``: a subresource like status)."""
+    prefix, plural = KINDS[kind]
+    path = f"{prefix}/namespaces/{quote(namespace)}/{plural}" if namespace else f"{prefix}/{plural}"
+    if name:
+        path += f"/{quote(name)}"
+    return path + (f"/{sub}" if sub else "")
+
+
+class Kube:
+    """Thin, synchronous REST access (used from Kopf's handler threads)."""
+
+    def __init__(self, api_client: client.ApiClient, timeout: float = 30.0) -> None:
+        self.api = api_client
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Obj | list[Obj] | None = None,
+        *,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        """One REST call; returns the decoded JSON body or raises ApiError."""
+        url_path = path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, _, _ = self.api.param_serialize(
+            method=method,
+            resource_path=url_path,
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        data = json.dumps(body) if body is not None else None
+        try:
+            response = self.api.call_api(method, url, headers, data, _request_timeout=self.timeout)
+            raw = response.read()
+        except client.ApiException as exc:
+            raise ApiError(exc.status or 0, str(exc.reason or ""), str(exc.reason)) from exc
+        except OSError as exc:
+            raise ApiError(0, "Unreachable", f"cannot reach the API server: {exc}") from exc
+        except Exception as exc:  # urllib3 errors (timeouts, protocol) are not OSErrors
+            if type(exc).__module__.startswith("urllib3"):
+                raise ApiError(0, "Unreachable", f"API server request failed: {exc}") from exc
+            raise
+        decoded: Obj = json.loads(raw) if raw else {}
+        if response.status >= 400:
+            raise ApiError(response.status, str(response.reason), decoded.get("message", ""))
+        return decoded
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The object, or None if it does not exist."""
+        try:
+            return self.request("GET", path_of(kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str | None, selector: str | None = None) -> list[Obj]:
+        """Items of a namespaced list (all namespaces when ``namespace`` is None)."""
+        query = {"labelSelector": selector} if selector else None
+        items: list[Obj] = self.request("GET", path_of(kind, namespace), query=query)["items"]
+        return items
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """Names of the keys a Secret holds (None if it does not exist). Values are dropped here
+        and never leave this function."""
+        secret = self.get("Secret", namespace, name)
+        if secret is None:
+            return None
+        return frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+
+    def replicas(self, kind: str, namespace: str, name: str) -> int | None:
+        """spec.replicas of a Deployment or StatefulSet (None if it does not exist)."""
+        try:
+            scale = self.request("GET", path_of(kind, namespace, name, "scale"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return int(scale.get("spec", {}).get("replicas") or 0)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def create(self, obj: Obj) -> bool:
+        """Create ``obj``; False (and no error) if an object of that name exists already."""
+        meta = obj["metadata"]
+        try:
+            self.request("POST", path_of(obj["kind"], meta.get("namespace")), obj)
+            return True
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def create_or_update(self, obj: Obj, fields: tuple[str, ...]) -> str:
+        """Create ``obj``, or merge-patch ``fields`` (such as data, rules) into the existing one
+        when they differ. Returns created, updated or unchanged."""
+        if self.create(obj):
+            return "created"
+        meta = obj["metadata"]
+        current = self.get(obj["kind"], meta["namespace"], meta["name"]) or {}
+        patch = {f: obj.get(f) for f in fields if current.get(f) != obj.get(f)}
+        if not patch:
+            return "unchanged"
+        self.request(
+            "PATCH",
+            path_of(obj["kind"], meta["namespace"], meta["name"]),
+            patch,
+            content_type=MERGE_PATCH,
+        )
+        return "updated"
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set spec.replicas through the scale subresource."""
+        self.request(
+            "PATCH",
+            path_of(kind, namespace, name, "scale"),
+            {"spec": {"replicas": replicas}},
+            content_type=MERGE_PATCH,
+        )
+
+    def patch_status(self, namespace: str, name: str, status: Obj) -> Obj:
+        """Merge-patch the DatabaseMigration's ``/status`` with ``{"status": status}``."""
+        return self.request(
+            "PATCH",
+            path_of("DatabaseMigration", namespace, name, "status"),
+            {"status": status},
+            content_type=MERGE_PATCH,
+        )
+
+    def patch_metadata(self, kind: str, namespace: str, name: str, metadata: Obj) -> Obj:
+        """Merge-patch an object's metadata (labels, annotations)."""
+        return self.request(
+            "PATCH",
+            path_of(kind, namespace, name),
+            {"metadata": metadata},
+            content_type=MERGE_PATCH,
+        )

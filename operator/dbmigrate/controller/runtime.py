@@ -1,0 +1,222 @@
+"""The one reconcile: observe the cluster, ask the pure ``decide``, carry the Decision out.
+
+Every Kopf handler (create, resume, update, timer, Job events) ends here. ``Reconciler.reconcile``
+reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, whether the Secret
+and its keys exist, whether the ConfigMap exists, which other migration holds the same database),
+calls ``decide`` and carries out the Decision in the order ``model.py`` documents: status patch,
+scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions, and a
+requeue. One resource is reconciled by one thread at a time; a restart simply reconciles again,
+because Job names are deterministic and the database's history table is the truth of what ran.
+
+What may heal (API server unavailable, throttling) raises ``kopf.TemporaryError``; what will not
+(a spec that no longer parses, a forbidden call) is written as ``Stalled`` with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from dbmigrate import __version__
+from dbmigrate.api import conditions as cond
+from dbmigrate.api.spec import DatabaseMigrationSpec
+from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
+from dbmigrate.controller import gates, metrics
+from dbmigrate.controller.apply_decision import DecisionApplier
+from dbmigrate.controller.decide import decide
+from dbmigrate.controller.events import EventRecorder
+from dbmigrate.controller.jobs import required_secret_keys
+from dbmigrate.controller.kube import ApiError, Kube, Obj
+from dbmigrate.controller.model import (
+    Observed,
+    SecretObservation,
+    index_jobs,
+    observe_job,
+)
+from dbmigrate.controller.naming import job_selector
+from dbmigrate.controller.requeue import Requeuer
+
+log = logging.getLogger("dbmigrate.operator")
+
+DEFAULT_IMAGE = f"ghcr.io/dbmigrate/dbmigrate:{__version__}"
+
+
+def operator_image() -> str:
+    """The image of the step Jobs unless spec.jobs.image says otherwise (env DBMIGRATE_IMAGE)."""
+    return os.environ.get("DBMIGRATE_IMAGE") or DEFAULT_IMAGE
+
+
+class Reconciler:
+    """Reconciles DatabaseMigrations; thread-safe, one resource at a time per key."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        namespaces: Sequence[str] = (),
+        image: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.namespaces = tuple(namespaces)  # empty: all namespaces
+        self.clock = clock
+        self.events = EventRecorder(kube)
+        self.applier = DecisionApplier(kube, self.events, image or operator_image())
+        self.requeuer = Requeuer(self._requeued)
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[(namespace, name)]
+
+    def _requeued(self, namespace: str, name: str) -> None:
+        try:
+            self.reconcile(namespace, name)
+        except kopf.TemporaryError as exc:
+            self.requeuer.schedule(namespace, name, exc.delay or 5.0)
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        """Bring one resource a step further; raises kopf.TemporaryError for what may heal."""
+        with self._lock(namespace, name):
+            try:
+                self._reconcile(namespace, name)
+            except ApiError as exc:
+                if exc.transient:
+                    raise kopf.TemporaryError(f"API server: {exc}", delay=5) from exc
+                log.error("reconcile of %s/%s failed: %s", namespace, name, exc)
+                self._stall(namespace, name, "ApiError", f"the operator's API call failed: {exc}")
+
+    def _reconcile(self, namespace: str, name: str) -> None:
+        resource = self.kube.get("DatabaseMigration", namespace, name)
+        if resource is None or resource["metadata"].get("deletionTimestamp"):
+            metrics.forget_resource(namespace, name)
+            return
+        try:
+            observed = self.observe(resource)
+        except ValidationError as exc:
+            self._stall(namespace, name, "InvalidResource", _validation_message(exc))
+            return
+        decision = decide(observed)
+        self.applier.carry_out(resource, observed, decision)
+        metrics.observe_status(namespace, name, decision.status)
+        if decision.requeue_after is not None:
+            self.requeuer.schedule(namespace, name, decision.requeue_after)
+
+    # --- observing ---------------------------------------------------------------------------
+
+    def observe(self, resource: Obj) -> Observed:
+        """Everything decide() reads, from the API server (Secret values are never read)."""
+        meta = resource["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        spec = DatabaseMigrationSpec.model_validate(resource.get("spec") or {})
+        status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
+        return Observed(
+            name=name,
+            namespace=namespace,
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 1),
+            spec=spec,
+            status=status,
+            now=self.clock(),
+            annotations=dict(meta.get("annotations") or {}),
+            jobs=self._jobs(namespace, name, meta["uid"]),
+            secret=self._secret(namespace, spec),
+            config_map_ok=self._config_map_ok(namespace, spec),
+            lock_holder=self._lock_holder(namespace, name, status),
+        )
+
+    def _jobs(self, namespace: str, name: str, uid: str) -> dict[Any, Any]:
+        owned = [
+            job
+            for job in self.kube.list("Job", namespace, job_selector(name))
+            if any(ref.get("uid") == uid for ref in job["metadata"].get("ownerReferences", []))
+        ]
+        observations = [o for o in (observe_job(job) for job in owned) if o is not None]
+        return dict(index_jobs(observations))
+
+    def _secret(self, namespace: str, spec: DatabaseMigrationSpec) -> SecretObservation:
+        keys = self.kube.secret_keys(namespace, spec.database.secret_ref.name)
+        if keys is None:
+            return SecretObservation(exists=False)
+        missing = tuple(k for k in required_secret_keys(spec) if k not in keys)
+        return SecretObservation(exists=True, missing_keys=missing)
+
+    def _config_map_ok(self, namespace: str, spec: DatabaseMigrationSpec) -> bool | None:
+        if spec.source.config_map is None:
+            return None
+        return self.kube.get("ConfigMap", namespace, spec.source.config_map.name) is not None
+
+    def _lock_holder(
+        self, namespace: str, name: str, status: DatabaseMigrationStatus
+    ) -> str | None:
+        me = gates.lock_candidate(namespace, name, status)
+        if me is None or status.phase in TERMINAL_PHASES:
+            return None
+        others = []
+        for item in self._all_migrations():
+            meta = item["metadata"]
+            if (meta["namespace"], meta["name"]) == (namespace, name):
+                continue
+            try:
+                other_status = DatabaseMigrationStatus.model_validate(item.get("status") or {})
+            except ValidationError:
+                continue  # a resource we cannot read does not hold anything we know of
+            candidate = gates.lock_candidate(meta["namespace"], meta["name"], other_status)
+            if candidate is not None:
+                others.append(candidate)
+        return gates.lock_holder(me, others)
+
+    def _all_migrations(self) -> list[Obj]:
+        if not self.namespaces:
+            return self.kube.list("DatabaseMigration", None)
+        return [i for ns in self.namespaces for i in self.kube.list("DatabaseMigration", ns)]
+
+    # --- stalling ----------------------------------------------------------------------------
+
+    def _stall(self, namespace: str, name: str, reason: str, message: str) -> None:
+        """Write Stalled=True (and Ready=False) when decide() cannot even be asked."""
+        resource = self.kube.get("DatabaseMigration", namespace, name)
+        if resource is None:
+            return
+        raw = (resource.get("status") or {}).get("conditions") or []
+        try:
+            current = [cond.Condition.model_validate(c) for c in raw]
+        except ValidationError:
+            current = []
+        now, generation = self.clock(), resource["metadata"].get("generation")
+        previous = cond.find_condition(current, cond.STALLED)
+        if previous and (previous.status, previous.reason, previous.message) == (
+            "True",
+            reason,
+            message,
+        ):
+            return  # already said; do not repeat the Event on every resync
+        updated = cond.set_condition(
+            current, cond.STALLED, "True", reason, message, now=now, generation=generation
+        )
+        updated = cond.set_condition(
+            updated, cond.READY, "False", reason, message, now=now, generation=generation
+        )
+        wire = [c.to_wire() for c in updated]
+        try:
+            self.kube.patch_status(namespace, name, {"conditions": wire})
+        except ApiError as exc:
+            log.error("could not mark %s/%s Stalled (%s): %s", namespace, name, reason, exc)
+            return
+        self.events.emit(resource, "Warning", reason, message)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+    )
+    return f"the resource does not match the operator's API model ({problems}); fix the spec"
