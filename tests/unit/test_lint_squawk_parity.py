@@ -39,7 +39,7 @@ COVERED: dict[str, set[str]] = {
     "ban-drop-sequence": {"DM109"},
     "ban-drop-view": {"DM109"},
     "ban-truncate-cascade": {"DM104"},
-    "ban-uncommitted-transaction": {"DM402"},
+    "ban-uncommitted-transaction": {"DM403"},
     "changing-column-type": {"DM204"},
     "constraint-missing-not-valid": {"DM202", "DM209"},
     "disallowed-unique-constraint": {"DM209"},
@@ -51,7 +51,7 @@ COVERED: dict[str, set[str]] = {
     "require-concurrent-partition-detach": {"DM213"},
     "require-concurrent-reindex": {"DM208"},
     "syntax-error": {"DM001"},
-    "transaction-nesting": {"DM402"},
+    "transaction-nesting": {"DM402", "DM403"},
 }
 
 # squawk rules that dbmigrate's runner makes moot

@@ -281,12 +281,22 @@ _RULES = (
     ),
     Rule(
         "DM402",
-        "explicit-transaction-control",
+        "transaction-wrapper",
         "warning",
         "transaction",
-        "BEGIN/COMMIT in a file interferes with the transaction dbmigrate wraps around it",
-        "Remove BEGIN/COMMIT: each file already runs in one transaction (statements that "
+        "A BEGIN ... COMMIT around the whole file is redundant: dbmigrate drops it",
+        "Remove BEGIN and COMMIT: each file already runs in one transaction (statements that "
         "cannot are run on their own).",
+    ),
+    Rule(
+        "DM403",
+        "transaction-control",
+        "error",
+        "transaction",
+        "BEGIN, COMMIT, ROLLBACK or SAVEPOINT inside a file: dbmigrate refuses to run it",
+        "Remove it: dbmigrate runs each file in one transaction, or statement by statement "
+        "when it contains CONCURRENTLY and the like; split the file in two if you need two "
+        "transactions.",
     ),
     # -- indexes -------------------------------------------------------------------------------
     Rule(

@@ -4,7 +4,9 @@ PostgreSQL refuses CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, DETACH 
 CONCURRENTLY, VACUUM and CREATE/DROP DATABASE inside a transaction block ("cannot run inside a
 transaction block"). dbmigrate runs such statements on their own, in autocommit, but it cannot
 take them out of a BEGIN ... COMMIT written in the file. BEGIN/COMMIT themselves also fight the
-transaction dbmigrate opens around each file (COMMIT would end it early, before the history row).
+transaction dbmigrate opens around each file: the runner drops a BEGIN ... COMMIT that wraps the
+whole file (DM402, a warning) and refuses any other transaction control (DM403, an error), since
+a COMMIT in the middle would end its transaction before the history row is written.
 """
 
 from __future__ import annotations
@@ -68,30 +70,56 @@ def check_in_transaction(node: ast.Node, ctx: StatementContext) -> None:
     )
 
 
+def _wrapper_position(ctx: StatementContext) -> str | None:
+    """ "first" or "last" when the statement is the BEGIN or COMMIT wrapping the whole file."""
+    statements = ctx.state.statements
+    if len(statements) < 2:
+        return None
+    first, last = statements[0].node, statements[-1].node
+    if not (
+        isinstance(first, ast.TransactionStmt)
+        and first.kind in OPENS
+        and isinstance(last, ast.TransactionStmt)
+        and last.kind == TransactionStmtKind.TRANS_STMT_COMMIT
+    ):
+        return None
+    if ctx.statement.index == statements[0].index:
+        return "first"
+    return "last" if ctx.statement.index == statements[-1].index else None
+
+
+def _control_message(node: ast.TransactionStmt, ctx: StatementContext) -> str:
+    state = ctx.state
+    if node.kind in OPENS and state.transaction_start is not None:
+        return "BEGIN inside a transaction block that is already open."
+    if node.kind in OPENS and not _closed_later(ctx):
+        return "BEGIN without a later COMMIT or ROLLBACK: the transaction is never ended."
+    if node.kind in OPENS:
+        return "BEGIN ... COMMIT in the middle of a file: dbmigrate refuses transaction control."
+    if node.kind in CLOSES and state.transaction_start is None:
+        return (
+            "COMMIT/ROLLBACK without a BEGIN in the file would end the transaction dbmigrate "
+            "opened for the file, before its history row is written."
+        )
+    kind = node.kind.name.removeprefix("TRANS_STMT_") if node.kind is not None else "?"
+    return f"Transaction control ({kind}) in a file: dbmigrate refuses to run it."
+
+
 def check_transaction_control(node: ast.TransactionStmt, ctx: StatementContext) -> None:
     """BEGIN/COMMIT written in the file; then track whether a block is open."""
-    state = ctx.state
-    if node.kind in OPENS:
-        if state.transaction_start is not None:
-            message = "BEGIN inside a transaction block that is already open: it is ignored."
-        elif not _closed_later(ctx):
-            message = "BEGIN without a later COMMIT or ROLLBACK: the transaction is never ended."
-        else:
-            message = (
-                "BEGIN in a migration file: dbmigrate already runs the file in a transaction, "
-                "and statements of the block cannot be resumed one by one."
-            )
-        ctx.report("DM402", message)
-        if state.transaction_start is None:
-            state.transaction_start = ctx.statement.start
+    wrapper = _wrapper_position(ctx)
+    if wrapper == "first":
+        ctx.report(
+            "DM402",
+            "This BEGIN and the final COMMIT wrap the whole file: dbmigrate drops them and runs "
+            "the file in its own transaction.",
+        )
+    elif wrapper is None:
+        ctx.report("DM403", _control_message(node, ctx))
+    if node.kind in OPENS and ctx.state.transaction_start is None:
+        ctx.state.transaction_start = ctx.statement.start
     elif node.kind in CLOSES:
-        if state.transaction_start is None:
-            ctx.report(
-                "DM402",
-                "COMMIT/ROLLBACK without a BEGIN in the file ends the transaction dbmigrate "
-                "opened for the file, before its history row is written.",
-            )
-        state.transaction_start = None
+        ctx.state.transaction_start = None
 
 
 CHECKS = {
