@@ -71,7 +71,7 @@ def check_in_transaction(node: ast.Node, ctx: StatementContext) -> None:
 
 
 def _wrapper_position(ctx: StatementContext) -> str | None:
-    """ "first" or "last" when the statement is the BEGIN or COMMIT wrapping the whole file."""
+    """Whether the statement is the BEGIN ("first") or COMMIT ("last") wrapping the file."""
     statements = ctx.state.statements
     if len(statements) < 2:
         return None
