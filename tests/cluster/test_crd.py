@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         "should match",
     ),
     ("target version zero", _with("targetVersion", 0), "greater than or equal to 1"),
+    ("no backup section", _with("backup", "DELETE"), "spec.backup: Required value"),
     ("unknown backup format", _with("backup.format", "tar"), 'Unsupported value: "tar"'),
     ("backup without a PVC", _with("backup.pvcName", "DELETE"), "needs backup.pvcName"),
     ("parallel custom dump", _with("backup.jobs", 4), "needs format: directory"),
@@ -164,9 +166,13 @@ def _create(testbed: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any
 
 
 def test_explain_prints_field_descriptions(testbed: Any, installed_crd: None) -> None:
+    deadline = time.monotonic() + 60  # the OpenAPI document is published shortly after the CRD
     result = testbed.kubectl("explain", "databasemigration.spec.backup")
+    while result.returncode != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        result = testbed.kubectl("explain", "databasemigration.spec.backup")
     assert result.returncode == 0, result.stderr
-    assert "The pg_dump taken before anything changes" in result.stdout
+    assert "The backup step. Required: name the PVC" in result.stdout
     assert "pvcName" in result.stdout
     assert "PersistentVolumeClaim the backup is written to" in result.stdout
 

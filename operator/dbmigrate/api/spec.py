@@ -7,7 +7,7 @@ defaults and CEL rules) is generated from them by ``dbmigrate.api.crd``. Cross-f
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,11 @@ def _duration_rule(field: str) -> dict[str, str]:
         f" && !{value}.matches('{ZERO_DURATION_PATTERN}'))",
         "message": f"{field} must be {DURATION_HELP}",
     }
+
+
+def _defaulted(model: type[ApiModel], description: str) -> Any:
+    """A nested section that is always present: the API server fills in its defaults too."""
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
 
 
 def _extra(*rules: dict[str, str]) -> dict[str, object]:
@@ -121,12 +126,13 @@ class BackupSpec(ApiModel):
     model_config = {
         "json_schema_extra": _extra(
             {
-                "rule": "!self.enabled || has(self.pvcName)",
+                "rule": "!has(self.enabled) || !self.enabled || has(self.pvcName)",
                 "message": "backup.enabled needs backup.pvcName: a PersistentVolumeClaim that "
                 "outlives the Job, or a rollback would have nothing to restore",
             },
             {
-                "rule": "self.format == 'directory' || self.jobs == 1",
+                "rule": "!has(self.jobs) || self.jobs == 1"
+                " || (has(self.format) && self.format == 'directory')",
                 "message": "backup.jobs > 1 needs format: directory (custom format dumps are "
                 "written by one process)",
             },
@@ -338,15 +344,16 @@ class DatabaseMigrationSpec(ApiModel):
     target_version: int | None = Field(
         default=None, ge=1, description="Apply up to this version; all pending when unset."
     )
-    backup: BackupSpec = Field(default_factory=BackupSpec, description="The backup step.")
-    safety: SafetySpec = Field(default_factory=SafetySpec, description="Lint and apply safety.")
-    preflight: PreflightSpec = Field(default_factory=PreflightSpec, description="Preflight checks.")
+    backup: BackupSpec = Field(
+        description="The backup step. Required: name the PVC backups go to (on by default), or "
+        "set enabled: false explicitly to migrate without one."
+    )
+    safety: SafetySpec = _defaulted(SafetySpec, "Lint and apply safety.")
+    preflight: PreflightSpec = _defaulted(PreflightSpec, "Preflight checks.")
     maintenance_window: MaintenanceWindowSpec | None = Field(
         default=None, description="When backup and apply may start."
     )
-    approval: ApprovalSpec = Field(default_factory=ApprovalSpec, description="Plan approval.")
-    verification: VerificationSpec = Field(
-        default_factory=VerificationSpec, description="Verification after applying."
-    )
-    rollback: RollbackSpec = Field(default_factory=RollbackSpec, description="Emergency rollback.")
-    jobs: JobSpec = Field(default_factory=JobSpec, description="Settings of the step Jobs.")
+    approval: ApprovalSpec = _defaulted(ApprovalSpec, "Plan approval.")
+    verification: VerificationSpec = _defaulted(VerificationSpec, "Verification after applying.")
+    rollback: RollbackSpec = _defaulted(RollbackSpec, "Emergency rollback.")
+    jobs: JobSpec = _defaulted(JobSpec, "Settings of the step Jobs.")
