@@ -29,9 +29,14 @@ def approval(
     annotations: dict[str, str], previous: ApprovalStatus | None = None
 ) -> ApprovalVerdict:
     return evaluate_approval(
-        make_spec(**MANUAL), PLAN_HASH, annotations, previous,
-        resource="orders", namespace="apps", now=NOW,
-    )  # fmt: skip
+        make_spec(**MANUAL),
+        PLAN_HASH,
+        annotations,
+        previous,
+        resource="orders",
+        namespace="apps",
+        now=NOW,
+    )
 
 
 def test_automatic_approval_passes() -> None:
@@ -80,9 +85,9 @@ def test_an_approval_already_recorded_stays_with_its_time() -> None:
 def window(
     schedule: str = "0 2 * * 6", duration: str = "2h", tz: str = "UTC", applies: str = "LargeTables"
 ) -> MaintenanceWindowSpec:
-    return MaintenanceWindowSpec(
-        schedule=schedule, duration=duration, time_zone=tz, applies_to=applies
-    )  # type: ignore[arg-type]
+    return MaintenanceWindowSpec.model_validate(
+        {"schedule": schedule, "duration": duration, "timeZone": tz, "appliesTo": applies}
+    )
 
 
 SATURDAY_2AM = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)  # 2024-06-01 is a Saturday
@@ -93,11 +98,15 @@ SATURDAY_2AM = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)  # 2024-06-01 is a Saturda
     [
         (SATURDAY_2AM - timedelta(seconds=1), False, SATURDAY_2AM, None),
         (SATURDAY_2AM, True, SATURDAY_2AM + timedelta(days=7), SATURDAY_2AM + timedelta(hours=2)),
-        (SATURDAY_2AM + timedelta(minutes=119, seconds=59), True, SATURDAY_2AM + timedelta(days=7),
-         SATURDAY_2AM + timedelta(hours=2)),
+        (
+            SATURDAY_2AM + timedelta(minutes=119, seconds=59),
+            True,
+            SATURDAY_2AM + timedelta(days=7),
+            SATURDAY_2AM + timedelta(hours=2),
+        ),
         (SATURDAY_2AM + timedelta(hours=2), False, SATURDAY_2AM + timedelta(days=7), None),
     ],
-)  # fmt: skip
+)
 def test_window_open_and_next_open(
     now: datetime, is_open: bool, next_open: datetime, closes_at: datetime | None
 ) -> None:
@@ -141,8 +150,9 @@ def test_an_invalid_window_is_a_clear_error(spec: MaintenanceWindowSpec, match: 
 def test_window_required_for_large_tables_or_always() -> None:
     large = make_spec(maintenanceWindow={"schedule": "0 2 * * 6", "duration": "2h"})
     assert window_required(large, make_preflight(large=True)) == (
-        True, "the plan touches tables over 1000000 rows: public.events (~5000000 rows)",
-    )  # fmt: skip
+        True,
+        "the plan touches tables over 1000000 rows: public.events (~5000000 rows)",
+    )
     assert window_required(large, make_preflight(large=False))[0] is False
     assert window_required(large, None)[0] is True  # no preflight: fail closed
     always = make_spec(

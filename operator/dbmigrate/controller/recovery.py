@@ -12,6 +12,8 @@ nothing is rolled back and the run ends Failed, saying so.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED
 from dbmigrate.api.status import Step
 from dbmigrate.controller.model import JobObservation
@@ -44,8 +46,13 @@ def begin_rollback(ctx: Ctx, step: Step, reason: str, message: str) -> Outcome:
             f"as the failed {step} step left it{kept}. Check status.apply and the history table"
         )
         return failed(ctx, step, reason, text, conditions=(condition,))
-    outcome = rolling_back(ctx.with_failure(step))
-    return outcome.with_conditions(condition)
+    outcome = rolling_back(ctx.with_failure(step)).with_conditions(condition)
+    return replace(
+        outcome,
+        message=f"{message}; {outcome.message}",
+        updates={**outcome.updates, "failed_step": step},
+        warning=True,
+    )
 
 
 def _unrecorded(ctx: Ctx) -> list[str]:
