@@ -100,9 +100,8 @@ class Kube:
             header_params=headers,
             auth_settings=["BearerToken"],
         )
-        data = json.dumps(body) if body is not None else None
-        try:
-            response = self.api.call_api(method, url, headers, data, _request_timeout=self.timeout)
+        try:  # the REST client serialises the body as JSON (the content types all say json)
+            response = self.api.call_api(method, url, headers, body, _request_timeout=self.timeout)
             raw = response.read()
         except client.ApiException as exc:
             raise ApiError(exc.status or 0, str(exc.reason or ""), str(exc.reason)) from exc
