@@ -200,6 +200,7 @@ def test_command_lines_per_step() -> None:
         *common,
         "--lint-policy",
         "warn",
+        "--no-auto-concurrently",
         "--large-table-rows",
         "1000000",
         "--target-version",
@@ -391,3 +392,32 @@ def test_observe_job_reads_state_from_the_job_conditions() -> None:
     assert failed.message.startswith("BackoffLimitExceeded")
     assert failed.finished_at is not None and failed.finished_at.tzinfo is not None
     assert observe_job({"metadata": {"name": "other", "labels": {}}}) is None
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "targetVersion": 4,
+            "safety": {"autoConcurrently": False, "lintPolicy": "off"},
+            "backup": {"pvcName": "b", "format": "directory", "jobs": 2},
+            "verification": {"analyze": False, "explainAnalyze": True},
+            "rollback": {"strategy": "RestoreBackup"},
+        },
+    ],
+)
+def test_every_command_line_parses_with_the_step_command(
+    step: str, overrides: dict[str, Any]
+) -> None:
+    """The contract with ``dbmigrate job``: whatever the operator builds, the CLI accepts."""
+    from dbmigrate.cli.main import build_parser
+
+    command = job_for(step, **overrides)["spec"]["template"]["spec"]["containers"][0]["command"]
+    args = build_parser().parse_args(command[1:])
+    assert (args.step, args.report_to, args.run_id) == (step, "apps/orders", "orders-g1-3f2c1a9e")
+    if step == "apply":
+        assert args.plan_hash == PLAN_HASH
+    if step == "rollback" and overrides:
+        assert args.backup_path == "/backups/apps/orders/orders-g1.dump" and args.restore_jobs == 2

@@ -14,7 +14,8 @@ COMMON (every step)::
 Per step (values from the spec unless noted; ``[...]`` only when set):
 
 =========  ==================================================================================
-plan       --lint-policy strict|warn|off  --large-table-rows N  [--target-version V]
+plan       --lint-policy strict|warn|off  --auto-concurrently | --no-auto-concurrently (lint
+           as the apply will run)  --large-table-rows N  [--target-version V]
            [--explain-analyze]; env DBMIGRATE_PROBES (probe baseline).
            Reports: plan, lint (unless policy off), preflight, and the database identity.
 backup     --backup-dir /backups/NAMESPACE/NAME  --backup-name RUN_ID
@@ -140,8 +141,12 @@ def _timeouts(spec: DatabaseMigrationSpec) -> list[str]:
     return ["--lock-timeout", safety.lock_timeout, "--statement-timeout", safety.statement_timeout]
 
 
+def _concurrently(spec: DatabaseMigrationSpec) -> str:
+    return "--auto-concurrently" if spec.safety.auto_concurrently else "--no-auto-concurrently"
+
+
 def _plan_options(spec: DatabaseMigrationSpec) -> list[str]:
-    options = ["--lint-policy", spec.safety.lint_policy]
+    options = ["--lint-policy", spec.safety.lint_policy, _concurrently(spec)]
     options += ["--large-table-rows", str(spec.preflight.large_table_rows), *_target(spec)]
     return options + (["--explain-analyze"] if spec.verification.explain_analyze else [])
 
@@ -176,7 +181,6 @@ def _apply_options(
     if plan_hash is None:
         raise ValueError("an apply Job needs the plan hash from status.plan (run the plan first)")
     safety = spec.safety
-    concurrently = "--auto-concurrently" if safety.auto_concurrently else "--no-auto-concurrently"
     return [
         "--plan-hash",
         plan_hash,
@@ -185,7 +189,7 @@ def _apply_options(
         str(safety.lock_retries),
         "--retry-backoff",
         safety.retry_backoff,
-        concurrently,
+        _concurrently(spec),
         *_target(spec),
     ]
 

@@ -30,10 +30,11 @@ from dbmigrate.controller.naming import (
     job_name,
     step_labels,
 )
-from dbmigrate.controller.objects import owner_reference, step_service_account
+from dbmigrate.controller.objects import owned_metadata, step_service_account
 
 RUN_AS = 65532
 CONTAINER = "step"
+RUN_ID_ANNOTATION = "dbmigrate.io/run-id"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 Obj = dict[str, Any]
@@ -218,16 +219,13 @@ def build_step_job(
         step, resource=resource_name, namespace=namespace, run_id=run_id, spec=spec, status=status
     )
     labels = step_labels(resource_name, step, generation)
+    metadata = owned_metadata(
+        job_name(resource_name, step, generation), resource_name, namespace, uid
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": job_name(resource_name, step, generation),
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {"dbmigrate.io/run-id": run_id},
-            "ownerReferences": [owner_reference(resource_name, uid)],
-        },
+        "metadata": {**metadata, "labels": labels, "annotations": {RUN_ID_ANNOTATION: run_id}},
         "spec": {
             "backoffLimit": spec.jobs.backoff_limit,
             "activeDeadlineSeconds": spec.jobs.active_deadline_seconds,
