@@ -12,181 +12,67 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
 
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
+from dbmigrate.cli.engine_args import EXIT_CODES, add_apply_options, add_common, add_target
 from dbmigrate.cli.engine_output import ProgressView, apply_text, history_text, plan_text
 from dbmigrate.cli.reporting import Reporter, add_reporting_args, reporter_from_args
-from dbmigrate.controller.durations import InvalidDuration, parse_duration
 from dbmigrate.engine import history
 from dbmigrate.engine.apply import ApplySettings, apply_migrations, plan
 from dbmigrate.engine.connect import connect, database_label
 from dbmigrate.engine.errors import EXIT_USAGE, MigrationError, exit_code_for
 from dbmigrate.engine.sources import MigrationSet, MigrationSourceError, load_directory
 
-EXIT_CODES = """exit codes:
-  0  success: everything applied, nothing to do, or (plan) no drift
-  1  the step ran and found a failure: drift, lint errors under --lint-policy strict, a failing
-     statement, an index left invalid, a changed plan hash
-  2  bad input or usage: no database URL, bad migration file names, duplicate versions, SQL that
-     does not parse, an unknown --target
-  3  unavailable, may heal: cannot connect, the migration lock is held by another run, a lock or
-     statement timeout after the retries (rerun later; a rerun resumes)"""
-
 
 class UsageError(Exception):
     """Bad command-line input (exit code 2)."""
 
 
-def _duration_ms(text: str) -> int:
-    """``5s``, ``500ms``, ``2m`` or a plain number of milliseconds; ``0`` means no limit."""
-    if text.strip().isdigit():
-        return int(text)
-    try:
-        return round(parse_duration(text, allow_zero=True).total_seconds() * 1000)
-    except InvalidDuration as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _common(parser: argparse.ArgumentParser, migrations: str | None) -> None:
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="PostgreSQL URL (default: env DATABASE_URL); the password is never printed",
-    )
-    if migrations == "required":
-        parser.add_argument(
-            "--migrations", metavar="DIR", required=True, help="NNN_name.sql folder"
-        )
-    elif migrations == "optional":
-        parser.add_argument("--migrations", metavar="DIR", help="also show what is pending")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
-
-
-def _target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--target",
-        "--target-version",
-        dest="target",
-        type=int,
-        metavar="VERSION",
-        help="apply up to and including this version (default: the newest)",
-    )
-
-
-def _apply_options(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add(
-        "--lock-timeout",
-        type=_duration_ms,
-        default=5000,
-        metavar="D",
-        help="lock_timeout of every statement, e.g. 5s (default 5s)",
-    )
-    add(
-        "--concurrent-lock-timeout",
-        type=_duration_ms,
-        default=None,
-        metavar="D",
-        help="lock_timeout of CONCURRENTLY and other autocommit statements "
-        "(default: --lock-timeout)",
-    )
-    add(
-        "--statement-timeout",
-        type=_duration_ms,
-        default=0,
-        metavar="D",
-        help="statement_timeout of every statement; 0 = none (default)",
-    )
-    add(
-        "--lock-retries",
-        "--max-retries",
-        dest="lock_retries",
-        type=int,
-        default=3,
-        metavar="N",
-        help="retries after a lock timeout or deadlock (default 3)",
-    )
-    add(
-        "--retry-backoff",
-        type=_duration_ms,
-        default=2000,
-        metavar="D",
-        help="first wait between retries, doubling each time (default 2s)",
-    )
-    add(
-        "--lock-wait",
-        type=_duration_ms,
-        default=60000,
-        metavar="D",
-        help="how long to wait for another run's migration lock (default 60s)",
-    )
-    add(
-        "--auto-concurrently",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="rewrite CREATE INDEX on existing tables to CREATE INDEX CONCURRENTLY (default off)",
-    )
-    add(
-        "--lint-policy",
-        choices=("strict", "warn", "off"),
-        default="strict",
-        help="strict: lint errors refuse the run before anything runs; warn: print; off: skip",
-    )
-    add("--plan-hash", metavar="HASH", help="refuse to apply unless the plan has this hash")
-    add("--run-id", help="id recorded as applied_by (default: generated)")
+COMMANDS = {
+    "plan": (
+        "show the pending migrations and refuse drift",
+        "Compare the migration files with the history table: the pending versions, the plan hash "
+        "an approval binds to, and drift (changed or missing applied files).",
+    ),
+    "apply": (
+        "apply the pending migrations safely",
+        "Apply the pending migrations under the database's migration lock: one transaction per "
+        "file (or statement by statement, resumable, for CONCURRENTLY and the like), lock and "
+        "statement timeouts with retries, invalid-index recovery, live progress.",
+    ),
+    "status": ("applied, failed and pending versions", "The history's state, and the plan."),
+    "history": ("the history table, row by row", "Every row of dbmigrate.schema_migrations."),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add plan, apply, status and history."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser(
-        "plan",
-        help="show the pending migrations and refuse drift",
-        epilog=EXIT_CODES,
-        formatter_class=fmt,
-        description="Compare the migration files with the history table: pending versions, the "
-        "plan hash an approval binds to, and drift (changed or missing applied files).",
-    )
-    _common(p, "required")
-    _target(p)
-    add_reporting_args(p)
-    p.set_defaults(func=cmd_plan)
-
-    a = subparsers.add_parser(
-        "apply",
-        help="apply the pending migrations safely",
-        epilog=EXIT_CODES,
-        formatter_class=fmt,
-        description="Apply pending migrations under the database's migration lock: one "
-        "transaction per file (or statement by statement for CONCURRENTLY and the like, "
-        "resumable), "
-        "lock and statement timeouts with retries, invalid-index recovery, live progress.",
-    )
-    _common(a, "required")
-    _target(a)
-    _apply_options(a)
-    add_reporting_args(a)
-    a.set_defaults(func=cmd_apply)
-
-    s = subparsers.add_parser(
-        "status",
-        help="applied, failed and pending versions",
-        epilog=EXIT_CODES,
-        formatter_class=fmt,
-    )
-    _common(s, "optional")
-    _target(s)
-    s.set_defaults(func=cmd_status)
-
-    h = subparsers.add_parser(
-        "history", help="the history table, row by row", epilog=EXIT_CODES, formatter_class=fmt
-    )
-    _common(h, None)
-    h.set_defaults(func=cmd_history)
+    parsers = {
+        name: subparsers.add_parser(
+            name,
+            help=text,
+            description=about,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for name, (text, about) in COMMANDS.items()
+    }
+    add_common(parsers["plan"], "required")
+    add_common(parsers["apply"], "required")
+    add_common(parsers["status"], "optional")
+    add_common(parsers["history"], None)
+    for name in ("plan", "apply", "status"):
+        add_target(parsers[name])
+    add_apply_options(parsers["apply"])
+    add_reporting_args(parsers["plan"])
+    add_reporting_args(parsers["apply"])
+    parsers["plan"].set_defaults(func=cmd_plan)
+    parsers["apply"].set_defaults(func=cmd_apply)
+    parsers["status"].set_defaults(func=cmd_status)
+    parsers["history"].set_defaults(func=cmd_history)
 
 
 def _url(args: argparse.Namespace) -> str:

@@ -174,21 +174,37 @@ def _apply(
         current, rows = plan_on(conn, migration_set, settings.target, result.database)
         if current.drift_errors:  # the approved hash was checked above; drift again under lock
             raise DriftError("; ".join(e.message for e in current.drift_errors))
-        previous = {r.version: r for r in rows}
-        pid = conn.info.backend_pid
-        monitor = ProgressMonitor(
-            conninfo, run_id, pid, on_progress, settings.progress_interval_seconds
+        _run_files(
+            conn, conninfo, migration_set, settings, run_id, on_progress, current, rows, result
         )
-        monitor.start()
-        try:
-            runner = FileRunner(conn, monitor, settings, run_id)
-            for item in current.pending:
-                migration = migration_set.get(item.version)
-                assert migration is not None
-                record = runner.run(_prepare(conn, migration, settings), previous.get(item.version))
-                result.versions.append(record)
-                if runner.error is not None:
-                    raise runner.error
-        finally:
-            monitor.stop()
     result.status = "succeeded" if result.versions else "nothing_to_do"
+
+
+def _run_files(
+    conn: psycopg.Connection,
+    conninfo: str,
+    migration_set: MigrationSet,
+    settings: ApplySettings,
+    run_id: str,
+    on_progress: ProgressCallback | None,
+    current: PlanResult,
+    rows: Sequence[history.HistoryRow],
+    result: ApplyResult,
+) -> None:
+    """Run the pending files in order under a progress monitor; the first failure stops."""
+    previous = {r.version: r for r in rows}
+    pid = conn.info.backend_pid
+    interval = settings.progress_interval_seconds
+    monitor = ProgressMonitor(conninfo, run_id, pid, on_progress, interval)
+    monitor.start()
+    try:
+        runner = FileRunner(conn, monitor, settings, run_id)
+        for item in current.pending:
+            migration = migration_set.get(item.version)
+            assert migration is not None
+            record = runner.run(_prepare(conn, migration, settings), previous.get(item.version))
+            result.versions.append(record)
+            if runner.error is not None:
+                raise runner.error
+    finally:
+        monitor.stop()

@@ -79,6 +79,27 @@ def _out_of_order(pending: Sequence[PlannedVersion], applied: Sequence[int]) -> 
     ]
 
 
+def _pending(
+    rows: Sequence[history.HistoryRow], migration_set: MigrationSet, applied: Sequence[int]
+) -> list[PlannedVersion]:
+    """The versions not applied, each with where an interrupted earlier run stopped."""
+    by_version = {r.version: r for r in rows}
+    pending = []
+    for migration in migration_set.pending(applied):
+        row = by_version.get(migration.version)
+        resumable = row is not None and row.status in RESUMABLE and row.statements_done > 0
+        same_file = row is not None and row.checksum == migration.checksum
+        pending.append(
+            PlannedVersion(
+                version=migration.version,
+                name=migration.name,
+                checksum=migration.checksum,
+                resume_from=row.statements_done if row and resumable and same_file else None,
+            )
+        )
+    return pending
+
+
 def compute_plan(
     rows: Sequence[history.HistoryRow],
     migration_set: MigrationSet,
@@ -86,28 +107,8 @@ def compute_plan(
     database: str,
 ) -> PlanResult:
     """The plan from history rows and a migration set (pure: no database)."""
-    chosen = migration_set.up_to(target)
-    by_version = {r.version: r for r in rows}
     applied_rows = [r for r in rows if r.status == "applied"]
-    pending = []
-    for migration in chosen.pending(r.version for r in applied_rows):
-        row = by_version.get(migration.version)
-        resume = (
-            row.statements_done
-            if row
-            and row.status in RESUMABLE
-            and row.checksum == migration.checksum
-            and row.statements_done
-            else None
-        )
-        pending.append(
-            PlannedVersion(
-                version=migration.version,
-                name=migration.name,
-                checksum=migration.checksum,
-                resume_from=resume,
-            )
-        )
+    pending = _pending(rows, migration_set.up_to(target), [r.version for r in applied_rows])
     effective_target = target if target is not None else migration_set.latest
     errors = _drift(applied_rows, migration_set)
     errors += _out_of_order(pending, [r.version for r in applied_rows])
