@@ -152,7 +152,7 @@ def test_hostile_identifiers_survive_every_step(database_url: str, tmp_path: Pat
         )
         conn.execute("ANALYZE")
         pending = list(load_directory(folder))[1:]
-        pre = preflight.run_preflight(conn, pending, preflight.PreflightOptions(calibrate=False))
+        pre = preflight.run_preflight(conn, pending, preflight.PreflightOptions(sample_builds=False))
     assert pre.passed, pre.checks
     assert pre.new_indexes[0].name == HOSTILE_INDEX
     assert pre.tables[0].schema_name == HOSTILE_SCHEMA and pre.tables[0].estimated_rows == 3000

@@ -55,7 +55,7 @@ def _verify(url: str, probes: list[Probe], **kw: object) -> VerificationResult:
 
 def test_verify_passes_with_baseline(database_url: str) -> None:
     _ready(database_url)
-    options = preflight.PreflightOptions(probes=[RECENT, SESSION, ACTIVE], calibrate=False)
+    options = preflight.PreflightOptions(probes=[RECENT, SESSION, ACTIVE], sample_builds=False)
     with psycopg.connect(database_url, autocommit=True) as conn:
         before = preflight.run_preflight(conn, list(load_directory(MIGRATIONS))[4:], options)
     migrate(database_url, MIGRATIONS)

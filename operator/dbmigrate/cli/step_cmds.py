@@ -63,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--large-table-rows", type=int, default=1_000_000)
     p.add_argument("--long-transaction-seconds", type=float, default=60.0)
     p.add_argument("--duplicate-timeout-ms", type=int, default=30_000)
-    p.add_argument("--no-calibrate", action="store_true", help="use the default build rate")
+    p.add_argument(
+        "--no-sample-builds", action="store_true", help="estimate from formulas only"
+    )
     p.set_defaults(func=cmd_preflight)
 
     b = subparsers.add_parser("backup", help="pg_dump, read back, hash, retention")
@@ -180,7 +182,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         large_table_rows=args.large_table_rows,
         long_transaction_seconds=args.long_transaction_seconds,
         duplicate_check_timeout_ms=args.duplicate_timeout_ms,
-        calibrate=not args.no_calibrate,
+        sample_builds=not args.no_sample_builds,
         probes=_probe_list(args),
     )
     migrations = _migrations(args)

@@ -6,10 +6,13 @@ fills leaf pages to the default fillfactor of 90 % of the 8 KiB page (minus the 
 btree special space); internal pages add one level per fan-out. Deduplication (PostgreSQL 13+)
 makes indexes with many equal keys smaller, so for those the figure is an upper bound.
 
-Time: the server is measured, not assumed. Preflight builds a btree over ``CALIBRATION_ROWS``
-random md5 strings in a temporary table (rolled back) and times it; the per-row cost of a sort
-(n log n) is then scaled to the table's rows and key width, plus one read of the table's heap at
-``SCAN_BYTES_PER_SECOND``. CONCURRENTLY scans the heap twice and validates: ``CONCURRENT_FACTOR``.
+Measured, preferably: preflight copies a sample of the table (``TABLESAMPLE SYSTEM``, at most
+``SAMPLE_ROWS`` rows) into a temporary table, builds the very same index on it (rolled back) and
+scales the sample index's size linearly and its build time as an n log n sort to the table's
+estimated rows, plus one read of the table's heap at ``SCAN_BYTES_PER_SECOND``. That captures the
+real key types, collations, duplicates (deduplication) and this server's speed. CONCURRENTLY scans
+the heap twice and validates: ``CONCURRENT_FACTOR``. Without a sample (no TEMP privilege, empty
+table) the size formula above and a default rate are used, and the basis says so.
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ TUPLE_HEADER = 8
 LINE_POINTER = 4
 DEFAULT_VARLENA_WIDTH = 32
 EXPRESSION_WIDTH = 16
-CALIBRATION_ROWS = 100_000
-CALIBRATION_WIDTH = 33  # md5 text: 32 characters and a 1-byte varlena header
+SAMPLE_ROWS = 100_000
 SCAN_BYTES_PER_SECOND = 200 * 1024 * 1024
 CONCURRENT_FACTOR = 1.6
 FALLBACK_SECONDS_PER_ROW_LOG = 1.0e-7
@@ -73,34 +75,34 @@ def index_size_bytes(method: str, rows: int, key_width: int, heap_pages: int) ->
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """A measured index build on this server."""
+class SampleBuild:
+    """The same index built on a sample of the table."""
 
     rows: int
-    width: int
     seconds: float
-
-    @property
-    def seconds_per_row_log(self) -> float:
-        """Seconds per row and per log2(rows), the unit of an n log n sort."""
-        return self.seconds / (self.rows * math.log2(self.rows))
+    size_bytes: int
 
 
-def build_seconds(
-    rows: int,
-    key_width: int,
-    heap_bytes: int,
-    calibration: Calibration | None,
-    concurrently: bool,
-) -> float:
-    """Estimated build time: calibrated n log n sort scaled by width, plus reading the heap."""
-    if calibration is not None and calibration.seconds > 0:
-        unit = calibration.seconds_per_row_log
-        width_ratio = (key_width + 16) / (calibration.width + 16)
-    else:
-        unit, width_ratio = FALLBACK_SECONDS_PER_ROW_LOG, 1.0
-    n = max(rows, 2)
-    seconds = unit * n * math.log2(n) * width_ratio + heap_bytes / SCAN_BYTES_PER_SECOND
+def _n_log_n(n: int) -> float:
+    n = max(n, 2)
+    return n * math.log2(n)
+
+
+def scale_sample(
+    sample: SampleBuild, rows: int, heap_bytes: int, concurrently: bool
+) -> tuple[int, float]:
+    """(size, seconds) of the full build, scaled from a sample build."""
+    if sample.rows <= 0:
+        return sample.size_bytes, 0.0
+    size = int(sample.size_bytes * max(rows, sample.rows) / sample.rows)
+    sort = sample.seconds * _n_log_n(rows) / _n_log_n(sample.rows)
+    seconds = sort + heap_bytes / SCAN_BYTES_PER_SECOND
+    return size, seconds * (CONCURRENT_FACTOR if concurrently else 1.0)
+
+
+def default_build_seconds(rows: int, heap_bytes: int, concurrently: bool) -> float:
+    """Build time at the default rate, when no sample could be built."""
+    seconds = FALLBACK_SECONDS_PER_ROW_LOG * _n_log_n(rows) + heap_bytes / SCAN_BYTES_PER_SECOND
     return seconds * (CONCURRENT_FACTOR if concurrently else 1.0)
 
 

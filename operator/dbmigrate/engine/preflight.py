@@ -4,7 +4,7 @@ Privileges for what the SQL does, database and table sizes, row estimates (large
 each new index's disk and build-time estimate (see ``estimates``), sessions that would hold up a
 CONCURRENTLY build, duplicates that would make a UNIQUE build fail (bounded by a timeout), and
 whether a new index ends HOT updates. Reads only: every query runs in a READ ONLY transaction,
-except the rolled-back calibration build in a temporary table.
+except the rolled-back sample index builds in a temporary table.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class PreflightOptions:
     large_table_rows: int = 1_000_000
     long_transaction_seconds: float = 60.0
     duplicate_check_timeout_ms: int = 30_000
-    calibrate: bool = True
+    sample_builds: bool = True
     probes: Sequence[Probe] = ()
 
 
@@ -56,13 +56,12 @@ def run_preflight(
     result.touches_large_tables = any(t.large for t in result.tables)
     result.checks.append(_privilege_check(conn, info, tables, indexdefs.created_schemas(texts)))
     result.checks.append(_size_check(result))
-    calibration = _calibrate(conn, options, indexes)
-    result.new_indexes = [_estimate(conn, i, tables, calibration) for i in indexes]
+    result.new_indexes = [_estimate(conn, i, tables, options.sample_builds) for i in indexes]
     result.estimated_disk_bytes = sum(i.estimated_size_bytes for i in result.new_indexes)
     result.estimated_build_seconds = round(
         sum(i.estimated_build_seconds for i in result.new_indexes), 2
     )
-    result.checks.append(_estimate_check(result, calibration))
+    result.checks.append(_estimate_check(result))
     result.checks.extend(_unique_checks(conn, indexes, result.new_indexes, tables, options))
     result.checks.extend(_hot_checks(conn, indexes, result.new_indexes, tables))
     result.blockers = preflight_db.blockers(conn, options.long_transaction_seconds)
@@ -140,22 +139,8 @@ def _size_check(result: PreflightResult) -> Check:
     )
 
 
-def _calibrate(
-    conn: psycopg.Connection, options: PreflightOptions, indexes: Sequence[IndexDef]
-) -> estimates.Calibration | None:
-    if not options.calibrate or not indexes:
-        return None
-    try:
-        return preflight_db.calibrate(conn)
-    except psycopg.Error:
-        return None  # no TEMP privilege: the documented fallback rate is used instead
-
-
 def _estimate(
-    conn: psycopg.Connection,
-    idx: IndexDef,
-    tables: Resolved,
-    calibration: estimates.Calibration | None,
+    conn: psycopg.Connection, idx: IndexDef, tables: Resolved, sample: bool
 ) -> IndexEstimate:
     est = IndexEstimate(
         name=idx.name,
@@ -172,33 +157,51 @@ def _estimate(
         est.estimate_basis = "the table is created by the pending SQL: empty, nothing to build"
         return est
     est.schema_name = facts.schema
-    rows = preflight_db.predicate_rows(conn, facts, idx) if idx.partial else facts.rows
-    width = preflight_db.key_width(conn, facts, idx)
-    est.estimated_rows = rows
-    est.estimated_size_bytes, basis = estimates.index_size_bytes(
-        idx.method, rows, width, facts.size_bytes // estimates.PAGE
-    )
-    seconds = estimates.build_seconds(rows, width, facts.size_bytes, calibration, idx.concurrent)
-    est.estimated_build_seconds = round(seconds, 3)
-    timing = (
-        f"time: measured build of {calibration.rows:,} rows in {calibration.seconds:.3f}s, "
-        "scaled n log n"
-        if calibration
-        else "time: default rate (not calibrated)"
-    )
-    est.estimate_basis = f"{basis}; key width {width} B; {timing}"
+    est.estimated_rows = _indexed_rows(conn, facts, idx)
+    built = _sample(conn, facts, idx) if sample and facts.rows > 0 else None
+    if built is not None and built.rows > 0:
+        size, seconds = estimates.scale_sample(built, facts.rows, facts.size_bytes, idx.concurrent)
+        est.estimate_basis = (
+            f"built the same index on a {built.rows:,}-row sample in {built.seconds:.3f}s "
+            f"({built.size_bytes:,} bytes), scaled to {facts.rows:,} rows (size linear, time "
+            "n log n) plus one heap read"
+        )
+    else:
+        width = preflight_db.key_width(conn, facts, idx)
+        pages = facts.size_bytes // estimates.PAGE
+        size, basis = estimates.index_size_bytes(idx.method, est.estimated_rows, width, pages)
+        seconds = estimates.default_build_seconds(facts.rows, facts.size_bytes, idx.concurrent)
+        est.estimate_basis = f"{basis}; key width {width} B; time at the default rate (no sample)"
+    est.estimated_size_bytes, est.estimated_build_seconds = size, round(seconds, 3)
     return est
 
 
-def _estimate_check(result: PreflightResult, calibration: estimates.Calibration | None) -> Check:
-    how = "calibrated on this server" if calibration else "default rate, not calibrated"
+def _indexed_rows(conn: psycopg.Connection, facts: preflight_db.TableFacts, idx: IndexDef) -> int:
+    if not idx.partial:
+        return facts.rows
+    try:
+        return preflight_db.predicate_rows(conn, facts, idx)
+    except psycopg.Error:
+        return facts.rows  # no SELECT privilege to plan the predicate: an upper bound
+
+
+def _sample(
+    conn: psycopg.Connection, facts: preflight_db.TableFacts, idx: IndexDef
+) -> estimates.SampleBuild | None:
+    try:
+        return preflight_db.sample_build(conn, facts, idx)
+    except psycopg.Error:
+        return None  # e.g. no TEMP privilege: the formula and the default rate are used
+
+
+def _estimate_check(result: PreflightResult) -> Check:
     return Check(
         name="index-estimates",
         status="ok",
         message=f"{len(result.new_indexes)} new index(es): about "
         f"{result.estimated_disk_bytes:,} bytes of disk and "
-        f"{result.estimated_build_seconds:.1f}s to build ({how}); make sure the volume has "
-        "that much free space plus room for the sort's temporary files",
+        f"{result.estimated_build_seconds:.1f}s to build (see each index's basis); make sure the "
+        "volume has that much free space plus room for the sort's temporary files",
     )
 
 
@@ -227,8 +230,9 @@ def _unique_check(idx: IndexDef, dup: bool | None, took: float, options: Preflig
         return Check(
             name=name,
             status="warn",
-            message=f"the duplicate check of {idx.name} did not finish within "
-            f"{options.duplicate_check_timeout_ms} ms; run it off-peak or raise the timeout",
+            message=f"the duplicate check of {idx.name} did not finish (timeout of "
+            f"{options.duplicate_check_timeout_ms} ms, or no SELECT privilege); run it off-peak "
+            "with a higher --duplicate-timeout-ms, as a role that may read the table",
         )
     if dup:
         return Check(

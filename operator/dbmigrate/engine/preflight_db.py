@@ -167,18 +167,35 @@ def privilege_problems(
     return problems
 
 
-def calibrate(conn: psycopg.Connection) -> estimates.Calibration:
-    """Time a btree build over CALIBRATION_ROWS random strings in a temp table (rolled back)."""
+SAMPLE_TABLE = "dbmigrate_sample"
+
+
+def sample_build(
+    conn: psycopg.Connection, facts: TableFacts, idx: IndexDef
+) -> estimates.SampleBuild:
+    """Build the index on a TABLESAMPLE copy of the table in a temporary table (rolled back)."""
+    percent = min(100.0, 100.0 * estimates.SAMPLE_ROWS / max(facts.rows, 1))
     with conn.transaction(force_rollback=True):
         conn.execute(
-            "CREATE TEMP TABLE dbmigrate_calibration ON COMMIT DROP AS"
-            " SELECT md5(g::text) AS v FROM generate_series(1, %s) g",
-            (estimates.CALIBRATION_ROWS,),
+            sql.SQL(
+                "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} TABLESAMPLE SYSTEM (%s)"
+                " LIMIT %s"
+            ).format(sql.Identifier(SAMPLE_TABLE), sql.Identifier(facts.schema, facts.name)),
+            (percent, estimates.SAMPLE_ROWS),
+        )
+        rows = int(
+            _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SAMPLE_TABLE)))[0]
         )
         started = time.monotonic()
-        conn.execute("CREATE INDEX ON dbmigrate_calibration (v)")
+        conn.execute(sql.SQL(indexdefs.index_sql_on(idx, "pg_temp", SAMPLE_TABLE)))
         took = time.monotonic() - started
-    return estimates.Calibration(estimates.CALIBRATION_ROWS, estimates.CALIBRATION_WIDTH, took)
+        size = _one(
+            conn,
+            "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index"
+            " WHERE indrelid = %s::regclass",
+            (f"pg_temp.{SAMPLE_TABLE}",),
+        )[0]
+    return estimates.SampleBuild(rows=rows, seconds=took, size_bytes=int(size))
 
 
 def has_duplicates(
@@ -198,7 +215,7 @@ def has_duplicates(
     try:
         with read_only(conn, timeout_ms):
             return bool(_one(conn, query)[0])
-    except psycopg.errors.QueryCanceled:
+    except (psycopg.errors.QueryCanceled, psycopg.errors.InsufficientPrivilege):
         return None
 
 
