@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 from dbmigrate.engine import locking
 from tests.db.engine_support import EXAMPLE
@@ -32,7 +33,8 @@ def run(args: list[str], url: str | None, timeout: float = 120) -> subprocess.Co
 
 def _password(url: str) -> str:
     password = urlsplit(url).password
-    assert password, "the db fixture's URL carries a password"
+    if not password:
+        pytest.skip("the test server's URL has no password to leak")
     return password
 
 
