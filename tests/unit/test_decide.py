@@ -813,6 +813,26 @@ def test_a_new_run_clears_the_previous_runs_reports_and_records_its_start() -> N
     assert patch["jobs"][-1]["name"] == "orders-plan-g2"
 
 
+def test_a_new_run_expires_the_jobs_of_old_runs() -> None:
+    records = [
+        JobRecord(step=step, name=f"orders-{step}-g{gen}", generation=gen, created_at=NOW)
+        for gen in (1, 2, 3)
+        for step in ("plan", "apply")
+    ]
+    decision = decide(obs("Succeeded", generation=4, run_gen=3, jobs_records=records))
+    assert decision.delete_jobs == ("orders-plan-g1", "orders-apply-g1")
+    assert [r.name for r in decision.status.jobs] == [
+        "orders-plan-g2",
+        "orders-apply-g2",
+        "orders-plan-g3",
+        "orders-apply-g3",
+        "orders-plan-g4",
+    ]
+    assert (
+        decide(obs("Migrating", jobs={"apply": "Running"}, jobs_records=records)).delete_jobs == ()
+    )
+
+
 def test_status_patch_never_writes_step_keys_except_to_clear_them() -> None:
     decision = decide(obs("Migrating", jobs={"apply": "Running"}))
     patch = status_patch(decision)["status"]
@@ -874,6 +894,23 @@ def test_rolled_back_keeps_the_cause() -> None:
     assert done.phase == "RolledBack" and stalled is not None
     assert stalled.reason == "ApplyFailed" and "BackoffLimitExceeded" in stalled.message
     assert done.failed_step == "apply" and done.finished_at == NOW
+
+
+@pytest.mark.parametrize(
+    ("spec", "reports"),
+    [
+        ({"rollback": {"strategy": "RestoreBackup"}}, PLANNED | {"apply"}),
+        ({"rollback": {"strategy": "None"}}, PLANNED | {"backup", "apply"}),
+    ],
+)
+def test_a_rollback_that_cannot_be_built_fails_closed(
+    spec: dict[str, Any], reports: set[str]
+) -> None:
+    observed = obs("RollingBack", spec=spec, reports=reports, failed_step="apply")
+    decision = decide(observed)
+    assert decision.create_job is None and decision.status.phase == "Failed"
+    stalled = find_condition(decision.status.conditions, "Stalled")
+    assert stalled is not None and stalled.reason == "RollbackImpossible"
 
 
 def test_restore_backup_rollback_is_requested_for_a_failed_verify() -> None:

@@ -19,12 +19,15 @@ Spec changes while a run is going on (the run's generation is status.observedGen
 * A terminal phase never changes without a new generation.
 
 The migration set itself cannot change under a running run: the apply Job gets the plan's hash
-and refuses files that do not match it. A new run clears the step keys of the previous run.
+and refuses files that do not match it. A new run clears the step keys of the previous run, and
+asks the runtime to delete the Jobs of runs older than the last ``KEEP_RUNS`` (Jobs have no TTL:
+they are the evidence of recent runs; all of them go with the resource).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from dbmigrate.api.conditions import BACKED_UP, MIGRATED, READY, RECONCILING, STALLED, VERIFIED
@@ -45,6 +48,7 @@ from dbmigrate.controller.steps import (
 )
 
 LOCK_REQUEUE = 15.0
+KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
 CLEARED_KEYS = (*STEP_KEYS, "database")
 
@@ -53,7 +57,8 @@ def decide(observed: Observed) -> Decision:
     """The next step of the DatabaseMigration in ``observed``."""
     ctx = Ctx(observed, observed.status)
     if _starts_new_run(ctx):
-        return render(*_new_run(ctx))
+        fresh, outcome, expired = _new_run(ctx)
+        return replace(render(fresh, outcome), delete_jobs=expired)
     phase = observed.status.phase
     if phase in TERMINAL_PHASES:
         return Decision(status=observed.status)
@@ -72,8 +77,12 @@ def _starts_new_run(ctx: Ctx) -> bool:
     return status.phase == "Planning" and (plan is None or plan.state != "Running")
 
 
-def _new_run(ctx: Ctx) -> tuple[Ctx, Outcome]:
+def _new_run(ctx: Ctx) -> tuple[Ctx, Outcome, tuple[str, ...]]:
+    """A fresh run for the current generation; Jobs of runs older than the kept ones expire."""
     observed, old = ctx.observed, ctx.observed.status
+    kept_generations = sorted({r.generation for r in old.jobs})[-(KEEP_RUNS - 1) :]
+    kept = [r for r in old.jobs if r.generation in kept_generations]
+    expired = tuple(r.name for r in old.jobs if r.generation not in kept_generations)
     base = DatabaseMigrationStatus(
         phase=old.phase,
         observed_generation=observed.generation,
@@ -81,10 +90,10 @@ def _new_run(ctx: Ctx) -> tuple[Ctx, Outcome]:
         run_id=run_id(observed.name, observed.uid, observed.generation),
         started_at=observed.now,
         current_version=old.current_version,
-        jobs=list(old.jobs),
+        jobs=kept,
     )
     fresh = Ctx(observed, base, clear_step_keys=CLEARED_KEYS)
-    return fresh, _pending(fresh)
+    return fresh, _pending(fresh), expired
 
 
 def _pending(ctx: Ctx) -> Outcome:

@@ -76,11 +76,29 @@ def rolling_back(ctx: Ctx) -> Outcome:
                 "RollingBack", "working", "RollingBack", message, scale_down=refs,
                 requeue_after=SCALE_REQUEUE, warning=True,
             )  # fmt: skip
+        impossible = _cannot_roll_back(ctx)
+        if impossible is not None:
+            return impossible
         strategy = ctx.observed.spec.rollback.strategy
         return start_step(ctx, "rollback", f"rolling back ({strategy})", scale_down=refs)
     if job.state == "Running":
         return running(ctx, "rollback", job)
     return _rollback_finished(ctx, job)
+
+
+def _cannot_roll_back(ctx: Ctx) -> Outcome | None:
+    """The spec changed under a rollback so that no rollback Job can be built (fail closed)."""
+    strategy = ctx.observed.spec.rollback.strategy
+    if strategy == "RestoreBackup" and ctx.base.backup is None:
+        why = "rollback.strategy is RestoreBackup but this run recorded no backup to restore"
+    elif strategy == "None":
+        why = "rollback.strategy was changed to None while the rollback was starting"
+    else:
+        return None
+    reason, cause = cause_of_failure(ctx)
+    message = f"cannot roll back after {reason} ({cause}): {why}. Check the database by hand"
+    condition = StepCondition(ROLLED_BACK, "False", "RollbackImpossible", message)
+    return failed(ctx, "rollback", "RollbackImpossible", message, conditions=(condition,))
 
 
 def _rollback_finished(ctx: Ctx, job: JobObservation) -> Outcome:
