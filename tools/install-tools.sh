@@ -11,18 +11,25 @@ cache=${DBMIGRATE_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbmigrate-testb
 bin="$cache/tools-helm-$HELM_VERSION-kubeconform-$KUBECONFORM_VERSION/bin"
 mkdir -p "$bin"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
-install() {  # name module-path/cmd version
-  local name=$1 pkg=$2 version=$3 start
+# helm's own Makefile stamps its version and the Kubernetes version of its client-go (used as the
+# default capabilities of `helm install --dry-run` and of lint); without them helm says v1.20.
+HELM_KUBE_MINOR=${HELM_KUBE_MINOR:-37}  # helm v3.22.0 requires k8s.io/client-go v0.37
+helm_ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$HELM_KUBE_MINOR"
+done
+install() {  # name module-path/cmd version [ldflags]
+  local name=$1 pkg=$2 version=$3 flags=${4:-} start
   if [ -x "$bin/$name" ]; then return 0; fi
   start=$(date +%s)
   echo "building $name $version ($pkg) into $bin" >&2
-  GOBIN="$bin" go install -trimpath -ldflags "-s -w" "$pkg@$version"
+  GOBIN="$bin" go install -trimpath -ldflags "-s -w $flags" "$pkg@$version"
   echo "built $name in $(( $(date +%s) - start )) s" >&2
 }
 targets=${*:-helm kubeconform}
 for t in $targets; do
   case $t in
-    helm) install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" ;;
+    helm) install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_ldflags" ;;
     kubeconform) install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
     *) echo "unknown target $t (helm, kubeconform)" >&2; exit 2 ;;
   esac
