@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dbmigrate.engine.progress import CurrentStatement, build_progress, measure, percent
+from dbmigrate.engine.progress import (
+    CurrentStatement,
+    ProgressMonitor,
+    build_progress,
+    measure,
+    percent,
+)
 from dbmigrate.engine.settings import ApplySettings
 
 ROW = {
@@ -59,3 +65,14 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert [settings.backoff(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
     with pytest.raises(ValueError, match="lock_timeout_ms"):
         ApplySettings(lock_timeout_ms=-1)
+
+
+def test_a_failing_progress_callback_never_stops_the_migration(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(_: object) -> None:
+        raise ConnectionError("API server unreachable")
+
+    monitor = ProgressMonitor("postgresql://unused", "run", 1, broken)
+    monitor.begin(CurrentStatement(version=1, name="x", index=1, total=1, statement="SELECT 1"))
+    assert "API server unreachable" in caplog.text

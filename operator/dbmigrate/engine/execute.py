@@ -122,6 +122,7 @@ class FileRunner:
         statements = prepared.statements
         objects = [o for s in statements for o in created_objects_of(s)]
         self._context = f"{prepared.migration.filename}: before its transaction"
+        self._set_timeouts(self.settings.concurrent_timeout_ms)
         for obj in (o for o in objects if o.kind == "index"):
             self._attempt(partial(catalog.drop_invalid_index, self.conn, obj))
         self._set_timeouts(self.settings.lock_timeout_ms)

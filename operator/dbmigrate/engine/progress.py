@@ -152,8 +152,14 @@ class ProgressMonitor:
             self._current = None
 
     def _emit(self, progress: ApplyProgress) -> None:
-        if self._on_progress is not None:
+        """Hand a sample to the callback; a failing callback (say, the API server is briefly
+        unreachable) costs a progress report, never the migration."""
+        if self._on_progress is None:
+            return
+        try:
             self._on_progress(progress)
+        except Exception as exc:  # any reporting failure is logged, never raised
+            log.warning("progress report failed: %s: %s", type(exc).__name__, exc)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
