@@ -152,9 +152,10 @@ def test_hostile_identifiers_survive_every_step(database_url: str, tmp_path: Pat
         )
         conn.execute("ANALYZE")
         pending = list(load_directory(folder))[1:]
-        pre = preflight.run_preflight(conn, pending, preflight.PreflightOptions(sample_builds=False))
+        pre = preflight.run_preflight(conn, pending, preflight.PreflightOptions())
     assert pre.passed, pre.checks
     assert pre.new_indexes[0].name == HOSTILE_INDEX
+    assert "sample" in pre.new_indexes[0].estimate_basis  # the sample build quoted the names
     assert pre.tables[0].schema_name == HOSTILE_SCHEMA and pre.tables[0].estimated_rows == 3000
     tables = app_tables(database_url)
     before = fingerprint(database_url, tables)
