@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client as k8s
 
 from testbed.bed import ExternalTestbed, LocalTestbed
-from testbed.proc import pid_alive
+from testbed.proc import TestbedError, pid_alive, start_process, wait_until
 
 Testbed = LocalTestbed | ExternalTestbed
 Obj = dict[str, Any]
@@ -228,3 +228,11 @@ def test_service_account_token_authenticates_the_process(
     logs = bed.kubelet.logs(namespace, pod)  # type: ignore[union-attr]
     assert job["status"].get("succeeded") == 1, logs
     assert logs == f"system:serviceaccount:{namespace}:stepper"
+
+
+def test_failed_start_names_the_part_and_shows_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "part.log"
+    proc = start_process(["sh", "-c", "echo 'unknown flag: --nope' >&2; exit 2"], log)
+    with pytest.raises(TestbedError, match="fake-part exited with code 2") as excinfo:
+        wait_until(lambda: False, part="fake-part", proc=proc, log_path=log, timeout=30)
+    assert "unknown flag: --nope" in str(excinfo.value)
