@@ -1,0 +1,332 @@
+"""Helpers of the operator's end-to-end tests: the operator as a subprocess, the objects a
+DatabaseMigration needs, polling its status, and fingerprints of the database.
+
+The operator runs as ``dbmigrate operator --kubeconfig ... --namespace NS`` in its own process
+group, so a test can kill it (SIGKILL, no goodbye) at any moment and start it again. Nothing here
+mocks anything: the API server, the Job controller, the local kubelet and PostgreSQL are real.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.controller.kube import Kube, Obj, load_api_client
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
+SAMPLE = ROOT / "manifests" / "samples" / "analytics-migration.yaml"
+MIGRATIONS = ROOT / "database" / "migrations"
+TERMINAL = ("Succeeded", "Failed", "RolledBack")
+
+
+def migration_files(up_to: int = 5) -> dict[str, str]:
+    """The analytics migrations 001..up_to as {file name: SQL}."""
+    files = sorted(MIGRATIONS.glob("*.sql"))
+    return {f.name: f.read_text() for f in files if int(f.name.split("_", 1)[0]) <= up_to}
+
+
+class OperatorProcess:
+    """``dbmigrate operator`` as a child process that can be stopped, killed and restarted."""
+
+    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "dbmigrate.cli.main", "operator"]
+        argv += ["--kubeconfig", str(self.kubeconfig), "--resync-seconds", "3"]
+        for ns in self.namespaces:
+            argv += ["--namespace", ns]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start {self.starts} =====\n".encode())
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: the operator gets no chance to clean anything up."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Cluster:
+    """The objects of one test namespace, through the API server (plain JSON)."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.ns = namespace
+
+    # --- objects ----------------------------------------------------------------------------
+
+    def create(self, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        obj.setdefault("metadata", {})["namespace"] = self.ns
+        self.kube.create(obj)
+        return obj
+
+    def secret(self, name: str, data: dict[str, str]) -> None:
+        self.create(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+        )
+
+    def config_map(self, name: str, files: dict[str, str]) -> None:
+        self.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": files}
+        )
+
+    def pvc(self, name: str) -> None:
+        self.create(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+
+    def migration(self, name: str, spec: dict[str, Any]) -> Obj:
+        return self.create(
+            {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": "DatabaseMigration",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+        )
+
+    def get(self, name: str) -> Obj | None:
+        return self.kube.get("DatabaseMigration", self.ns, name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return (self.get(name) or {}).get("status") or {}
+
+    def patch(self, name: str, body: Obj) -> Obj:
+        return self.kube.request(
+            "PATCH",
+            f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{self.ns}/{PLURAL}/{name}",
+            body,
+            content_type="application/merge-patch+json",
+        )
+
+    def annotate(self, name: str, key: str, value: str) -> None:
+        self.patch(name, {"metadata": {"annotations": {key: value}}})
+
+    def delete(self, name: str) -> None:
+        self.kube.request(
+            "DELETE", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{self.ns}/{PLURAL}/{name}"
+        )
+
+    def jobs(self, name: str | None = None) -> list[Obj]:
+        selector = f"{API_GROUP}/migration={name}" if name else None
+        return self.kube.list("Job", self.ns, selector)
+
+    def events(self, name: str) -> list[Obj]:
+        items = self.kube.list("Event", self.ns)
+        found = [e for e in items if e.get("involvedObject", {}).get("name") == name]
+        return sorted(found, key=lambda e: e.get("lastTimestamp") or "")
+
+    def event_reasons(self, name: str) -> list[str]:
+        return [e["reason"] for e in self.events(name)]
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    def wait(
+        self,
+        name: str,
+        check: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        """Poll the resource's status until ``check(status)``; fail with the last status."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = self.status(name)
+            if check(status):
+                return status
+            time.sleep(0.5)
+        summary = {k: status.get(k) for k in ("phase", "message", "conditions", "jobs")}
+        pytest.fail(f"{self.ns}/{name}: timed out after {timeout}s waiting for {what}: {summary}")
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 120.0) -> dict[str, Any]:
+        return self.wait(
+            name, lambda s: s.get("phase") in phases, f"phase {'|'.join(phases)}", timeout
+        )
+
+    def wait_terminal(self, name: str, timeout: float = 180.0) -> dict[str, Any]:
+        return self.wait_phase(name, *TERMINAL, timeout=timeout)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    """The condition of that type (an empty dict if absent)."""
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def sample_spec(**overrides: Any) -> dict[str, Any]:
+    """The spec of manifests/samples/analytics-migration.yaml with top-level keys replaced."""
+    spec: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())["spec"]
+    spec.update(overrides)
+    return spec
+
+
+def kube_for(kubeconfig: Path) -> Kube:
+    return Kube(load_api_client(str(kubeconfig)))
+
+
+# --- the database --------------------------------------------------------------------------
+
+
+def indexes(url: str) -> set[str]:
+    """Names of the valid indexes in schema public."""
+    query = """
+        SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND i.indisvalid
+    """
+    with psycopg.connect(url) as conn:
+        return {row[0] for row in conn.execute(query)}
+
+
+def fingerprint(url: str) -> dict[str, tuple[int, str]]:
+    """Per table of schema public: (row count, md5 of all rows in primary-key order)."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        out: dict[str, tuple[int, str]] = {}
+        for table in tables:
+            ident = psycopg.sql.Identifier(table)
+            query = psycopg.sql.SQL(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
+                "FROM {} AS t"
+            ).format(ident)
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            out[table] = (int(row[0]), str(row[1]))
+        return out
+
+
+def columns(url: str, table: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND table_name = %s ORDER BY ordinal_position",
+            (table,),
+        )
+        return [r[0] for r in rows]
+
+
+def history_versions(url: str) -> dict[int, str]:
+    """version -> status from the history table ({} if it does not exist yet)."""
+    with psycopg.connect(url) as conn:
+        exists = conn.execute("SELECT to_regclass('dbmigrate.schema_migrations')").fetchone()
+        if not exists or exists[0] is None:
+            return {}
+        rows = conn.execute("SELECT version, status FROM dbmigrate.schema_migrations")
+        return {int(v): str(s) for v, s in rows}
+
+
+def seed_analytics(url: str, up_to: int = 1, rows: int = 200) -> None:
+    """Apply 001 by hand (psql-like) and insert a few rows, as an application would have."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, sql in migration_files(up_to).items():
+            del name
+            conn.execute(sql)  # type: ignore[arg-type]  # trusted repository files
+        conn.execute(
+            "INSERT INTO users (email, display_name) SELECT 'u' || g || '@example.com', 'U' || g "
+            "FROM generate_series(1, %s) g",
+            (rows,),
+        )
+        conn.execute(
+            "INSERT INTO visitor_sessions (visitor_id, user_id) "
+            "SELECT 'v' || g, 1 + g %% %s FROM generate_series(1, %s) g",
+            (rows, rows),
+        )
+        conn.execute(
+            "INSERT INTO page_views (session_id, user_id, path, timestamp) SELECT 1 + g %% %s, "
+            "1 + g %% %s, (ARRAY['/dashboard', '/reports', '/settings'])[1 + g %% 3], "
+            "now() - g * interval '1 minute' FROM generate_series(1, %s) g",
+            (rows, rows, rows * 50),
+        )
+
+
+# --- fixtures (imported by the test modules) -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def crd(testbed: Any) -> None:
+    result = testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    assert result.returncode == 0, result.stderr
+    kube = kube_for(Path(testbed.kubeconfig))
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{API_GROUP}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = kube.request("GET", path).get("status", {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in found):
+            return
+        time.sleep(0.5)
+    pytest.fail("the DatabaseMigration CRD did not become Established within 60s")
+
+
+@pytest.fixture
+def cluster(testbed: Any, namespace: str, crd: None) -> Cluster:
+    return Cluster(kube_for(testbed.kubeconfig), namespace)
+
+
+@pytest.fixture
+def operator(testbed: Any, namespace: str, crd: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(Path(testbed.kubeconfig), [namespace], tmp_path / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        print(f"----- operator log ({proc.log_path}) -----")
+        print(proc.log()[-20000:])
+
+
+def ready_database(cluster: Cluster, database_url: str, *, files: dict[str, str] | None) -> None:
+    """Secret analytics-db (uri), ConfigMap analytics-migrations, PVC dbmigrate-backups."""
+    cluster.secret("analytics-db", {"uri": database_url})
+    cluster.config_map("analytics-migrations", files if files is not None else migration_files())
+    cluster.pvc("dbmigrate-backups")
