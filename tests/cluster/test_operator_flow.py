@@ -71,7 +71,7 @@ def test_sample_migrates_001_to_005(
     assert all(j["outcome"] == "Succeeded" for j in status["jobs"])
 
     # The database: every index of 002-005 exists and is valid; the history says 1-5 applied.
-    assert NEW_INDEXES <= indexes(database_url)
+    assert indexes(database_url) >= NEW_INDEXES
     assert history_versions(database_url) == dict.fromkeys(range(1, 6), "applied")
 
     reasons = cluster.event_reasons("analytics")
