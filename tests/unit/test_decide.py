@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbmigrate.api.conditions import find_condition
 from dbmigrate.api.evidence import Check, RollbackRecord, VerificationResult
@@ -1080,3 +1082,75 @@ def test_flow_without_backup_and_with_manual_approval_waits() -> None:
     phases, status = run_flow({"backup": {"enabled": False}, **MANUAL})
     assert phases[:2] == ["Planning", "WaitingForApproval"] and phases[-1] == "WaitingForApproval"
     assert status.approval is not None and status.approval.how_to_approve
+
+
+PHASES = [
+    "Pending", "Planning", "WaitingForApproval", "WaitingForWindow", "WaitingForLock",
+    "BackingUp", "Migrating", "Verifying", "Succeeded", "Failed", "RollingBack", "RolledBack",
+]  # fmt: skip
+SPEC_VARIANTS = [{}, MANUAL, WINDOW_CLOSED, SCALE, {"backup": {"enabled": False}},
+                 {"rollback": {"strategy": "None"}}, {"rollback": {"strategy": "RestoreBackup"}},
+                 {"source": {"image": {"path": "/app/migrations"}}}]  # fmt: skip
+ALL_REPORTS = sorted(PLANNED | {"backup", "apply", "verification", "rollback"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    phase=st.sampled_from(PHASES),
+    job_states=st.dictionaries(
+        st.sampled_from(["plan", "backup", "apply", "verify", "rollback"]),
+        st.sampled_from(["Running", "Succeeded", "Failed"]),
+    ),
+    reports=st.sets(st.sampled_from(ALL_REPORTS)),
+    spec=st.sampled_from(SPEC_VARIANTS),
+    variant=st.fixed_dictionaries(
+        {},
+        optional={
+            "lint_passed": st.booleans(),
+            "large": st.booleans(),
+            "verified": st.booleans(),
+            "apply_status": st.sampled_from(["succeeded", "failed"]),
+            "verify_passed": st.booleans(),
+            "rollback_verified": st.booleans(),
+            "pending": st.integers(0, 2),
+        },
+    ),
+    bump=st.integers(0, 1),
+    secret=st.sampled_from([SECRET_OK, SecretObservation(False), SecretObservation(True, ("pw",))]),
+    holder=st.sampled_from([None, "shop/other"]),
+    failed_step=st.sampled_from([None, "apply", "verify"]),
+)
+def test_any_observation_gives_a_sound_decision(
+    phase: str,
+    job_states: dict[str, str],
+    reports: set[str],
+    spec: dict[str, Any],
+    variant: dict[str, Any],
+    bump: int,
+    secret: SecretObservation,
+    holder: str | None,
+    failed_step: str | None,
+) -> None:
+    """Whatever is observed: deterministic, kstatus-consistent, and any Job asked for builds."""
+    from dbmigrate.controller.jobs import build_step_job
+
+    observed = obs(
+        phase, jobs=job_states, spec=spec, reports=reports, variant=variant, generation=1 + bump,
+        secret=secret, lock_holder=holder, failed_step=failed_step,
+    )  # fmt: skip
+    decision = decide(observed)
+    assert decision == decide(observed)
+    status = decision.status
+    ready = find_condition(status.conditions, "Ready")
+    if status.phase != phase or decision.create_job or status != observed.status:
+        assert ready is not None and (ready.status == "True") == (status.phase == "Succeeded")
+    if decision.create_job is not None:
+        job = build_step_job(
+            "orders", "apps", UID, status.observed_generation or 1, decision.create_job,
+            observed.spec, status.run_id or "r", "img", status=status,
+        )  # fmt: skip
+        assert (
+            job["metadata"]["name"] == f"orders-{decision.create_job}-g{status.observed_generation}"
+        )
+    if phase in TERMINAL_PHASES and not bump:
+        assert decision == Decision(status=observed.status)

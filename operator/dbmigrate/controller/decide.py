@@ -275,6 +275,16 @@ def _verify_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     return begin_rollback(ctx, "verify", "VerificationFailed", message)
 
 
+def _backing_up(ctx: Ctx) -> Outcome:
+    """BackingUp; if the backup was switched off before its Job was created, skip it."""
+    if not ctx.observed.spec.backup.enabled and ctx.job("backup") is None:
+        return through_gates(ctx)
+    return _backup_phase(ctx)
+
+
+_backup_phase = _step_phase("backup", _backup_done, _backup_failed)
+
+
 def _waiting(ctx: Ctx) -> Outcome:
     """WaitingFor*: look at every gate again (the plan stays as reported)."""
     return through_gates(ctx)
@@ -286,7 +296,7 @@ PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
     "WaitingForApproval": _waiting,
     "WaitingForWindow": _waiting,
     "WaitingForLock": _waiting,
-    "BackingUp": _step_phase("backup", _backup_done, _backup_failed),
+    "BackingUp": _backing_up,
     "Migrating": _step_phase("apply", _apply_done, _apply_failed),
     "Verifying": _step_phase("verify", _verify_done, _verify_failed),
     "RollingBack": rolling_back,

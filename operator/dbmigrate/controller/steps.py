@@ -84,6 +84,9 @@ def start_step(
 ) -> Outcome:
     """Enter the step's phase and create its Job, unless a prerequisite is missing."""
     phase, updates = STEP_PHASES[step], updates or {}
+    if step == "apply" and ctx.base.plan is None:
+        message = "status.plan is gone, so there is no approved plan hash to apply; nothing applied"
+        return failed(ctx, "apply", "StepNotReported", message, conditions=conditions)
     problem = prerequisite_problem(ctx)
     if problem is not None:
         reason, why = problem
