@@ -28,11 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from dbmigrate.api.conditions import BACKED_UP, MIGRATED, READY, RECONCILING, STALLED, VERIFIED
 from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus, Phase, Step
-from dbmigrate.controller.gates import InvalidMaintenanceWindow, evaluate_approval, evaluate_window
+from dbmigrate.controller.gating import through_gates
 from dbmigrate.controller.model import STEP_KEYS, Decision, JobObservation, Observed
 from dbmigrate.controller.naming import run_id
 from dbmigrate.controller.outcome import Ctx, Outcome, StepCondition, render
@@ -47,7 +46,6 @@ from dbmigrate.controller.steps import (
     start_step,
 )
 
-LOCK_REQUEUE = 15.0
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
 CLEARED_KEYS = (*STEP_KEYS, "database")
@@ -167,54 +165,6 @@ def _plan_done(ctx: Ctx, job: JobObservation) -> Outcome:
         message = "nothing to apply: every version of the migration set is already applied"
         return Outcome("Succeeded", "succeeded", "NothingToApply", message)
     return through_gates(ctx)
-
-
-def through_gates(ctx: Ctx) -> Outcome:
-    """Approval, then the maintenance window, then the database lock; then the next step."""
-    observed, status = ctx.observed, ctx.base
-    if status.plan is None:
-        message = "status.plan is gone, so the gates cannot be judged; apply a new generation"
-        return failed(ctx, "plan", "StepNotReported", message)
-    approval = evaluate_approval(
-        observed.spec, status.plan.plan_hash, observed.annotations, status.approval,
-        resource=observed.name, namespace=observed.namespace, now=ctx.now,
-    )  # fmt: skip
-    if not approval.passed:
-        reason = "ApprovalRefused" if approval.refused else "WaitingForApproval"
-        return Outcome("WaitingForApproval", "waiting", reason, approval.message,
-                       updates={"approval": approval.status}, warning=approval.refused)  # fmt: skip
-    try:
-        window = evaluate_window(observed.spec, status.preflight, ctx.now)
-    except InvalidMaintenanceWindow as exc:
-        return stalled(ctx, "WaitingForWindow", "InvalidMaintenanceWindow", str(exc),
-                       {"approval": approval.status})  # fmt: skip
-    gates: dict[str, Any] = {"approval": approval.status, "window": window.status}
-    if not window.passed:
-        return Outcome("WaitingForWindow", "waiting", "WaitingForWindow", window.message,
-                       updates=gates, requeue_after=window.requeue_after)  # fmt: skip
-    holder = observed.lock_holder
-    if holder is not None and not ctx.succeeded("backup"):
-        message = (
-            f"waiting for {holder}, which is migrating the same database; this migration starts "
-            "when that one ends"
-        )
-        gates["waiting_for"] = holder
-        return Outcome("WaitingForLock", "waiting", "WaitingForLock", message,
-                       updates=gates, requeue_after=LOCK_REQUEUE)  # fmt: skip
-    return _first_change(ctx, gates)
-
-
-def _first_change(ctx: Ctx, gates: dict[str, Any]) -> Outcome:
-    """The gates are open: back up (unless done or disabled), else apply."""
-    backup = ctx.observed.spec.backup
-    if backup.enabled and not ctx.succeeded("backup"):
-        return start_step(ctx, "backup", "backing up before any change", updates=gates)
-    conditions: tuple[StepCondition, ...] = ()
-    if not backup.enabled:
-        text = "spec.backup.enabled is false: no backup was taken"
-        conditions = (StepCondition(BACKED_UP, "False", "BackupDisabled", text),)
-    versions = ", ".join(str(v.version) for v in ctx.base.plan.pending) if ctx.base.plan else ""
-    return start_step(ctx, "apply", f"applying {versions}", conditions=conditions, updates=gates)
 
 
 def _backup_done(ctx: Ctx, job: JobObservation) -> Outcome:
