@@ -20,6 +20,10 @@ failed     False, phase  False              True, cause      Failed, RolledBack
 
 Waiting is Reconciling=True on purpose: the operator is still working towards Ready and will go
 on by itself when the gate opens (kstatus "InProgress"), whereas Stalled means a person must act.
+The gate reason is WaitingForApproval, WaitingForWindow or WaitingForLock, and ApprovalRefused
+while the annotation approves another plan hash than the current one (a Warning Event says so).
+On Failed and RolledBack the Stalled reason keeps the cause (LintFailed, BackupFailed,
+ApplyFailed, VerificationFailed, RollbackFailed, ...), and Ready's reason is the phase.
 """
 
 from __future__ import annotations
