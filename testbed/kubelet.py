@@ -9,6 +9,13 @@ phase Succeeded/Failed with the container's terminated exit code and reason. So 
 controller's backoffLimit, activeDeadlineSeconds (it deletes the pod: the process is killed) and
 garbage collection all work. `restartPolicy: OnFailure` restarts the process in place.
 
+Contract with the programs a pod runs (details in `testbed.podrun`):
+- `DBMIGRATE_PATH_MAP`: JSON object, each volumeMount's mountPath -> the local folder standing in
+  for it. Arguments starting with a mountPath (or `--flag=<mountPath>...`) are already rewritten.
+- `DBMIGRATE_SA_DIR`: set when the pod has a serviceAccountName; the folder holds `token`,
+  `ca.crt` and `namespace` as /var/run/secrets/kubernetes.io/serviceaccount would. With
+  `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` (the API server), an in-cluster client
+  reads its token and CA from there instead of the standard path.
 Images, securityContext and resources are ignored: processes run as the test's user, with the
 installed `dbmigrate` on PATH. stdout and stderr go to a file per pod: `logs(namespace, pod)`.
 Run in-process (tests) or as `python -m testbed.kubelet --kubeconfig K --root DIR`.
@@ -17,7 +24,6 @@ Run in-process (tests) or as `python -m testbed.kubelet --kubeconfig K --root DI
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import shutil
@@ -35,14 +41,10 @@ from kubernetes import watch as k8s_watch
 from testbed import podrun
 from testbed.podrun import Obj
 from testbed.proc import kill_marked
-from testbed.runner import PodRunner
+from testbed.runner import PodRunner, now
 
 MARKER = "DBMIGRATE_TESTBED_KUBELET"
 log = logging.getLogger("testbed.kubelet")
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LocalKubelet:
@@ -184,7 +186,10 @@ class LocalKubelet:
         spec, meta = pod.get("spec") or {}, pod["metadata"]
         node = spec.get("nodeName")
         if kind == "DELETED":
-            self._kill(meta["uid"], "pod deleted from the API")
+            with self._lock:
+                gone = self._runs.get(meta["uid"])
+            if gone is not None:
+                gone.kill("pod deleted from the API")
         elif not node:
             scheduler = spec.get("schedulerName", "default-scheduler")
             if scheduler == "default-scheduler" and not meta.get("deletionTimestamp"):
@@ -238,12 +243,6 @@ class LocalKubelet:
             run.kill("pod deleted", grace=float(meta.get("deletionGracePeriodSeconds") or 0))
         else:  # nothing running here: confirm the deletion, as a kubelet does
             self.force_delete(meta["namespace"], meta["name"], meta["uid"])
-
-    def _kill(self, uid: str, why: str) -> None:
-        with self._lock:
-            run = self._runs.get(uid)
-        if run is not None:
-            run.kill(why)
 
     def force_delete(self, namespace: str, name: str, uid: str) -> None:
         """Deletes the pod object with grace 0 (the kubelet's confirmation), if it still exists."""

@@ -32,7 +32,7 @@ log = logging.getLogger("testbed.kubelet")
 START_ERROR = 128
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -48,7 +48,7 @@ class PodRunner(threading.Thread):
         self._killed = threading.Event()
         self._why = ""
         self._grace = 5.0
-        self._started_at = _now()
+        self._started_at = now()
         self._restarts = 0
 
     def kill(self, why: str, grace: float = 5.0) -> None:
@@ -109,7 +109,7 @@ class PodRunner(threading.Thread):
             proc = start_process(prepared.argv, self.log_path, env=prepared.env, cwd=prepared.cwd)
         except OSError as exc:
             return START_ERROR, "StartError", f"{prepared.argv[0]}: {exc.strerror or exc}"
-        self._started_at = _now()
+        self._started_at = now()
         self._patch(self._running_status())
         deadline = self.pod["spec"].get("activeDeadlineSeconds")
         ends = time.monotonic() + float(deadline) if deadline else None
@@ -140,7 +140,7 @@ class PodRunner(threading.Thread):
             "exitCode": code,
             "reason": "Error" if reason == "DeadlineExceeded" else reason,
             "startedAt": self._started_at,
-            "finishedAt": _now(),
+            "finishedAt": now(),
         }
         if message:
             state["message"] = message
