@@ -31,7 +31,7 @@ def run_sql(conn: psycopg.Connection, text: str) -> None:
     """Run SQL statement by statement in autocommit (setup only; the engine applies migrations)."""
     conn.autocommit = True
     for statement in executable_statements(text):
-        conn.execute(sql.SQL(statement.text))  # type: ignore[arg-type]
+        conn.execute(sql.SQL(statement.text))
 
 
 def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:

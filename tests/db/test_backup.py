@@ -67,7 +67,7 @@ def test_directory_backup_with_jobs_has_a_stable_hash(database_url: str, tmp_pat
 def test_retention_keeps_newest_and_protected(database_url: str, tmp_path: Path) -> None:
     _prepared(database_url)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    made = []
+    made: list[str] = []
     for i in range(4):
         options = backup.BackupOptions(folder=str(tmp_path), identity="ns/m", keep=2)
         if i == 1:  # the oldest-but-one is the backup a pending rollback needs

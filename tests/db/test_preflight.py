@@ -54,7 +54,7 @@ def test_estimates_match_a_real_build(database_url: str) -> None:
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         started = time.monotonic()
-        conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
+        conn.execute(sql.SQL(statement))
         took = time.monotonic() - started
         size = conn.execute("SELECT pg_relation_size(%s::regclass)", (est.name,)).fetchone()
     assert size is not None
@@ -178,7 +178,7 @@ def test_partial_index_on_heartbeat_ends_hot_updates(database_url: str) -> None:
     )  # fmt: skip
     with psycopg.connect(database_url, autocommit=True) as conn:
         for statement in HEARTBEAT.split(";")[:-1]:
-            conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
+            conn.execute(sql.SQL(statement))
         updates, hot = _beat(conn, 200)
         assert updates == 200 and hot >= 190  # nearly all HOT before the index
         result = _run(database_url, [index, harmless], sample_builds=False)

@@ -184,6 +184,18 @@ def test_hostile_identifiers_survive_every_step(database_url: str, tmp_path: Pat
     assert fingerprint(database_url, tables) == before
 
 
+def test_a_held_lock_stops_the_drop_and_says_so(migrated: tuple[str, str]) -> None:
+    url, _ = migrated
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE page_views IN SHARE UPDATE EXCLUSIVE MODE")
+        record = rollback.rollback(url, "dropCreatedObjects", "rb-locked", lock_timeout="200ms")
+    assert not record.verified
+    assert "stopped: DROP of index" in record.message and "lock timeout" in record.message
+    assert record.versions_marked_rolled_back == []
+    again = rollback.rollback(url, "dropCreatedObjects", "rb-free")
+    assert again.verified, again.message
+
+
 def test_cli_rollback_json(migrated: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     url, good = migrated
     code = run_cli(["rollback", "--database-url", url, "--strategy", "restore", "--backup", good,

@@ -57,17 +57,24 @@ def _probe_args(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the four step commands."""
+    _register_preflight(subparsers)
+    _register_backup(subparsers)
+    _register_verify(subparsers)
+    _register_rollback(subparsers)
+
+
+def _register_preflight(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("preflight", help="check privileges, sizes, estimates, blockers")
     _common(p)
     _probe_args(p)
     p.add_argument("--large-table-rows", type=int, default=1_000_000)
     p.add_argument("--long-transaction-seconds", type=float, default=60.0)
     p.add_argument("--duplicate-timeout-ms", type=int, default=30_000)
-    p.add_argument(
-        "--no-sample-builds", action="store_true", help="estimate from formulas only"
-    )
+    p.add_argument("--no-sample-builds", action="store_true", help="estimate from formulas only")
     p.set_defaults(func=cmd_preflight)
 
+
+def _register_backup(subparsers: argparse._SubParsersAction) -> None:
     b = subparsers.add_parser("backup", help="pg_dump, read back, hash, retention")
     _common(b, migrations=False)
     b.add_argument("--dir", required=True, help="folder to write into (must exist)")
@@ -83,6 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.set_defaults(func=cmd_backup)
 
+
+def _register_verify(subparsers: argparse._SubParsersAction) -> None:
     v = subparsers.add_parser("verify", help="check created indexes and probe query plans")
     _common(v)
     _probe_args(v)
@@ -92,6 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--baseline", metavar="FILE", help="JSON of an earlier preflight or verify")
     v.set_defaults(func=cmd_verify)
 
+
+def _register_rollback(subparsers: argparse._SubParsersAction) -> None:
     r = subparsers.add_parser("rollback", help="drop what the run created, or restore")
     _common(r, migrations=False)
     r.add_argument("--strategy", choices=("drop", "restore"), default="drop")

@@ -175,14 +175,7 @@ def read_whole_archive(path: Path, pg_restore: pgtools.Tool) -> None:
 
 def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -> BackupEvidence:
     """Dump the database, verify the archive, hash it, apply retention; the evidence."""
-    folder = Path(options.folder)
-    if not folder.is_dir():
-        raise BackupError(
-            f"backup folder {folder} does not exist or is not a folder; mount the volume there "
-            "or create it (the backup never creates it, so a missing mount cannot go unnoticed)"
-        )
-    if options.format == "custom" and options.jobs != 1:
-        raise BackupError("--jobs > 1 needs --format directory (custom is written by one process)")
+    folder = _check_inputs(options)
     version_num, server_version, dbname = server_info(url)
     major = pgtools.server_major(version_num)
     pg_dump = pgtools.find_tool("pg_dump", major, options.pg_bin)
@@ -193,14 +186,7 @@ def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -
         raise BackupError(f"{final} already exists; wait a second and run the backup again")
     partial = final.with_name(final.name + ".partial")
     clock = time.monotonic()
-    try:
-        _run_pg_dump(url, pg_dump, partial, options)
-        entries = verify_archive(partial, pg_restore)
-        if options.verify_data:
-            read_whole_archive(partial, pg_restore)
-        partial.rename(final)
-    finally:
-        _remove(partial)
+    entries = _dump_and_check(url, pg_dump, pg_restore, partial, final, options)
     duration = time.monotonic() - clock
     evidence = BackupEvidence(
         path=str(final),
@@ -221,6 +207,40 @@ def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -
     )
     evidence.retention = apply_retention(folder, options, final.name)
     return evidence
+
+
+def _check_inputs(options: BackupOptions) -> Path:
+    folder = Path(options.folder)
+    if not folder.is_dir():
+        raise BackupError(
+            f"backup folder {folder} does not exist or is not a folder; mount the volume there "
+            "or create it (the backup never creates it, so a missing mount cannot go unnoticed)"
+        )
+    if options.format == "custom" and options.jobs != 1:
+        raise BackupError("--jobs > 1 needs --format directory (custom is written by one process)")
+    if options.jobs < 1:
+        raise BackupError(f"--jobs must be at least 1, got {options.jobs}")
+    return folder
+
+
+def _dump_and_check(
+    url: str,
+    pg_dump: pgtools.Tool,
+    pg_restore: pgtools.Tool,
+    partial: Path,
+    final: Path,
+    options: BackupOptions,
+) -> int:
+    """pg_dump into PARTIAL, read it back, then rename it to FINAL; the list entries."""
+    try:
+        _run_pg_dump(url, pg_dump, partial, options)
+        entries = verify_archive(partial, pg_restore)
+        if options.verify_data:
+            read_whole_archive(partial, pg_restore)
+        partial.rename(final)
+    finally:
+        _remove(partial)
+    return entries
 
 
 def _run_pg_dump(url: str, tool: pgtools.Tool, target: Path, options: BackupOptions) -> None:

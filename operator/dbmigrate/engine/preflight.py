@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
-from dbmigrate.engine import estimates, indexdefs, preflight_db
+from dbmigrate.engine import estimates, hotupdates, indexdefs, preflight_db
 from dbmigrate.engine.indexdefs import IndexDef, TableRef
 from dbmigrate.engine.probes import Probe, run_probe
 from dbmigrate.engine.sources import Migration
@@ -258,8 +258,8 @@ def _hot_checks(
         if facts is None or not facts.updates:
             continue
         if facts.oid not in updated_cache:
-            updated_cache[facts.oid] = preflight_db.updated_columns(conn, facts)
-        check = preflight_db.hot_check(conn, facts, idx, est, updated_cache[facts.oid])
+            updated_cache[facts.oid] = hotupdates.updated_columns(conn, facts)
+        check = hotupdates.hot_check(conn, facts, idx, est, updated_cache[facts.oid])
         checks.append(check)
     return checks
 

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
 from psycopg import sql
 
-from dbmigrate.api.evidence import Check, IndexEstimate, SessionBlocker, TableEstimate
+from dbmigrate.api.evidence import SessionBlocker, TableEstimate
 from dbmigrate.engine import estimates, indexdefs
 from dbmigrate.engine.indexdefs import IndexDef
 
 
 @dataclass(frozen=True)
 class ServerFacts:
+    """Who runs the checks, against what."""
+
     role: str
     superuser: bool
     server_version: str
@@ -33,6 +33,8 @@ class ServerFacts:
 
 @dataclass(frozen=True)
 class TableFacts:
+    """A table as the catalog and the statistics see it."""
+
     oid: int
     schema: str
     name: str
@@ -54,14 +56,15 @@ def read_only(conn: psycopg.Connection, timeout_ms: int = 60_000) -> Iterator[No
         yield
 
 
-def _one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
+def one_row(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return tuple(row)
 
 
 def server_facts(conn: psycopg.Connection) -> ServerFacts:
-    role, superuser, version, size = _one(
+    """Role, superuser flag, server version and database size."""
+    role, superuser, version, size = one_row(
         conn,
         "SELECT current_user, rolsuper, current_setting('server_version'),"
         " pg_database_size(current_database()) FROM pg_roles WHERE rolname = current_user",
@@ -70,7 +73,8 @@ def server_facts(conn: psycopg.Connection) -> ServerFacts:
 
 
 def current_schema(conn: psycopg.Connection) -> str:
-    return str(_one(conn, "SELECT coalesce(current_schema(), 'public')")[0])
+    """Where unqualified new tables go."""
+    return str(one_row(conn, "SELECT coalesce(current_schema(), 'public')")[0])
 
 
 _TABLE = """
@@ -103,7 +107,7 @@ def table_facts(conn: psycopg.Connection, schema: str | None, name: str) -> Tabl
 
 def _plan_rows(conn: psycopg.Connection, query: sql.Composable) -> int:
     with read_only(conn):
-        plan = _one(conn, sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query))[0]
+        plan = one_row(conn, sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query))[0]
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
@@ -149,7 +153,7 @@ def privilege_problems(
     ]
     schemas = {t.schema_name for t, f in tables if f is None} - set(created_schemas)
     for schema in sorted(schemas):
-        ok = _one(
+        ok = one_row(
             conn,
             "SELECT coalesce(has_schema_privilege(oid, 'CREATE'), false) FROM pg_namespace"
             " WHERE nspname = %s UNION ALL SELECT false LIMIT 1",
@@ -161,7 +165,7 @@ def privilege_problems(
             )
     if (
         created_schemas
-        and not _one(conn, "SELECT has_database_privilege(current_database(), 'CREATE')")[0]
+        and not one_row(conn, "SELECT has_database_privilege(current_database(), 'CREATE')")[0]
     ):
         problems.append(f"role {info.role} may not create schemas: GRANT CREATE ON DATABASE")
     return problems
@@ -184,12 +188,14 @@ def sample_build(
             (percent, estimates.SAMPLE_ROWS),
         )
         rows = int(
-            _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SAMPLE_TABLE)))[0]
+            one_row(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SAMPLE_TABLE)))[
+                0
+            ]
         )
         started = time.monotonic()
         conn.execute(sql.SQL(indexdefs.index_sql_on(idx, "pg_temp", SAMPLE_TABLE)))
         took = time.monotonic() - started
-        size = _one(
+        size = one_row(
             conn,
             "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index"
             " WHERE indrelid = %s::regclass",
@@ -214,84 +220,9 @@ def has_duplicates(
     )
     try:
         with read_only(conn, timeout_ms):
-            return bool(_one(conn, query)[0])
+            return bool(one_row(conn, query)[0])
     except (psycopg.errors.QueryCanceled, psycopg.errors.InsufficientPrivilege):
         return None
-
-
-def updated_columns(conn: psycopg.Connection, facts: TableFacts) -> set[str] | None:
-    """Columns UPDATE statements of the workload set (from pg_stat_statements), if available."""
-    if not _one(conn, "SELECT to_regclass('pg_stat_statements') IS NOT NULL")[0]:
-        return None
-    try:
-        with read_only(conn):
-            queries = conn.execute(
-                "SELECT query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
-                " WHERE datname = current_database()) ORDER BY calls DESC LIMIT 5000"
-            ).fetchall()
-    except psycopg.Error:
-        return None  # the view exists but the library is not loaded or readable
-    columns: set[str] = set()
-    for (text,) in queries:
-        columns |= _set_columns(str(text), facts.name)
-    return columns
-
-
-def _set_columns(query: str, table: str) -> set[str]:
-    try:
-        stmts = parse_sql(query)
-    except ParseError:
-        return set()
-    return {
-        target.name
-        for raw in stmts
-        if isinstance(raw.stmt, ast.UpdateStmt)
-        and raw.stmt.relation is not None
-        and raw.stmt.relation.relname == table
-        for target in raw.stmt.targetList or ()
-        if target.name
-    }
-
-
-def indexed_columns(conn: psycopg.Connection, facts: TableFacts) -> set[str]:
-    """Columns any existing index of the table refers to (keys, expressions, predicates)."""
-    defs = conn.execute(
-        "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s", (facts.oid,)
-    ).fetchall()
-    return {c for (d,) in defs for i in indexdefs.index_defs(d) for c in i.referenced_columns}
-
-
-def hot_check(
-    conn: psycopg.Connection,
-    facts: TableFacts,
-    idx: IndexDef,
-    est: IndexEstimate,
-    updated: set[str] | None,
-) -> Check:
-    """Whether the new index refers to columns the workload updates, ending HOT updates."""
-    new = sorted(set(idx.referenced_columns) - indexed_columns(conn, facts))
-    est.newly_indexed_columns = new
-    share = estimates.hot_percent(facts.updates, facts.hot_updates) or 0.0
-    name = f"hot-updates:{idx.name}"
-    hit = sorted(set(new) & updated) if updated is not None else new
-    est.ends_hot_updates = bool(hit) and share > 0
-    if not est.ends_hot_updates:
-        return Check(
-            name=name, status="ok", message=f"{share}% HOT updates on {facts.name} stay HOT"
-        )
-    source = (
-        "pg_stat_statements shows UPDATEs setting"
-        if updated is not None
-        else "if the workload updates"
-    )
-    return Check(
-        name=name,
-        status="warn",
-        message=f"{facts.name} has {share}% HOT updates "
-        f"({facts.hot_updates:,} of {facts.updates:,}); "
-        f"{source} {', '.join(hit)}, {idx.name} makes those updates non-HOT (every update then "
-        "writes every index and bloats the table); index another column, or accept the cost",
-    )
 
 
 _BLOCKERS = """

@@ -90,8 +90,11 @@ def object_exists(conn: psycopg.Connection, obj: CreatedObject, schema: str) -> 
 
 def drop_objects(
     conn: psycopg.Connection, manifest: Sequence[CreatedObject], lock_timeout: str
-) -> list[DroppedObject]:
-    """Drop each manifest object that exists (autocommit, one statement each); what happened."""
+) -> tuple[list[DroppedObject], str | None]:
+    """Drop each manifest object that exists (autocommit, one statement each).
+
+    What happened to each, and the error that stopped the drops (None when all went through).
+    """
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     current = conn.execute("SELECT current_schema()").fetchone()
     default_schema = str(current[0]) if current and current[0] else "public"
@@ -99,20 +102,18 @@ def drop_objects(
     for obj in manifest:
         schema = obj.schema_name or default_schema
         existed = object_exists(conn, obj, schema)
-        if existed:
-            conn.execute(drop_statement(obj, schema))
-        gone = not object_exists(conn, obj, schema)
-        done.append(
-            DroppedObject(
-                kind=obj.kind,
-                schema_name=schema,
-                name=obj.name,
-                table=obj.table,
-                existed=existed,
-                gone=gone,
-            )
+        item = DroppedObject(
+            kind=obj.kind, schema_name=schema, name=obj.name, table=obj.table, existed=existed
         )
-    return done
+        done.append(item)
+        try:
+            if existed:
+                conn.execute(drop_statement(obj, schema))
+        except psycopg.Error as exc:
+            reason = exc.diag.message_primary or str(exc)
+            return done, f"DROP of {obj.kind} {schema}.{obj.name} failed: {reason}"
+        item.gone = not object_exists(conn, obj, schema)
+    return done, None
 
 
 def _mark(conn: psycopg.Connection, rows: Sequence[history.HistoryRow], run_id: str) -> list[str]:
@@ -141,14 +142,7 @@ def rollback(
 ) -> RollbackRecord:
     """Roll the database back; the record says what was done and whether it was verified."""
     started, clock = datetime.now(UTC), time.monotonic()
-    with connect(url, "rollback", run_id) as conn:
-        rows = history.read_history(conn)
-        chosen = list(versions) if versions else default_versions(rows)
-        if not chosen:
-            raise RollbackError("no applied versions to roll back; name them with --versions")
-        captured = [r for r in rows if r.version in set(chosen)]
-        manifest = history.created_objects(conn, chosen)
-        dbname = str(conn.info.dbname)
+    chosen, captured, manifest, dbname = _read_state(url, run_id, versions)
     record = RollbackRecord(
         strategy=strategy,
         versions=[str(v) for v in chosen],
@@ -161,17 +155,32 @@ def rollback(
     )
     if strategy == "restoreBackup":
         _restore_step(url, record, backup_path, into_database, jobs, pg_bin, expected_sha256)
+    error = None
     if into_database is None:
         with connect(url, "rollback", run_id) as conn:
-            record.dropped_objects = drop_objects(conn, manifest, lock_timeout)
-            record.versions_marked_rolled_back = _mark(conn, captured, run_id)
-    record.verified = all(d.gone for d in record.dropped_objects) and (
-        into_database is not None or record.versions_marked_rolled_back == record.versions
-    )
+            record.dropped_objects, error = drop_objects(conn, manifest, lock_timeout)
+            if error is None:
+                record.versions_marked_rolled_back = _mark(conn, captured, run_id)
+    record.verified = error is None and all(d.gone for d in record.dropped_objects)
+    if into_database is None:
+        record.verified &= record.versions_marked_rolled_back == record.versions
     record.duration_seconds = round(time.monotonic() - clock, 3)
     record.finished_at = datetime.now(UTC)
-    record.message = _summary(record)
+    record.message = _summary(record) + (f"; stopped: {error}" if error else "")
     return record
+
+
+def _read_state(
+    url: str, run_id: str, versions: Sequence[int] | None
+) -> tuple[list[int], list[history.HistoryRow], list[CreatedObject], str]:
+    """(versions, their history rows, their manifest, database name), read before anything."""
+    with connect(url, "rollback", run_id) as conn:
+        rows = history.read_history(conn)
+        chosen = list(versions) if versions else default_versions(rows)
+        if not chosen:
+            raise RollbackError("no applied versions to roll back; name them with --versions")
+        captured = [r for r in rows if r.version in set(chosen)]
+        return chosen, captured, history.created_objects(conn, chosen), str(conn.info.dbname)
 
 
 def _restore_step(
