@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, JsonValue
 
 from dbmigrate.api.base import ApiModel
 
@@ -33,22 +33,22 @@ def _defaulted(model: type[ApiModel], description: str) -> Any:
     return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
 
 
-def _extra(*rules: dict[str, str]) -> dict[str, object]:
-    return {"x-kubernetes-validations": list(rules)}
+def _extra(*rules: dict[str, str]) -> ConfigDict:
+    """Model config carrying CEL rules (``x-kubernetes-validations``) into the CRD schema."""
+    validations: list[JsonValue] = [dict(rule) for rule in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 class SecretRef(ApiModel):
     """Where the database credentials live: a Secret in the resource's namespace."""
 
-    model_config = {
-        "json_schema_extra": _extra(
-            {
-                "rule": "has(self.uriKey) != has(self.hostKey)",
-                "message": "set exactly one of uriKey (a postgresql:// URI) or hostKey "
-                "(with portKey, dbnameKey, userKey, passwordKey)",
-            }
-        )
-    }
+    model_config = _extra(
+        {
+            "rule": "has(self.uriKey) != has(self.hostKey)",
+            "message": "set exactly one of uriKey (a postgresql:// URI) or hostKey "
+            "(with portKey, dbnameKey, userKey, passwordKey)",
+        }
+    )
     name: str = Field(
         min_length=1, max_length=253, description="Name of the Secret in the same namespace."
     )
@@ -100,15 +100,13 @@ class ImageSource(ApiModel):
 class SourceSpec(ApiModel):
     """Where the migration files come from: exactly one of configMap, inline or image."""
 
-    model_config = {
-        "json_schema_extra": _extra(
-            {
-                "rule": "(has(self.configMap) ? 1 : 0) + (has(self.inline) ? 1 : 0)"
-                " + (has(self.image) ? 1 : 0) == 1",
-                "message": "set exactly one migration source: configMap, inline or image",
-            }
-        )
-    }
+    model_config = _extra(
+        {
+            "rule": "(has(self.configMap) ? 1 : 0) + (has(self.inline) ? 1 : 0)"
+            " + (has(self.image) ? 1 : 0) == 1",
+            "message": "set exactly one migration source: configMap, inline or image",
+        }
+    )
     config_map: ConfigMapSource | None = Field(
         default=None, description="Migration files from a ConfigMap (key = file name)."
     )
@@ -123,21 +121,19 @@ class SourceSpec(ApiModel):
 class BackupSpec(ApiModel):
     """The pg_dump taken before anything changes. On by default: no backup, no migration."""
 
-    model_config = {
-        "json_schema_extra": _extra(
-            {
-                "rule": "!has(self.enabled) || !self.enabled || has(self.pvcName)",
-                "message": "backup.enabled needs backup.pvcName: a PersistentVolumeClaim that "
-                "outlives the Job, or a rollback would have nothing to restore",
-            },
-            {
-                "rule": "!has(self.jobs) || self.jobs == 1"
-                " || (has(self.format) && self.format == 'directory')",
-                "message": "backup.jobs > 1 needs format: directory (custom format dumps are "
-                "written by one process)",
-            },
-        )
-    }
+    model_config = _extra(
+        {
+            "rule": "!has(self.enabled) || !self.enabled || has(self.pvcName)",
+            "message": "backup.enabled needs backup.pvcName: a PersistentVolumeClaim that "
+            "outlives the Job, or a rollback would have nothing to restore",
+        },
+        {
+            "rule": "!has(self.jobs) || self.jobs == 1"
+            " || (has(self.format) && self.format == 'directory')",
+            "message": "backup.jobs > 1 needs format: directory (custom format dumps are "
+            "written by one process)",
+        },
+    )
     enabled: bool = Field(default=True, description="Take a backup before migrating.")
     format: Literal["custom", "directory"] = Field(
         default="custom",
@@ -155,13 +151,11 @@ class BackupSpec(ApiModel):
 class SafetySpec(ApiModel):
     """How careful the migrate step is: lint policy, timeouts, retries, CONCURRENTLY."""
 
-    model_config = {
-        "json_schema_extra": _extra(
-            _duration_rule("lockTimeout"),
-            _duration_rule("statementTimeout"),
-            _duration_rule("retryBackoff"),
-        )
-    }
+    model_config = _extra(
+        _duration_rule("lockTimeout"),
+        _duration_rule("statementTimeout"),
+        _duration_rule("retryBackoff"),
+    )
     lint_policy: Literal["strict", "warn", "off"] = Field(
         default="strict",
         description="strict: lint errors stop before the backup; warn: report and go on; off.",
@@ -203,17 +197,15 @@ class PreflightSpec(ApiModel):
 class MaintenanceWindowSpec(ApiModel):
     """When backup and apply may start, if the plan touches large tables (or always)."""
 
-    model_config = {
-        "json_schema_extra": _extra(
-            _duration_rule("duration"),
-            {
-                "rule": "self.schedule.matches('^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$')",
-                "message": "schedule must be a 5-field cron expression such as '0 2 * * 6' "
-                "(minute hour day-of-month month day-of-week; macros like @daily are not "
-                "supported)",
-            },
-        )
-    }
+    model_config = _extra(
+        _duration_rule("duration"),
+        {
+            "rule": "self.schedule.matches('^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$')",
+            "message": "schedule must be a 5-field cron expression such as '0 2 * * 6' "
+            "(minute hour day-of-month month day-of-week; macros like @daily are not "
+            "supported)",
+        },
+    )
     schedule: str = Field(
         min_length=9,
         max_length=100,
@@ -330,15 +322,13 @@ class JobSpec(ApiModel):
 class DatabaseMigrationSpec(ApiModel):
     """A migration of one PostgreSQL database to a target version, done safely."""
 
-    model_config = {
-        "json_schema_extra": _extra(
-            {
-                "rule": "!has(self.rollback) || self.rollback.strategy != 'RestoreBackup'"
-                " || !has(self.backup) || self.backup.enabled",
-                "message": "rollback.strategy RestoreBackup needs backup.enabled: true",
-            }
-        )
-    }
+    model_config = _extra(
+        {
+            "rule": "!has(self.rollback) || self.rollback.strategy != 'RestoreBackup'"
+            " || !has(self.backup) || self.backup.enabled",
+            "message": "rollback.strategy RestoreBackup needs backup.enabled: true",
+        }
+    )
     database: DatabaseSpec = Field(description="The database to migrate.")
     source: SourceSpec = Field(description="Where the migration files come from.")
     target_version: int | None = Field(
