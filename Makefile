@@ -45,7 +45,7 @@ testbed-down: install
 	$(PY) -m testbed down
 
 demo: install controlplane  ## the main job on the embedded default (see README)
-	$(PY) -m testbed demo
+	$(PY) -m testbed.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
