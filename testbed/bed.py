@@ -19,7 +19,7 @@ from pathlib import Path
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from testbed.controlplane import ControlPlane, bin_dir
+from testbed.controlplane import ControlPlane, bin_dir, find_binaries
 from testbed.kubelet import LocalKubelet
 from testbed.postgres import PostgresServer
 from testbed.proc import TestbedError
@@ -49,6 +49,7 @@ class LocalTestbed(_Base):
     """etcd + kube-apiserver + kube-controller-manager + PostgreSQL + local kubelet."""
 
     def __init__(self, root: Path | None = None, with_kubelet: bool = True) -> None:
+        find_binaries()  # fail before making any folder
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="dbmigrate-testbed-")) if root is None else root
         self.controlplane = ControlPlane(self.root / "controlplane")

@@ -74,9 +74,9 @@ class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager under `root` (a temp folder by default)."""
 
     def __init__(self, root: Path | None = None) -> None:
+        self.bin = find_binaries()
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="dbmigrate-cp-")) if root is None else root
-        self.bin = find_binaries()
         self.kubeconfig = self.root / "kubeconfig"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.api_port = 0

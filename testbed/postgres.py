@@ -86,7 +86,15 @@ class PostgresServer:
         )
 
     def start(self, timeout: float = 60.0) -> None:
-        """initdb, then start the server and wait until it accepts connections."""
+        """initdb, then start the server and wait until it accepts connections. On failure
+        nothing is left behind (process stopped, temporary folder removed)."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         initdb, postgres = _find_binaries()
         owner = _run_as_owner()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -110,17 +118,13 @@ class PostgresServer:
             *("-c", "shared_buffers=32MB", "-c", "logging_collector=off"),
         ]
         self.proc = start_process(argv, self.log_path, user=owner, cwd=self.root)
-        try:
-            wait_until(
-                self._accepts_connections,
-                part="PostgreSQL",
-                proc=self.proc,
-                log_path=self.log_path,
-                timeout=timeout,
-            )
-        except TestbedError:
-            self.stop()
-            raise
+        wait_until(
+            self._accepts_connections,
+            part="PostgreSQL",
+            proc=self.proc,
+            log_path=self.log_path,
+            timeout=timeout,
+        )
 
     def _initdb(self, initdb: Path, owner: str | None) -> None:
         pwfile = self.root / "pwfile"

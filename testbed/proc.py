@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -172,3 +173,15 @@ def kill_marked(key: str, value: str) -> list[int]:
     for pid in killed:
         _reap(pid)
     return killed
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def teardown_on_sigterm() -> None:
+    """Makes SIGTERM (as sent by `timeout` or CI) raise KeyboardInterrupt in the main thread, so
+    pytest runs its fixture teardown and the test bed stops instead of being orphaned."""
+    on_main = threading.current_thread() is threading.main_thread()
+    if on_main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)

@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 
 from testbed.bed import ExternalTestbed, LocalTestbed
 from testbed.postgres import fresh_database
+from testbed.proc import teardown_on_sigterm
 
 Testbed = LocalTestbed | ExternalTestbed
 
@@ -27,6 +28,7 @@ def testbed() -> Iterator[Testbed]:
     if os.environ.get("DBMIGRATE_TEST_KUBECONFIG"):
         yield ExternalTestbed.from_env()
         return
+    teardown_on_sigterm()
     bed = LocalTestbed()
     bed.start()
     try:

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from testbed.postgres import admin_url_from_env_or_server, fresh_database
+from testbed.proc import teardown_on_sigterm
 
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
+    teardown_on_sigterm()
     with admin_url_from_env_or_server() as url:
         yield url
 
