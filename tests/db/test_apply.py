@@ -240,3 +240,32 @@ def test_parse_error_stops_before_anything_runs(database_url: str) -> None:
     assert (result.status, result.error_code) == ("failed", "SqlParseError")
     assert "002_bad.sql:1" in (result.error or "")
     assert query(database_url, "SELECT to_regclass('public.ok')") == [(None,)]
+
+
+def test_manifest_records_every_kind_with_its_schema(database_url: str) -> None:
+    sql = "\n".join(
+        [
+            "CREATE SCHEMA IF NOT EXISTS app;",
+            "CREATE TYPE app.mood AS ENUM ('ok', 'meh');",
+            "CREATE TABLE IF NOT EXISTS app.t (id int, m app.mood);",
+            "CREATE SEQUENCE IF NOT EXISTS t_seq;",
+            "CREATE VIEW v AS SELECT 1 AS one;",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS mv AS SELECT 1 AS one;",
+            "ALTER TABLE app.t ADD COLUMN IF NOT EXISTS note text;",
+            "CREATE INDEX IF NOT EXISTS t_note ON app.t (note);",
+            "ALTER TABLE app.t ADD COLUMN IF NOT EXISTS note text;",  # exists: not recorded twice
+        ]
+    )
+    result = apply_migrations(database_url, load_mapping({"001_all.sql": sql}), fast(), "r")
+    assert result.status == "succeeded", result.error
+    found = [(o.kind, o.schema_name, o.name, o.table) for o in result.versions[0].created_objects]
+    assert found == [
+        ("schema", None, "app", None),
+        ("type", "app", "mood", None),
+        ("table", "app", "t", None),
+        ("sequence", "public", "t_seq", None),
+        ("view", "public", "v", None),
+        ("materialized_view", "public", "mv", None),
+        ("column", "app", "note", "t"),
+        ("index", "app", "t_note", "t"),
+    ]

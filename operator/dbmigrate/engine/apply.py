@@ -13,6 +13,7 @@ import importlib
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import psycopg
 
@@ -33,7 +34,7 @@ from dbmigrate.engine.planning import plan, plan_on
 from dbmigrate.engine.progress import ProgressCallback, ProgressMonitor
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.sources import Migration, MigrationSet, MigrationSourceError
-from dbmigrate.engine.statements import executable_statements, rewrite_concurrently
+from dbmigrate.engine.statements import Statement, executable_statements, rewrite_concurrently
 
 __all__ = ["ApplySettings", "apply_migrations", "lint_gate", "new_run_id", "plan"]
 
@@ -95,21 +96,22 @@ def _check_plan(result: PlanResult, settings: ApplySettings) -> None:
         )
 
 
-def _parse_all(migration_set: MigrationSet, result: PlanResult) -> dict[int, Migration]:
+def _parse_all(migration_set: MigrationSet, result: PlanResult) -> dict[int, list[Statement]]:
     """Parse every pending file now, so a syntax error stops the run before anything runs."""
-    pending = {}
+    parsed = {}
     for item in result.pending:
         migration = migration_set.get(item.version)
         assert migration is not None
-        executable_statements(migration.sql, migration.filename)
-        pending[item.version] = migration
-    return pending
+        parsed[item.version] = executable_statements(migration.sql, migration.filename)
+    return parsed
 
 
 def _prepare(
-    conn: psycopg.Connection, migration: Migration, settings: ApplySettings
+    conn: psycopg.Connection,
+    migration: Migration,
+    statements: list[Statement],
+    settings: ApplySettings,
 ) -> PreparedFile:
-    statements = executable_statements(migration.sql, migration.filename)
     if settings.auto_concurrently:
         existing = set()
         for stmt in statements:
@@ -122,6 +124,18 @@ def _prepare(
                     )
         statements = [rewrite_concurrently(s, existing) for s in statements]
     return PreparedFile(migration=migration, statements=statements)
+
+
+@dataclass
+class _Run:
+    """One apply run's inputs and its result, passed between the steps below."""
+
+    conninfo: str
+    migration_set: MigrationSet
+    settings: ApplySettings
+    run_id: str
+    on_progress: ProgressCallback | None
+    result: ApplyResult
 
 
 def apply_migrations(
@@ -141,7 +155,7 @@ def apply_migrations(
     label = database_label(conninfo)
     result = ApplyResult(run_id=run_id, database=label, status="failed", started_at=now())
     try:
-        _apply(conninfo, migrations, settings, run_id, on_progress, result)
+        _apply(_Run(conninfo, migrations, settings, run_id, on_progress, result))
     except MigrationSourceError as err:
         result.status, result.error, result.error_code = "failed", str(err), type(err).__name__
     except MigrationError as err:
@@ -151,59 +165,51 @@ def apply_migrations(
     return result
 
 
-def _apply(
-    conninfo: str,
-    migration_set: MigrationSet,
-    settings: ApplySettings,
-    run_id: str,
-    on_progress: ProgressCallback | None,
-    result: ApplyResult,
-) -> None:
-    first = plan(conninfo, migration_set, settings.target)
-    result.plan_hash = first.plan_hash
-    _check_plan(first, settings)
-    lint_gate([m for m in _parse_all(migration_set, first).values()], settings)
-    if not first.pending:
-        result.status = "nothing_to_do"
-        return
-    with (
-        connect(conninfo, "apply", run_id) as conn,
-        migration_lock(conn, settings.lock_wait_seconds),
-    ):
-        history.ensure_history(conn)
-        current, rows = plan_on(conn, migration_set, settings.target, result.database)
-        if current.drift_errors:  # the approved hash was checked above; drift again under lock
-            raise DriftError("; ".join(e.message for e in current.drift_errors))
-        _run_files(
-            conn, conninfo, migration_set, settings, run_id, on_progress, current, rows, result
-        )
+def _apply(run: _Run) -> None:
+    settings, result = run.settings, run.result
+    with connect(run.conninfo, "apply", run.run_id) as conn:
+        first, _ = plan_on(conn, run.migration_set, settings.target, result.database)
+        result.plan_hash = first.plan_hash
+        _check_plan(first, settings)
+        parsed = _parse_all(run.migration_set, first)
+        lint_gate([m for m in run.migration_set if m.version in parsed], settings)
+        if not first.pending:
+            result.status = "nothing_to_do"
+            return
+        with migration_lock(conn, settings.lock_wait_seconds):
+            history.ensure_history(conn)
+            current, rows = plan_on(conn, run.migration_set, settings.target, result.database)
+            if current.drift_errors:  # the hash was checked above; drift again under the lock
+                raise DriftError("; ".join(e.message for e in current.drift_errors))
+            _run_files(conn, run, current, rows, parsed)
     result.status = "succeeded" if result.versions else "nothing_to_do"
 
 
 def _run_files(
     conn: psycopg.Connection,
-    conninfo: str,
-    migration_set: MigrationSet,
-    settings: ApplySettings,
-    run_id: str,
-    on_progress: ProgressCallback | None,
+    run: _Run,
     current: PlanResult,
     rows: Sequence[history.HistoryRow],
-    result: ApplyResult,
+    parsed: dict[int, list[Statement]],
 ) -> None:
     """Run the pending files in order under a progress monitor; the first failure stops."""
     previous = {r.version: r for r in rows}
-    pid = conn.info.backend_pid
-    interval = settings.progress_interval_seconds
-    monitor = ProgressMonitor(conninfo, run_id, pid, on_progress, interval)
+    interval = run.settings.progress_interval_seconds
+    monitor = ProgressMonitor(
+        run.conninfo, run.run_id, conn.info.backend_pid, run.on_progress, interval
+    )
     monitor.start()
     try:
-        runner = FileRunner(conn, monitor, settings, run_id)
+        runner = FileRunner(conn, monitor, run.settings, run.run_id)
         for item in current.pending:
-            migration = migration_set.get(item.version)
+            migration = run.migration_set.get(item.version)
             assert migration is not None
-            record = runner.run(_prepare(conn, migration, settings), previous.get(item.version))
-            result.versions.append(record)
+            statements = parsed.get(item.version) or executable_statements(
+                migration.sql, migration.filename
+            )
+            prepared = _prepare(conn, migration, statements, run.settings)
+            record = runner.run(prepared, previous.get(item.version))
+            run.result.versions.append(record)
             if runner.error is not None:
                 raise runner.error
     finally:

@@ -9,14 +9,14 @@ concurrently, and after the build checks indisvalid and indisready.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from dbmigrate.api.plan import CreatedObject
 from dbmigrate.engine.errors import IndexInvalidError
-
-RELATION_KINDS = ("index", "table", "view", "materialized_view", "sequence")
 
 _SCHEMA_OF_RELATION = """
 SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -39,54 +39,68 @@ def relation_schema(conn: psycopg.Connection, schema: str | None, name: str) -> 
     return str(row[0]) if row else None
 
 
-def resolve(conn: psycopg.Connection, obj: CreatedObject) -> CreatedObject:
-    """The object with its schema filled in from the catalog (unchanged if it cannot resolve)."""
-    if obj.schema_name or obj.kind == "schema":
-        return obj
-    if obj.kind in ("index", "column") and obj.table:
-        schema = relation_schema(conn, None, obj.table)
-    elif obj.kind == "type":
-        row = conn.execute(
-            "SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
-            " WHERE t.oid = to_regtype(quote_ident(%s))",
-            (obj.name,),
-        ).fetchone()
-        schema = str(row[0]) if row else None
-    else:
-        schema = relation_schema(conn, None, obj.name)
-    return obj.model_copy(update={"schema_name": schema}) if schema else obj
+_LOOKUP = """
+WITH o(i, kind, schema, name, tbl) AS (
+    SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[])
+), r AS (
+    SELECT o.*, CASE
+        WHEN o.kind = 'schema' OR o.schema IS NOT NULL THEN o.schema
+        WHEN o.kind = 'type' THEN (SELECT n.nspname FROM pg_type t
+            JOIN pg_namespace n ON n.oid = t.typnamespace
+            WHERE t.oid = to_regtype(quote_ident(o.name)))
+        ELSE (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = to_regclass(quote_ident(CASE WHEN o.kind IN ('index', 'column')
+                                                       THEN o.tbl ELSE o.name END)))
+    END AS resolved FROM o
+)
+SELECT r.resolved, CASE
+        WHEN r.kind = 'schema' THEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = r.name)
+        WHEN r.resolved IS NULL THEN false
+        WHEN r.kind = 'column' THEN EXISTS (SELECT 1 FROM pg_attribute
+            WHERE attrelid = to_regclass(format('%%I.%%I', r.resolved, r.tbl))
+              AND attname = r.name AND attnum > 0 AND NOT attisdropped)
+        WHEN r.kind = 'type' THEN to_regtype(format('%%I.%%I', r.resolved, r.name)) IS NOT NULL
+        ELSE to_regclass(format('%%I.%%I', r.resolved, r.name)) IS NOT NULL
+    END AS present, x.indisvalid, x.indisready
+FROM r LEFT JOIN pg_index x
+    ON r.kind = 'index' AND x.indexrelid = CASE WHEN r.resolved IS NOT NULL
+        THEN to_regclass(format('%%I.%%I', r.resolved, r.name)) END
+ORDER BY r.i
+"""
 
 
-def exists(conn: psycopg.Connection, obj: CreatedObject) -> bool:
-    """Whether the (resolved) object exists now."""
-    schema = obj.schema_name
-    if obj.kind == "schema":
-        query = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
-        return conn.execute(query, (obj.name,)).fetchone() is not None
-    if schema is None:
-        return False
-    if obj.kind == "column":
-        query = (
-            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text,"
-            " %s::text)) AND attname = %s AND attnum > 0 AND NOT attisdropped"
-        )
-        return conn.execute(query, (schema, obj.table, obj.name)).fetchone() is not None
-    if obj.kind == "type":
-        query = "SELECT to_regtype(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL"
-    else:
-        query = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL"
-    row = conn.execute(query, (schema, obj.name)).fetchone()
-    return bool(row and row[0])
+@dataclass(frozen=True)
+class Found:
+    """What the catalog says about one manifest object."""
+
+    obj: CreatedObject  # with the schema resolved where the catalog knows it
+    present: bool
+    valid: bool | None  # indexes only: indisvalid and indisready
+
+
+def lookup(conn: psycopg.Connection, objects: list[CreatedObject]) -> list[Found]:
+    """Resolve and check many objects in one round trip."""
+    if not objects:
+        return []
+    columns = (
+        list(range(len(objects))),
+        [o.kind for o in objects],
+        [o.schema_name for o in objects],
+        [o.name for o in objects],
+        [o.table for o in objects],
+    )
+    rows = conn.execute(_LOOKUP, columns).fetchall()
+    found = []
+    for obj, (schema, present, indisvalid, indisready) in zip(objects, rows, strict=True):
+        resolved = obj.model_copy(update={"schema_name": schema}) if schema else obj
+        valid = None if indisvalid is None else bool(indisvalid and indisready)
+        found.append(Found(obj=resolved, present=bool(present), valid=valid))
+    return found
 
 
 def snapshot(conn: psycopg.Connection, objects: list[CreatedObject]) -> set[tuple[str, ...]]:
     """Keys of the objects that exist now (resolved), to compare before and after a statement."""
-    found = set()
-    for obj in objects:
-        resolved = resolve(conn, obj)
-        if exists(conn, resolved):
-            found.add(key(resolved))
-    return found
+    return {key(f.obj) for f in lookup(conn, objects) if f.present}
 
 
 def key(obj: CreatedObject) -> tuple[str, ...]:
@@ -97,13 +111,19 @@ def key(obj: CreatedObject) -> tuple[str, ...]:
 def newly_created(
     conn: psycopg.Connection, objects: list[CreatedObject], before: set[tuple[str, ...]]
 ) -> list[CreatedObject]:
-    """The objects that exist now but did not before: what this statement really created."""
-    created = []
-    for obj in objects:
-        resolved = resolve(conn, obj)
-        if key(resolved) not in before and exists(conn, resolved):
-            created.append(resolved)
-    return created
+    """The objects that exist now but did not before: what the statements really created (each
+    once, in the order the SQL names them)."""
+    created: dict[tuple[str, ...], CreatedObject] = {}
+    for f in lookup(conn, objects):
+        if f.present and key(f.obj) not in before:
+            created.setdefault(key(f.obj), f.obj)
+    return list(created.values())
+
+
+def invalid_indexes(conn: psycopg.Connection, objects: list[CreatedObject]) -> list[CreatedObject]:
+    """The indexes among ``objects`` that exist but are INVALID or not ready."""
+    indexes = [o for o in objects if o.kind == "index"]
+    return [f.obj for f in lookup(conn, indexes) if f.present and f.valid is False]
 
 
 def index_state(conn: psycopg.Connection, schema: str, name: str) -> dict[str, bool] | None:
@@ -138,22 +158,14 @@ def drop_invalid_index(conn: psycopg.Connection, obj: CreatedObject) -> bool:
 
 def check_indexes_valid(conn: psycopg.Connection, objects: list[CreatedObject]) -> None:
     """Raise IndexInvalidError unless every index among ``objects`` is valid and ready."""
-    for obj in objects:
-        if obj.kind != "index":
-            continue
-        resolved = resolve(conn, obj)
-        if resolved.schema_name is None:
+    for f in lookup(conn, [o for o in objects if o.kind == "index"]):
+        where = f"{f.obj.schema_name}.{f.obj.name}" if f.obj.schema_name else f.obj.name
+        if not f.present:
             raise IndexInvalidError(
-                f"index {obj.name} on {obj.table} does not exist after its build"
+                f"index {where} on {f.obj.table} does not exist after its build"
             )
-        state = index_state(conn, resolved.schema_name, obj.name)
-        if state is None:
+        if not f.valid:
             raise IndexInvalidError(
-                f"index {resolved.schema_name}.{obj.name} does not exist after its build"
-            )
-        if not (state["indisvalid"] and state["indisready"]):
-            raise IndexInvalidError(
-                f"index {resolved.schema_name}.{obj.name} is not usable after its build "
-                f"(indisvalid={state['indisvalid']}, indisready={state['indisready']}); "
-                "a rerun drops it and builds it again"
+                f"index {where} is not usable after its build (indisvalid or indisready is "
+                "false); a rerun drops it and builds it again"
             )

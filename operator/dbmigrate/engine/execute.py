@@ -123,7 +123,7 @@ class FileRunner:
         objects = [o for s in statements for o in created_objects_of(s)]
         self._context = f"{prepared.migration.filename}: before its transaction"
         self._set_timeouts(self.settings.concurrent_timeout_ms)
-        for obj in (o for o in objects if o.kind == "index"):
+        for obj in catalog.invalid_indexes(self.conn, objects):
             self._attempt(partial(catalog.drop_invalid_index, self.conn, obj))
         self._set_timeouts(self.settings.lock_timeout_ms)
 
@@ -179,7 +179,7 @@ class FileRunner:
             return created
         self._set_timeouts(self.settings.concurrent_timeout_ms)
         indexes = [o for o in objects if o.kind == "index"]
-        for obj in indexes:
+        for obj in catalog.invalid_indexes(self.conn, indexes):
             if catalog.drop_invalid_index(self.conn, obj):
                 log.warning(
                     "%s: dropped INVALID index %s before rebuilding it", self._context, obj.name

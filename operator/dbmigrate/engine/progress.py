@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from dbmigrate.api.plan import ApplyProgress, Blocker
 from dbmigrate.engine.connect import connect
+from dbmigrate.engine.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,8 @@ class ProgressMonitor:
             return list(self._blockers)
 
     def start(self) -> None:
-        """Open the monitor connection and start sampling."""
-        self._conn = connect(self._conninfo, "monitor", self._run_id)
+        """Start sampling. The monitor connects at the first sample of a statement that is still
+        running, so quick migrations never pay for a second connection."""
         self._thread = threading.Thread(target=self._loop, name="dbmigrate-progress", daemon=True)
         self._thread.start()
 
@@ -165,7 +166,7 @@ class ProgressMonitor:
         while not self._stop.wait(self._interval):
             try:
                 self.sample()
-            except psycopg.Error as exc:  # the apply goes on without live progress
+            except (psycopg.Error, MigrationError) as exc:  # the apply goes on without progress
                 log.warning("progress sampling stopped: %s", exc)
                 return
 
@@ -173,8 +174,10 @@ class ProgressMonitor:
         """Take one sample now (also called by the thread); None when no statement runs."""
         with self._lock:
             current = self._current
-        if current is None or self._conn is None:
+        if current is None:
             return None
+        if self._conn is None:
+            self._conn = connect(self._conninfo, "monitor", self._run_id)
         with self._conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(_SAMPLE_QUERY, (self._pid,)).fetchone()
             pids = set((row or {}).get("blocking") or [])
