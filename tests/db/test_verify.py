@@ -10,6 +10,7 @@ import pytest
 
 from dbmigrate.api.evidence import VerificationResult
 from dbmigrate.engine import preflight, rollback, verify
+from dbmigrate.engine.indexdefs import index_defs
 from dbmigrate.engine.probes import Probe
 from dbmigrate.engine.sources import load_directory
 from tests.db.data import (
@@ -125,6 +126,10 @@ def test_missing_index_and_changed_definition(database_url: str) -> None:
     changed = found["idx_page_views_session_timestamp_desc"]
     assert changed.valid and changed.definition_matches is False
     assert "differs from the file" in changed.message and not result.passed
+    (unnamed,) = index_defs("CREATE INDEX ON page_views (referrer)")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        check = verify.check_index(conn, unnamed)
+    assert not check.passed and "give it a name" in check.message
 
 
 def test_probe_must_be_a_select(database_url: str) -> None:

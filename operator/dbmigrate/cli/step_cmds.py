@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from pglast.parser import ParseError
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import ValidationError
 
@@ -175,7 +176,7 @@ def _guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         except (StepError, MigrationError) as exc:
             print(f"error: {_scrub(str(exc), args)}", file=sys.stderr)
             return exc.exit_code
-        except (MigrationSourceError, ValidationError) as exc:
+        except (MigrationSourceError, ValidationError, ParseError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except psycopg.Error as exc:

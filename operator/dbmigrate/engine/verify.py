@@ -70,6 +70,16 @@ def rendered_definition(conn: psycopg.Connection, idx: IndexDef, schema: str) ->
 
 def check_index(conn: psycopg.Connection, idx: IndexDef) -> IndexCheck:
     """Find the index in the catalog and judge it."""
+    if not idx.name:
+        return IndexCheck(
+            name="",
+            schema_name=idx.schema or "",
+            table=idx.table,
+            exists=False,
+            passed=False,
+            message=f"an index on {idx.table} is unnamed in the file, so it cannot be found, "
+            "verified or rolled back; give it a name",
+        )
     row = conn.execute(_FIND_INDEX, {"name": idx.name, "schema": idx.schema}).fetchone()
     if row is None:
         return IndexCheck(

@@ -1,0 +1,179 @@
+"""Benchmark: `dbmigrate backup` / `dbmigrate rollback --strategy restore` versus raw pg_dump /
+pg_restore with the same flags, on the analytics database with >= 10 M page_views rows, and the
+guide's custom format versus the parallel directory format.
+
+Run from the repository root (takes a while; run it in the background):
+
+    nohup python3 -m bench.backup_restore --rows 10000000 > bench/backup_restore.log 2>&1 &
+
+It starts a throwaway server (or uses DBMIGRATE_BENCH_DATABASE_URL), applies 001-004 with the
+engine, loads the sample data, then times each pair in one run, alternating which goes first.
+Results are printed as a Markdown table and written as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench.common import MIGRATIONS, PG_BIN, database, server
+from dbmigrate.engine import pgtools
+from dbmigrate.engine.apply import ApplySettings, apply_migrations
+from dbmigrate.engine.backup import size_of
+from dbmigrate.engine.sources import load_directory
+from tests.db.data import load_sample_data
+
+DB = "bench_backup"
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Seconds a command takes (it must succeed)."""
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    took = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return took
+
+
+def prepare(url: str, rows: int) -> int:
+    """001-004 applied by the engine, sample data loaded, vacuumed; the database size."""
+    result = apply_migrations(url, load_directory(MIGRATIONS), ApplySettings(target=4))
+    assert result.status == "succeeded", result.error
+    with psycopg.connect(url, autocommit=True) as conn:
+        load_sample_data(conn, users=10_000, sessions=rows // 10, views=rows)
+        conn.execute("VACUUM (ANALYZE)")
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert size is not None
+    return int(size[0])
+
+
+def drop_db(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def create_db(admin_url: str, name: str) -> None:
+    drop_db(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def raw_dump(url: str, target: Path, fmt: str, jobs: int) -> float:
+    conninfo, env = pgtools.libpq_args(url)
+    argv = [str(PG_BIN / "pg_dump"), f"--format={fmt}", f"--file={target}",
+            "--lock-wait-timeout=60s", "--no-password", f"--dbname={conninfo}"]  # fmt: skip
+    if fmt == "directory":
+        argv.append(f"--jobs={jobs}")
+    return timed(argv, env)
+
+
+def our_backup(url: str, folder: Path, fmt: str, jobs: int) -> tuple[float, Path]:
+    out = folder / f"ours-{fmt}-{time.monotonic_ns()}"
+    out.mkdir()
+    took = timed([sys.executable, "-m", "dbmigrate.cli.main", "backup", "--database-url", url,
+                  "--dir", str(out), "--name", "bench", "--format", fmt, "--jobs", str(jobs),
+                  "--output", "json"])  # fmt: skip
+    return took, next(out.iterdir())
+
+
+def raw_restore(admin_url: str, url: str, artefact: Path, jobs: int, name: str) -> float:
+    started = time.monotonic()
+    create_db(admin_url, name)
+    conninfo, env = pgtools.libpq_args(url, dbname=name)
+    argv = [str(PG_BIN / "pg_restore"), "--exit-on-error", "--no-password", f"--dbname={conninfo}"]
+    argv += [f"--jobs={jobs}"] if jobs > 1 else ["--single-transaction"]
+    timed([*argv, str(artefact)], env)
+    took = time.monotonic() - started
+    drop_db(admin_url, name)
+    return took
+
+
+def our_restore(admin_url: str, url: str, artefact: Path, jobs: int, name: str) -> float:
+    took = timed([sys.executable, "-m", "dbmigrate.cli.main", "rollback", "--database-url", url,
+                  "--strategy", "restore", "--backup", str(artefact), "--into-database", name,
+                  "--jobs", str(jobs), "--versions", "4", "--output", "json"])  # fmt: skip
+    drop_db(admin_url, name)
+    return took
+
+
+def bench_backups(
+    url: str, work: Path, jobs: int
+) -> tuple[dict[str, list[float]], dict[str, Path]]:
+    times: dict[str, list[float]] = {}
+    artefacts: dict[str, Path] = {}
+    for fmt, fmt_jobs in (("custom", 1), ("directory", jobs)):
+        raw_first = raw_dump(url, work / f"raw-{fmt}-1", fmt, fmt_jobs)
+        ours_a, artefact = our_backup(url, work, fmt, fmt_jobs)
+        ours_b, _ = our_backup(url, work, fmt, fmt_jobs)
+        raw_second = raw_dump(url, work / f"raw-{fmt}-2", fmt, fmt_jobs)
+        times[f"backup {fmt} raw"] = [raw_first, raw_second]
+        times[f"backup {fmt} ours"] = [ours_a, ours_b]
+        artefacts[fmt] = artefact
+        print(f"backup {fmt}: raw {raw_first:.1f}/{raw_second:.1f}s, "
+              f"ours {ours_a:.1f}/{ours_b:.1f}s", flush=True)  # fmt: skip
+    return times, artefacts
+
+
+def bench_restores(
+    admin_url: str, url: str, artefacts: dict[str, Path], jobs: int
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for fmt, fmt_jobs in (("custom", 1), ("directory", jobs)):
+        artefact = artefacts[fmt]
+        raw = raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore")
+        ours = our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore")
+        times[f"restore {fmt} raw"] = [raw]
+        times[f"restore {fmt} ours"] = [ours]
+        print(f"restore {fmt} (jobs {fmt_jobs}): raw {raw:.1f}s, ours {ours:.1f}s", flush=True)
+    return times
+
+
+def table(times: dict[str, list[float]], sizes: dict[str, int]) -> str:
+    lines = ["| step | raw pg_dump/pg_restore (s) | dbmigrate (s) | ratio | artefact |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for step in ("backup custom", "backup directory", "restore custom", "restore directory"):
+        raw = sum(times[f"{step} raw"]) / len(times[f"{step} raw"])
+        ours = sum(times[f"{step} ours"]) / len(times[f"{step} ours"])
+        size = sizes.get(step.split()[1], 0) / 1048576
+        lines.append(f"| {step} | {raw:.1f} | {ours:.1f} | {ours / raw:.3f} | {size:.0f} MiB |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="page_views rows")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel jobs for directory format")
+    parser.add_argument("--out", default="bench/backup_restore.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dbmigrate-bench-"))
+    try:
+        with server() as admin_url, database(admin_url, DB) as url:
+            started = time.monotonic()
+            size = prepare(url, args.rows)
+            print(f"loaded {args.rows:,} page_views rows: database {size / 1048576:.0f} MiB in "
+                  f"{time.monotonic() - started:.0f}s", flush=True)  # fmt: skip
+            times, artefacts = bench_backups(url, work, args.jobs)
+            times.update(bench_restores(admin_url, url, artefacts, args.jobs))
+            sizes = {f: size_of(p) for f, p in artefacts.items()}
+            print(table(times, sizes))
+            Path(args.out).write_text(json.dumps(
+                {"rows": args.rows, "database_bytes": size, "jobs": args.jobs, "seconds": times,
+                 "artefact_bytes": sizes}, indent=2))  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
