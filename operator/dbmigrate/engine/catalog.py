@@ -39,34 +39,33 @@ def relation_schema(conn: psycopg.Connection, schema: str | None, name: str) -> 
     return str(row[0]) if row else None
 
 
-_LOOKUP = """
-WITH o(i, kind, schema, name, tbl) AS (
-    SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[])
-), r AS (
-    SELECT o.*, CASE
-        WHEN o.kind = 'schema' OR o.schema IS NOT NULL THEN o.schema
-        WHEN o.kind = 'type' THEN (SELECT n.nspname FROM pg_type t
-            JOIN pg_namespace n ON n.oid = t.typnamespace
-            WHERE t.oid = to_regtype(quote_ident(o.name)))
-        ELSE (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.oid = to_regclass(quote_ident(CASE WHEN o.kind IN ('index', 'column')
-                                                       THEN o.tbl ELSE o.name END)))
-    END AS resolved FROM o
-)
-SELECT r.resolved, CASE
-        WHEN r.kind = 'schema' THEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = r.name)
-        WHEN r.resolved IS NULL THEN false
-        WHEN r.kind = 'column' THEN EXISTS (SELECT 1 FROM pg_attribute
-            WHERE attrelid = to_regclass(format('%%I.%%I', r.resolved, r.tbl))
-              AND attname = r.name AND attnum > 0 AND NOT attisdropped)
-        WHEN r.kind = 'type' THEN to_regtype(format('%%I.%%I', r.resolved, r.name)) IS NOT NULL
-        ELSE to_regclass(format('%%I.%%I', r.resolved, r.name)) IS NOT NULL
-    END AS present, x.indisvalid, x.indisready
-FROM r LEFT JOIN pg_index x
-    ON r.kind = 'index' AND x.indexrelid = CASE WHEN r.resolved IS NOT NULL
-        THEN to_regclass(format('%%I.%%I', r.resolved, r.name)) END
-ORDER BY r.i
-"""
+def _qualified(name_param: str) -> str:
+    """SQL text naming a (possibly unqualified) object from the %(schema)s and a name param."""
+    return (
+        f"CASE WHEN %(schema)s::text IS NULL THEN quote_ident({name_param}::text)"
+        f" ELSE format('%%I.%%I', %(schema)s::text, {name_param}::text) END"
+    )
+
+
+# One small query per kind: cheap to plan, and prepared by psycopg once it repeats.
+_QUERIES = {
+    "index": "SELECT n.nspname, x.indisvalid, x.indisready FROM pg_class t"
+    " JOIN pg_namespace n ON n.oid = t.relnamespace"
+    " LEFT JOIN pg_class i ON i.relname = %(name)s AND i.relnamespace = t.relnamespace"
+    " AND i.relkind IN ('i', 'I') LEFT JOIN pg_index x ON x.indexrelid = i.oid"
+    f" WHERE t.oid = to_regclass({_qualified('%(table)s')})",
+    "column": "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = t.oid"
+    " AND attname = %(name)s AND attnum > 0 AND NOT attisdropped), NULL FROM pg_class t"
+    " JOIN pg_namespace n ON n.oid = t.relnamespace"
+    f" WHERE t.oid = to_regclass({_qualified('%(table)s')})",
+    "type": "SELECT n.nspname, true, NULL FROM pg_type t"
+    " JOIN pg_namespace n ON n.oid = t.typnamespace"
+    f" WHERE t.oid = to_regtype({_qualified('%(name)s')})",
+    "schema": "SELECT NULL, true, NULL FROM pg_namespace WHERE nspname = %(name)s",
+    "relation": "SELECT n.nspname, true, NULL FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    f" WHERE c.oid = to_regclass({_qualified('%(name)s')})",
+}
 
 
 @dataclass(frozen=True)
@@ -75,32 +74,26 @@ class Found:
 
     obj: CreatedObject  # with the schema resolved where the catalog knows it
     present: bool
-    valid: bool | None  # indexes only: indisvalid and indisready
+    valid: bool | None = None  # indexes only: indisvalid and indisready
+
+
+def _lookup_one(conn: psycopg.Connection, obj: CreatedObject) -> Found:
+    query = _QUERIES.get(obj.kind, _QUERIES["relation"])
+    params = {"schema": obj.schema_name, "name": obj.name, "table": obj.table or ""}
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        return Found(obj=obj, present=False)
+    schema, flag, ready = row
+    resolved = obj.model_copy(update={"schema_name": schema}) if schema else obj
+    if obj.kind == "index":
+        present = flag is not None
+        return Found(obj=resolved, present=present, valid=bool(flag and ready) if present else None)
+    return Found(obj=resolved, present=bool(flag))
 
 
 def lookup(conn: psycopg.Connection, objects: list[CreatedObject]) -> list[Found]:
-    """Resolve and check many objects in one round trip."""
-    if not objects:
-        return []
-    columns = (
-        list(range(len(objects))),
-        [o.kind for o in objects],
-        [o.schema_name for o in objects],
-        [o.name for o in objects],
-        [o.table for o in objects],
-    )
-    rows = conn.execute(_LOOKUP, columns).fetchall()
-    found = []
-    for obj, (schema, present, indisvalid, indisready) in zip(objects, rows, strict=True):
-        resolved = obj.model_copy(update={"schema_name": schema}) if schema else obj
-        valid = None if indisvalid is None else bool(indisvalid and indisready)
-        found.append(Found(obj=resolved, present=bool(present), valid=valid))
-    return found
-
-
-def snapshot(conn: psycopg.Connection, objects: list[CreatedObject]) -> set[tuple[str, ...]]:
-    """Keys of the objects that exist now (resolved), to compare before and after a statement."""
-    return {key(f.obj) for f in lookup(conn, objects) if f.present}
+    """Resolve each object's schema and whether it exists (and, for an index, is usable)."""
+    return [_lookup_one(conn, obj) for obj in objects]
 
 
 def key(obj: CreatedObject) -> tuple[str, ...]:
@@ -108,22 +101,41 @@ def key(obj: CreatedObject) -> tuple[str, ...]:
     return (obj.kind, obj.schema_name or "", obj.table or "", obj.name)
 
 
-def newly_created(
-    conn: psycopg.Connection, objects: list[CreatedObject], before: set[tuple[str, ...]]
-) -> list[CreatedObject]:
-    """The objects that exist now but did not before: what the statements really created (each
-    once, in the order the SQL names them)."""
+def present_keys(found: list[Found]) -> set[tuple[str, ...]]:
+    """Keys of the objects found present."""
+    return {key(f.obj) for f in found if f.present}
+
+
+def created_since(after: list[Found], before: set[tuple[str, ...]]) -> list[CreatedObject]:
+    """The objects present now but not before: what the statements really created (each once,
+    in the order the SQL names them)."""
     created: dict[tuple[str, ...], CreatedObject] = {}
-    for f in lookup(conn, objects):
+    for f in after:
         if f.present and key(f.obj) not in before:
             created.setdefault(key(f.obj), f.obj)
     return list(created.values())
 
 
-def invalid_indexes(conn: psycopg.Connection, objects: list[CreatedObject]) -> list[CreatedObject]:
-    """The indexes among ``objects`` that exist but are INVALID or not ready."""
-    indexes = [o for o in objects if o.kind == "index"]
-    return [f.obj for f in lookup(conn, indexes) if f.present and f.valid is False]
+def invalid(found: list[Found]) -> list[CreatedObject]:
+    """The indexes found present but INVALID or not ready."""
+    return [f.obj for f in found if f.obj.kind == "index" and f.present and f.valid is False]
+
+
+def raise_unless_valid(found: list[Found]) -> None:
+    """Raise IndexInvalidError unless every index among ``found`` exists, valid and ready."""
+    for f in found:
+        if f.obj.kind != "index":
+            continue
+        where = f"{f.obj.schema_name}.{f.obj.name}" if f.obj.schema_name else f.obj.name
+        if not f.present:
+            raise IndexInvalidError(
+                f"index {where} on {f.obj.table} does not exist after its build"
+            )
+        if not f.valid:
+            raise IndexInvalidError(
+                f"index {where} is not usable after its build (indisvalid or indisready is "
+                "false); a rerun drops it and builds it again"
+            )
 
 
 def index_state(conn: psycopg.Connection, schema: str, name: str) -> dict[str, bool] | None:
@@ -154,18 +166,3 @@ def drop_invalid_index(conn: psycopg.Connection, obj: CreatedObject) -> bool:
         sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, obj.name))
     )
     return True
-
-
-def check_indexes_valid(conn: psycopg.Connection, objects: list[CreatedObject]) -> None:
-    """Raise IndexInvalidError unless every index among ``objects`` is valid and ready."""
-    for f in lookup(conn, [o for o in objects if o.kind == "index"]):
-        where = f"{f.obj.schema_name}.{f.obj.name}" if f.obj.schema_name else f.obj.name
-        if not f.present:
-            raise IndexInvalidError(
-                f"index {where} on {f.obj.table} does not exist after its build"
-            )
-        if not f.valid:
-            raise IndexInvalidError(
-                f"index {where} is not usable after its build (indisvalid or indisready is "
-                "false); a rerun drops it and builds it again"
-            )

@@ -123,22 +123,23 @@ class FileRunner:
         objects = [o for s in statements for o in created_objects_of(s)]
         self._context = f"{prepared.migration.filename}: before its transaction"
         self._set_timeouts(self.settings.concurrent_timeout_ms)
-        for obj in catalog.invalid_indexes(self.conn, objects):
+        for obj in catalog.invalid(catalog.lookup(self.conn, objects)):
             self._attempt(partial(catalog.drop_invalid_index, self.conn, obj))
         self._set_timeouts(self.settings.lock_timeout_ms)
 
         def body() -> VersionApplyRecord:
             with self.conn.transaction():
-                before = catalog.snapshot(self.conn, objects)
+                before = catalog.present_keys(catalog.lookup(self.conn, objects))
                 for index, stmt in enumerate(statements):
                     self._execute(prepared, index, stmt)
+                after = catalog.lookup(self.conn, objects)
+                catalog.raise_unless_valid(after)
                 done = record.model_copy(
                     update={
-                        "created_objects": catalog.newly_created(self.conn, objects, before),
+                        "created_objects": catalog.created_since(after, before),
                         "statements_done": len(statements),
                     }
                 )
-                catalog.check_indexes_valid(self.conn, [o for o in objects if o.kind == "index"])
                 self._write_row(done, "applied")
             return done
 
@@ -170,24 +171,24 @@ class FileRunner:
         if not stmt.needs_autocommit:
             self._set_timeouts(self.settings.lock_timeout_ms)
             with self.conn.transaction():
-                before = catalog.snapshot(self.conn, objects)
+                before = catalog.present_keys(catalog.lookup(self.conn, objects))
                 self._execute(prepared, index, stmt)
-                created = catalog.newly_created(self.conn, objects, before)
+                created = catalog.created_since(catalog.lookup(self.conn, objects), before)
                 history.record_progress(
                     self.conn, version, index + 1, record.created_objects + created
                 )
             return created
         self._set_timeouts(self.settings.concurrent_timeout_ms)
-        indexes = [o for o in objects if o.kind == "index"]
-        for obj in catalog.invalid_indexes(self.conn, indexes):
+        found = catalog.lookup(self.conn, objects)
+        broken = catalog.invalid(found)
+        for obj in broken:
             if catalog.drop_invalid_index(self.conn, obj):
-                log.warning(
-                    "%s: dropped INVALID index %s before rebuilding it", self._context, obj.name
-                )
-        before = catalog.snapshot(self.conn, objects)
+                log.warning("%s: dropped INVALID index %s to rebuild it", self._context, obj.name)
+        before = catalog.present_keys(catalog.lookup(self.conn, objects) if broken else found)
         self._execute(prepared, index, stmt)
-        created = catalog.newly_created(self.conn, objects, before)
-        catalog.check_indexes_valid(self.conn, indexes)
+        after = catalog.lookup(self.conn, objects)
+        catalog.raise_unless_valid(after)
+        created = catalog.created_since(after, before)
         history.record_progress(self.conn, version, index + 1, record.created_objects + created)
         return created
 
