@@ -159,3 +159,23 @@ def test_cli_verify_with_probes_file(
     out = capsys.readouterr().out
     assert "verification FAILED" in out and "does not use idx_page_views_user_id" in out
     assert run_cli([*argv, "--probe", "no-colon"]) == 2
+
+
+def test_cli_baseline_from_preflight_json(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ready(database_url)
+    probe = f"{RECENT.name}={RECENT.expect_index}:{RECENT.sql}"
+    common = ["--database-url", database_url, "--migrations", MIGRATIONS, "--probe", probe]
+    assert run_cli(["preflight", *common, "--no-sample-builds", "--output", "json"]) == 0
+    baseline = tmp_path / "preflight.json"
+    baseline.write_text(capsys.readouterr().out)
+    migrate(database_url, MIGRATIONS)
+    assert run_cli(["verify", *common, "--baseline", str(baseline), "--output", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    before = json.loads(baseline.read_text())
+    assert data["databaseSizeBefore"] == before["databaseSizeBytes"]
+    assert data["probes"][0]["baselineEstimatedCost"] == before["probeBaseline"][0]["estimatedCost"]
+    assert data["probes"][0]["baselineUsedIndexes"] == []
+    baseline.write_text("[1, 2]")
+    assert run_cli(["verify", *common, "--baseline", str(baseline)]) == 2
