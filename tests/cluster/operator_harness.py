@@ -82,6 +82,11 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def assert_alive(self) -> None:
+        """Fail at once (with its log) if the operator died instead of timing out later."""
+        if self.proc is not None and self.proc.poll() is not None:
+            pytest.fail(f"the operator exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+
 
 class Cluster:
     """The objects of one test namespace, through the API server (plain JSON)."""
@@ -89,6 +94,7 @@ class Cluster:
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.kube = kube
         self.ns = namespace
+        self.watchdogs: list[Callable[[], None]] = []
 
     # --- objects ----------------------------------------------------------------------------
 
@@ -167,6 +173,17 @@ class Cluster:
 
     # --- waiting ----------------------------------------------------------------------------
 
+    def wait_event(self, name: str, check: Callable[[Obj], bool], timeout: float = 15.0) -> Obj:
+        """The first Event about the resource passing ``check`` (posted just after its status)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events(name) if check(e)]
+            if found:
+                return found[0]
+            time.sleep(0.5)
+        got = [(e["type"], e["reason"], e["message"]) for e in self.events(name)]
+        pytest.fail(f"no matching Event about {name}; got {got}")
+
     def wait(
         self,
         name: str,
@@ -181,6 +198,8 @@ class Cluster:
             status = self.status(name)
             if check(status):
                 return status
+            for watchdog in self.watchdogs:
+                watchdog()
             time.sleep(0.5)
         summary = {k: status.get(k) for k in ("phase", "message", "conditions", "jobs")}
         pytest.fail(f"{self.ns}/{name}: timed out after {timeout}s waiting for {what}: {summary}")

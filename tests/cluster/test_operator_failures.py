@@ -1,0 +1,148 @@
+"""What goes wrong, end to end: a missing Secret stalls the run with a clear message and heals when
+the Secret appears; an apply failing mid-way and a failed verification are rolled back, leaving
+the application's data exactly as it was (row counts and content hashes per table).
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.cluster.operator_harness import (
+    Cluster,
+    OperatorProcess,
+    cluster,
+    columns,
+    condition,
+    crd,
+    fingerprint,
+    history_versions,
+    indexes,
+    migration_files,
+    operator,
+    ready_database,
+    sample_spec,
+    seed_analytics,
+)
+
+__all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+
+INLINE = [
+    {"name": "001_notes.sql", "sql": "CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY);"},
+    {
+        "name": "002_notes_index.sql",
+        "sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_notes_id ON notes (id);",
+    },
+]
+
+
+def test_missing_secret_stalls_with_a_clear_message_then_heals(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    began = time.monotonic()
+    spec = sample_spec(
+        source={"inline": INLINE},
+        backup={"enabled": False},
+        verification={"analyze": True},
+    )
+    cluster.migration("needs-secret", spec)
+
+    stalled = cluster.wait(
+        "needs-secret",
+        lambda s: condition(s, "Stalled").get("status") == "True",
+        "Stalled=True",
+        timeout=60,
+    )
+    found = condition(stalled, "Stalled")
+    assert found["reason"] == "SecretNotFound"
+    assert "analytics-db" in found["message"] and "uri" in found["message"]
+    assert condition(stalled, "Ready")["status"] == "False"
+    assert cluster.jobs("needs-secret") == []  # nothing runs without credentials
+    cluster.wait_event(
+        "needs-secret", lambda e: e["type"] == "Warning" and "Secret analytics-db" in e["message"]
+    )
+
+    cluster.secret("analytics-db", {"uri": database_url})  # the fix: it goes on by itself
+    done = cluster.wait_terminal("needs-secret", timeout=120)
+    assert done["phase"] == "Succeeded", done.get("message")
+    assert condition(done, "Stalled")["status"] == "False"
+    assert condition(done, "Ready")["status"] == "True"
+    assert "idx_notes_id" in indexes(database_url)
+    # The inline files reached the Jobs through a ConfigMap the resource owns.
+    owned = cluster.kube.get("ConfigMap", cluster.ns, "needs-secret-migrations")
+    assert owned is not None and set(owned["data"]) == {i["name"] for i in INLINE}
+    print(f"missing secret scenario took {time.monotonic() - began:.1f}s")
+
+
+FAILING_004 = """
+-- builds one index, then fails on the second: an autocommit file stopped half-way
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_page_views_path ON page_views (path);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_broken ON users ((100 / (id - id)));
+"""
+
+
+def test_apply_failing_midway_is_rolled_back_with_data_identical(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    began = time.monotonic()
+    seed_analytics(database_url, rows=100)
+    before = fingerprint(database_url)
+    indexes_before = indexes(database_url)
+    files = {**migration_files(3), "004_broken.sql": FAILING_004}
+    ready_database(cluster, database_url, files=files)
+    cluster.migration("midway", sample_spec(verification={"analyze": True}))
+
+    status = cluster.wait_terminal("midway", timeout=240)
+    assert status["phase"] == "RolledBack", status.get("message")
+    assert status["failedStep"] == "apply"
+    assert status["apply"]["status"] == "failed"
+    assert status["apply"]["errorCode"]  # the SQLSTATE of the division by zero
+    rolled = status["rollback"]
+    assert rolled["verified"] is True and rolled["strategy"] == "dropCreatedObjects"
+    assert {"2", "3", "4"} <= set(rolled["versionsMarkedRolledBack"])
+    assert condition(status, "RolledBack")["status"] == "True"
+    assert condition(status, "Ready")["status"] == "False"
+    assert condition(status, "Ready")["reason"] == "RolledBack"
+    assert "ApplyFailed" in (condition(status, "Ready").get("message") or "") or (
+        "apply failed" in (status.get("message") or "")
+    )
+    assert status["backup"]["verified"] is True  # the backup is kept as evidence
+
+    # The database is back: same tables, same rows, same content; no index of this run left.
+    assert fingerprint(database_url) == before
+    assert indexes(database_url) == indexes_before
+    assert "email_hash" not in columns(database_url, "users")
+    versions = history_versions(database_url)
+    assert versions.get(2) == versions.get(3) == "rolled_back"
+    reasons = cluster.event_reasons("midway")
+    assert "RollingBack" in reasons and "RolledBack" in reasons
+    print(f"mid-way failure rollback took {time.monotonic() - began:.1f}s")
+
+
+def test_verification_failure_is_rolled_back(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    began = time.monotonic()
+    seed_analytics(database_url, rows=100)
+    before = fingerprint(database_url)
+    indexes_before = indexes(database_url)
+    ready_database(cluster, database_url, files=migration_files(2))
+    probe = {
+        "name": "lookup-by-email",
+        "sql": "SELECT id FROM users WHERE lower(email) = 'u7@example.com'",
+        "expectIndex": "idx_that_no_migration_creates",
+    }
+    spec = sample_spec(verification={"analyze": True, "probes": [probe]})
+    cluster.migration("unverified", spec)
+
+    status = cluster.wait_terminal("unverified", timeout=240)
+    assert status["phase"] == "RolledBack", status.get("message")
+    assert status["failedStep"] == "verify"
+    assert status["verification"]["passed"] is False
+    assert status["verification"]["probes"][0]["passed"] is False
+    assert condition(status, "Verified")["status"] == "False"
+    assert condition(status, "RolledBack")["status"] == "True"
+    assert status["rollback"]["verified"] is True
+    assert fingerprint(database_url) == before
+    assert indexes(database_url) == indexes_before  # idx_users_email_lower dropped again
+    assert history_versions(database_url)[2] == "rolled_back"
+    print(f"verification failure rollback took {time.monotonic() - began:.1f}s")
