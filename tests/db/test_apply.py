@@ -269,3 +269,20 @@ def test_manifest_records_every_kind_with_its_schema(database_url: str) -> None:
         ("column", "app", "note", "t"),
         ("index", "app", "t_note", "t"),
     ]
+
+
+def test_a_retried_run_still_matches_its_approved_plan(database_url: str) -> None:
+    files = {
+        "001_a.sql": "CREATE TABLE IF NOT EXISTS a (id int);",
+        "002_b.sql": "INSERT INTO not_yet VALUES (1);",
+    }
+    approved = plan(database_url, load_mapping(files)).plan_hash
+    settings = fast(expected_plan_hash=approved)
+    first = apply_migrations(database_url, load_mapping(files), settings, "run-7")
+    assert [(v.version, v.status) for v in first.versions] == [(1, "applied"), (2, "failed")]
+    query(database_url, "CREATE TABLE not_yet (id int)")
+    other = apply_migrations(database_url, load_mapping(files), settings, "run-8")
+    assert (other.status, other.error_code) == ("failed", "PlanChangedError")
+    retry = apply_migrations(database_url, load_mapping(files), settings, "run-7")
+    assert retry.status == "succeeded", retry.error
+    assert [v.version for v in retry.versions] == [2]

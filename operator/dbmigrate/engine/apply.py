@@ -30,7 +30,7 @@ from dbmigrate.engine.errors import (
 )
 from dbmigrate.engine.execute import FileRunner, PreparedFile, now
 from dbmigrate.engine.locking import migration_lock
-from dbmigrate.engine.planning import plan, plan_on
+from dbmigrate.engine.planning import compute_plan, plan, plan_on
 from dbmigrate.engine.progress import ProgressCallback, ProgressMonitor
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.sources import Migration, MigrationSet, MigrationSourceError
@@ -85,11 +85,30 @@ def lint_gate(migrations: Sequence[Migration], settings: ApplySettings) -> list[
     return findings
 
 
-def _check_plan(result: PlanResult, settings: ApplySettings) -> None:
+@dataclass
+class _Run:
+    """One apply run's inputs and its result, passed between the steps below."""
+
+    conninfo: str
+    migration_set: MigrationSet
+    settings: ApplySettings
+    run_id: str
+    on_progress: ProgressCallback | None
+    result: ApplyResult
+
+
+def _check_plan(result: PlanResult, rows: Sequence[history.HistoryRow], run: _Run) -> None:
+    """Refuse drift, and a plan other than the approved one. A retry of the same run (same run
+    id) that already applied some of the approved versions still matches: the hash is recomputed
+    as if this run's own versions were pending."""
     if result.drift_errors:
         raise DriftError("; ".join(e.message for e in result.drift_errors))
-    expected = settings.expected_plan_hash
-    if expected and expected != result.plan_hash:
+    expected = run.settings.expected_plan_hash
+    if not expected or expected == result.plan_hash:
+        return
+    others = [r for r in rows if not (r.status == "applied" and r.applied_by == run.run_id)]
+    replay = compute_plan(others, run.migration_set, run.settings.target, result.database)
+    if replay.plan_hash != expected:
         raise PlanChangedError(
             f"the plan changed since it was approved: approved hash {expected}, current hash "
             f"{result.plan_hash}; review and approve the new plan"
@@ -126,18 +145,6 @@ def _prepare(
     return PreparedFile(migration=migration, statements=statements)
 
 
-@dataclass
-class _Run:
-    """One apply run's inputs and its result, passed between the steps below."""
-
-    conninfo: str
-    migration_set: MigrationSet
-    settings: ApplySettings
-    run_id: str
-    on_progress: ProgressCallback | None
-    result: ApplyResult
-
-
 def apply_migrations(
     conninfo: str,
     migrations: MigrationSet,
@@ -168,9 +175,9 @@ def apply_migrations(
 def _apply(run: _Run) -> None:
     settings, result = run.settings, run.result
     with connect(run.conninfo, "apply", run.run_id) as conn:
-        first, _ = plan_on(conn, run.migration_set, settings.target, result.database)
+        first, rows = plan_on(conn, run.migration_set, settings.target, result.database)
         result.plan_hash = first.plan_hash
-        _check_plan(first, settings)
+        _check_plan(first, rows, run)
         parsed = _parse_all(run.migration_set, first)
         lint_gate([m for m in run.migration_set if m.version in parsed], settings)
         if not first.pending:
