@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import psycopg
+from psycopg import sql
 
 from dbmigrate.engine.apply import apply_migrations
+from dbmigrate.engine.errors import exit_code_for
 from dbmigrate.engine.history import read_history
 from dbmigrate.engine.planning import plan
 from dbmigrate.engine.sources import load_mapping
@@ -286,3 +290,23 @@ def test_a_retried_run_still_matches_its_approved_plan(database_url: str) -> Non
     retry = apply_migrations(database_url, load_mapping(files), settings, "run-7")
     assert retry.status == "succeeded", retry.error
     assert [v.version for v in retry.versions] == [2]
+
+
+def test_a_role_without_create_privilege_gets_a_clear_failure(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    role = f"dbm_reader_{parts.path.rsplit('/', 1)[1]}"[:60]
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal("pw-reader")
+            )
+        )
+        try:
+            netloc = f"{role}:pw-reader@{parts.hostname}:{parts.port}"
+            reader = parts._replace(netloc=netloc).geturl()
+            result = apply_migrations(reader, example_set(), fast(), "r")
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert (result.status, result.error_code) == ("failed", "42501")
+    assert "permission denied" in (result.error or "")
+    assert exit_code_for(result.error_code) == 1

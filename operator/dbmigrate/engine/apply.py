@@ -27,6 +27,7 @@ from dbmigrate.engine.errors import (
     LintRefusedError,
     MigrationError,
     PlanChangedError,
+    from_database_error,
 )
 from dbmigrate.engine.execute import FileRunner, PreparedFile, now
 from dbmigrate.engine.locking import migration_lock
@@ -168,6 +169,9 @@ def apply_migrations(
     except MigrationError as err:
         result.status, result.error, result.error_code = "failed", str(err), err.code
         result.blockers = err.blockers
+    except psycopg.Error as exc:  # history table, lock or catalog work outside any statement
+        wrapped = from_database_error(exc, f"{label}: migration bookkeeping")
+        result.status, result.error, result.error_code = "failed", str(wrapped), wrapped.code
     result.finished_at = now()
     return result
 

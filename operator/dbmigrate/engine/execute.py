@@ -107,7 +107,10 @@ class FileRunner:
             else:
                 self._run_transaction(prepared, record)
             record.status = "applied"
-        except MigrationError as err:
+        except (MigrationError, psycopg.Error) as exc:
+            err = (
+                exc if isinstance(exc, MigrationError) else from_database_error(exc, self._context)
+            )
             self.error = err
             record.status, record.error = "failed", str(err)
             self._write_row(record, "failed")
