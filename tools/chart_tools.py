@@ -73,14 +73,16 @@ def set_args(values: dict[str, Any] | None) -> list[str]:
     return [f"--set-json={key}={json.dumps(value)}" for key, value in (values or {}).items()]
 
 
-def helm_template_text(values: dict[str, Any] | None = None, *extra: str) -> str:
+def helm_template_text(
+    values: dict[str, Any] | None = None, *extra: str, namespace: str = NAMESPACE
+) -> str:
     """``helm template`` of the chart; raises ToolError with helm's message on failure."""
     proc = helm(
         "template",
         RELEASE,
         str(CHART),
         "--namespace",
-        NAMESPACE,
+        namespace,
         "--kube-version",
         KUBE_VERSION,
         *set_args(values),
