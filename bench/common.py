@@ -50,7 +50,9 @@ def psql(url: str, *files: Path, extra: tuple[str, ...] = ()) -> None:
     argv = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, *extra]
     for path in files:
         argv += ["-f", str(path)]
-    subprocess.run(argv, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True)
+    if done.returncode != 0:  # the argv holds the URL: report psql's own words only
+        raise RuntimeError(f"psql failed ({done.returncode}): {done.stderr.strip()}")
 
 
 def median(values: list[float]) -> float:

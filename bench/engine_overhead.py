@@ -29,7 +29,9 @@ def _timed(admin_url: str, name: str, action: Callable[[str], None]) -> float:
 
 def _engine(policy: str) -> Callable[[str], None]:
     def run(url: str) -> None:
-        result = apply_migrations(url, load_directory(MIGRATIONS), ApplySettings(lint_policy=policy))  # type: ignore[arg-type]
+        result = apply_migrations(
+            url, load_directory(MIGRATIONS), ApplySettings(lint_policy=policy)
+        )  # type: ignore[arg-type]
         assert result.status == "succeeded", result.error
 
     return run
