@@ -139,3 +139,31 @@ def test_help_documents_exit_codes() -> None:
         assert out.returncode == 0
         assert "exit codes:" in out.stdout
         assert "3  unavailable" in out.stdout
+
+
+def test_text_mode_names_the_blocker_while_waiting(database_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE busy (id int)")
+    (tmp_path / "001_alter.sql").write_text("ALTER TABLE busy ADD COLUMN IF NOT EXISTS n int;\n")
+    with psycopg.connect(database_url, application_name="nightly-report") as blocker:
+        blocker.execute("SELECT * FROM busy")  # leaves the transaction open, holding its lock
+        out = run(
+            [
+                "apply",
+                "--migrations",
+                str(tmp_path),
+                "--lock-timeout",
+                "700ms",
+                "--lock-retries",
+                "1",
+                "--retry-backoff",
+                "100ms",
+            ],
+            database_url,
+        )
+        pid = blocker.info.backend_pid
+    assert out.returncode == 3
+    assert f"waiting for pid {pid}" in out.stderr
+    assert "app=nightly-report" in out.stderr
+    assert "retry 1/1" in out.stderr
+    assert "error [55P03]" in out.stdout
