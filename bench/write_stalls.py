@@ -156,10 +156,14 @@ def under_load(url: str, folder: Path, name: str, action: list[str]) -> dict[str
 
 
 def main(rows: int) -> None:
-    with server() as admin_url, database(admin_url, "bench_stalls") as url:
+    with (
+        server() as admin_url,
+        database(admin_url, "bench_stalls") as url,
+        tempfile.TemporaryDirectory(prefix="dbmigrate-bench-") as scratch,  # pgbench logs: ~1 GB
+    ):
         log(f"seeding {rows} page_views")
         seed(url, rows)
-        folder = Path(tempfile.mkdtemp(prefix="dbmigrate-bench-"))
+        folder = Path(scratch)
         plain = folder / "plain_005.sql"
         plain.write_text(plain_005())
         log("psql -f without CONCURRENTLY under load")
