@@ -20,6 +20,7 @@ controlplane:  ## build kube-apiserver, kube-controller-manager, etcd, kubectl (
 
 crds: install  ## regenerate the CRD from the pydantic models
 	$(PY) -m dbmigrate.cli.main crd --output crds/dbmigrate.io_databasemigrations.yaml
+	$(PY) tools/sync_chart_crd.py
 
 lint: install
 	$(VENV)/bin/ruff check .
