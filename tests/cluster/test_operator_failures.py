@@ -131,7 +131,27 @@ def test_verification_failure_is_rolled_back(
         "sql": "SELECT id FROM users WHERE lower(email) = 'u7@example.com'",
         "expectIndex": "idx_that_no_migration_creates",
     }
-    spec = sample_spec(verification={"analyze": True, "probes": [probe]})
+    web = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
+            },
+        },
+    }
+    cluster.create(web)  # the application, scaled down during the rollback
+    spec = sample_spec(
+        verification={"analyze": True, "probes": [probe]},
+        rollback={
+            "strategy": "DropCreatedObjects",
+            "scaleDown": [{"kind": "Deployment", "name": "web"}],
+        },
+    )
     cluster.migration("unverified", spec)
 
     status = cluster.wait_terminal("unverified", timeout=240)
@@ -145,4 +165,15 @@ def test_verification_failure_is_rolled_back(
     assert fingerprint(database_url) == before
     assert indexes(database_url) == indexes_before  # idx_users_email_lower dropped again
     assert history_versions(database_url)[2] == "rolled_back"
+    restored = cluster.wait(
+        "unverified",
+        lambda s: (
+            bool(s.get("scaledWorkloads")) and all(w["restored"] for w in s["scaledWorkloads"])
+        ),
+        "the scaled-down workloads to be restored",
+        timeout=30,
+    )
+    scaled = restored["scaledWorkloads"]
+    assert scaled == [{"kind": "Deployment", "name": "web", "replicas": 3, "restored": True}]
+    assert cluster.kube.replicas("Deployment", cluster.ns, "web") == 3  # scaled back
     print(f"verification failure rollback took {time.monotonic() - began:.1f}s")
