@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import Field
+
 from dbmigrate.api.base import ApiModel
 from dbmigrate.controller.status_report import PatchError, StatusReporter
-from pydantic import Field
 
 
 class Sample(ApiModel):
