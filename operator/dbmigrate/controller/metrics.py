@@ -13,30 +13,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dbmigrate.api.status import Phase
+
 if TYPE_CHECKING:
     from dbmigrate.api.status import DatabaseMigrationStatus
 
-PHASES = (
-    "Pending",
-    "Planning",
-    "WaitingForApproval",
-    "WaitingForWindow",
-    "WaitingForLock",
-    "BackingUp",
-    "Migrating",
-    "Verifying",
-    "Succeeded",
-    "Failed",
-    "RollingBack",
-    "RolledBack",
-)
+PHASES: tuple[str, ...] = get_args(Phase)
 LINT_SEVERITIES = ("error", "warning", "info")
 # Steps range from a second (a no-op plan) to hours (an index build on a large table).
 STEP_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
