@@ -2,6 +2,10 @@
 
 ``dbmigrate operator`` runs the Kopf handlers of ``dbmigrate.controller.handlers`` standalone,
 either for a list of namespaces or for all of them, logged in with ``--kubeconfig`` or in-cluster.
+It accepts exactly the arguments the Helm chart's Deployment passes: ``--namespace``/
+``--all-namespaces``, ``--liveness``, ``--metrics-port`` (``/metrics`` and ``/healthz``; 0 for
+none), ``--log-format text|json`` (redacting handler of ``dbmigrate.logging_setup``),
+``--resync-seconds`` and ``--verbose``.
 
 ``dbmigrate job plan|backup|apply|verify|rollback`` are the composite commands of the step Jobs
 (the contract is in ``dbmigrate.controller.commands``): each calls the engine, prints a readable
@@ -51,6 +55,14 @@ def register(subparsers: Any) -> None:
     op.add_argument(
         "--liveness", metavar="URL", help="Kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
+    op.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve Prometheus /metrics (and /healthz) on this port (default 0: no server)",
+    )
+    _log_format_arg(op)
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     op.set_defaults(func=operator_command)
 
@@ -69,8 +81,18 @@ def register(subparsers: Any) -> None:
         parser.set_defaults(func=job_command)
 
 
+def _log_format_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or one JSON object each (default text); secrets are redacted",
+    )
+
+
 def _common_job_args(parser: argparse.ArgumentParser) -> None:
     add_reporting_args(parser)
+    _log_format_arg(parser)
     parser.add_argument("--run-id", required=True, help="identity of this run (history, backups)")
     parser.add_argument("--migrations", required=True, help="folder of the NNN_name.sql files")
     parser.add_argument(
@@ -82,9 +104,9 @@ def _common_job_args(parser: argparse.ArgumentParser) -> None:
 
 def job_command(args: argparse.Namespace) -> int:
     """Run one step; see ``dbmigrate.controller.step_jobs``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from dbmigrate.logging_setup import configure_logging
+
+    configure_logging(args.log_format, "INFO")
     from dbmigrate.controller import step_jobs
 
     return step_jobs.run_step(args)
@@ -94,18 +116,25 @@ def operator_command(args: argparse.Namespace) -> int:
     """Run Kopf standalone with our handlers until SIGINT/SIGTERM."""
     import kopf
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from dbmigrate.logging_setup import configure_logging
+
+    configure_logging(args.log_format, "DEBUG" if args.verbose else "INFO")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # liveness probes, every 10 s
     if args.kubeconfig and not os.path.exists(args.kubeconfig):
         print(f"--kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
         return 2
+    if not 0 <= args.metrics_port <= 65535:
+        print(f"--metrics-port {args.metrics_port}: not a port number", file=sys.stderr)
+        return 2
     os.environ["DBMIGRATE_RESYNC_SECONDS"] = str(args.resync_seconds)
     from dbmigrate.controller import handlers
+    from dbmigrate.controller.metrics import start_metrics_server
 
-    handlers.OperatorConfig.kubeconfig = args.kubeconfig
     clusterwide = args.all_namespaces or not args.namespace
+    handlers.OperatorConfig.kubeconfig = args.kubeconfig
+    handlers.OperatorConfig.namespaces = () if clusterwide else tuple(args.namespace)
+    if args.metrics_port:
+        start_metrics_server(args.metrics_port)
     kopf.run(
         standalone=True,
         clusterwide=clusterwide,

@@ -36,6 +36,7 @@ class OperatorConfig:
     """What ``dbmigrate operator`` decided on the command line, read by the startup handler."""
 
     kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # the watched namespaces; empty: cluster-wide
     reconciler: Reconciler | None = None
 
 
@@ -48,8 +49,13 @@ def reconciler() -> Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Standalone, annotations for Kopf's bookkeeping, quiet Kopf-posted events."""
+    """Standalone, annotations for Kopf's bookkeeping, quiet Kopf-posted events.
+
+    Namespaced (``--namespace``): no cluster-wide scanning of namespaces and CRDs, and every list
+    of DatabaseMigrations is made per watched namespace, so a namespaced Role is enough."""
     settings.peering.standalone = True
+    if OperatorConfig.namespaces:
+        settings.scanning.disabled = True
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -63,7 +69,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if OperatorConfig.reconciler is None:
         from dbmigrate.controller.kube import Kube, load_api_client
 
-        OperatorConfig.reconciler = Reconciler(Kube(load_api_client(OperatorConfig.kubeconfig)))
+        kube = Kube(load_api_client(OperatorConfig.kubeconfig))
+        OperatorConfig.reconciler = Reconciler(kube, namespaces=OperatorConfig.namespaces)
 
 
 @kopf.on.login()
