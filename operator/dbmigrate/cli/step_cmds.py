@@ -24,10 +24,11 @@ from dbmigrate.api.evidence import ProbeResult
 from dbmigrate.cli import step_output
 from dbmigrate.cli.reporting import add_reporting_args, reporter_from_args
 from dbmigrate.engine import backup, history, preflight, probes, rollback, verify
-from dbmigrate.engine.connect import connect, redact
+from dbmigrate.engine.connect import connect
 from dbmigrate.engine.errors import MigrationError, from_database_error
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.engine.sources import Migration, MigrationSourceError, load_directory
+from dbmigrate.logging_setup import MASK, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -158,13 +159,15 @@ def _finish(args: argparse.Namespace, key: str, model: ApiModel, ok: bool) -> in
 
 
 def _scrub(message: str, args: argparse.Namespace) -> str:
-    """The message with the URL's password masked, should any error text ever carry it."""
+    """The message, still readable, without passwords: those in URLs or ``password=`` settings,
+    and the --database-url's own password wherever it appears."""
     url = getattr(args, "database_url", None)
     try:
         password = conninfo_to_dict(url).get("password") if url else None
     except psycopg.ProgrammingError:
-        return redact(message)
-    return message.replace(str(password), "***") if password else message
+        password = None
+    text = redact(message)
+    return text.replace(str(password), MASK) if password else text
 
 
 def _guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
