@@ -142,10 +142,17 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 def installed_crd(testbed: Any) -> None:
     result = testbed.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
     assert result.returncode == 0, result.stderr
-    established = testbed.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{API_GROUP}"
-    )
-    assert established.returncode == 0, established.stderr
+    deadline = time.monotonic() + 60  # the CRD's status is empty for a moment after creation
+    established = ""
+    while established != "True" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        established = testbed.kubectl(
+            "get",
+            f"crd/{PLURAL}.{API_GROUP}",
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+        ).stdout.strip()
+    assert established == "True", "the CRD did not become Established within 60 s"
 
 
 def _resource(name: str, spec: dict[str, Any]) -> dict[str, Any]:
