@@ -401,7 +401,29 @@ CASES = [
         {"Reconciling": ("True", "WaitingForLock")},
         "waiting for shop/other",
     ),
-    Case("lock released", obs("WaitingForLock"), "BackingUp", "backup"),
+    Case(
+        "lock released: plan again before any change",
+        obs("WaitingForLock"),
+        "Planning",
+        "plan",
+        {"Reconciling": ("True", "Planning"), "Stalled": ("False", "Planning")},
+        "planning again",
+    ),
+    Case(
+        "lock still held: keep waiting, no new plan",
+        obs("WaitingForLock", lock_holder="shop/other"),
+        "WaitingForLock",
+        None,
+        {"Reconciling": ("True", "WaitingForLock")},
+        "waiting for shop/other",
+    ),
+    Case(
+        "lock released but the secret is gone: stalled, still waiting",
+        obs("WaitingForLock", secret=SecretObservation(False)),
+        "WaitingForLock",
+        None,
+        {"Stalled": ("True", "SecretNotFound")},
+    ),
     Case(
         "backup disabled goes straight to apply",
         obs(
@@ -471,7 +493,7 @@ CASES = [
     ),
     Case(
         "secret gone when the backup should start: stalled in BackingUp",
-        obs("WaitingForLock", secret=SecretObservation(False)),
+        obs("WaitingForWindow", spec=WINDOW_OPEN, secret=SecretObservation(False)),
         "BackingUp",
         None,
         {"Stalled": ("True", "SecretNotFound")},
@@ -1149,8 +1171,99 @@ def test_any_observation_gives_a_sound_decision(
             "orders", "apps", UID, status.observed_generation or 1, decision.create_job,
             observed.spec, status.run_id or "r", "img", status=status,
         )  # fmt: skip
-        assert (
-            job["metadata"]["name"] == f"orders-{decision.create_job}-g{status.observed_generation}"
+        records = {(r.name, r.step, r.generation) for r in status.jobs}
+        assert (job["metadata"]["name"], decision.create_job, status.observed_generation) in records
+        assert job["metadata"]["name"].startswith(
+            f"orders-{decision.create_job}-g{status.observed_generation}"
         )
     if phase in TERMINAL_PHASES and not bump:
         assert decision == Decision(status=observed.status)
+
+
+# --- planning again after the database lock ---------------------------------------------------
+
+
+def _plan_job(state: str, attempt: int = 1) -> JobObservation:
+    name = "orders-plan-g1" + (f"-a{attempt}" if attempt > 1 else "")
+    return JobObservation(
+        step="plan",
+        name=name,
+        generation=1,
+        state=cast(JobState, state),
+        finished_at=None if state == "Running" else NOW,
+        attempt=attempt,
+    )
+
+
+def _waiting_for_lock() -> Observed:
+    record = JobRecord(
+        step="plan", name="orders-plan-g1", generation=1, created_at=FINISHED,
+        outcome="Succeeded", finished_at=FINISHED,
+    )  # fmt: skip
+    observed = obs("WaitingForLock", jobs={"plan": "Succeeded"}, jobs_records=[record])
+    return replace(observed, status=observed.status.model_copy(update={"waiting_for": "x/y"}))
+
+
+def test_leaving_the_lock_plans_again_under_a_new_job_name() -> None:
+    from dbmigrate.controller.jobs import build_step_job
+    from dbmigrate.controller.naming import LABEL_ATTEMPT
+
+    observed = _waiting_for_lock()
+    decision = decide(observed)
+    assert decision == decide(observed)
+    status = decision.status
+    assert (status.phase, decision.create_job) == ("Planning", "plan")
+    assert set(decision.clear_step_keys) == PLANNED
+    assert status.plan is None and status.lint is None and status.preflight is None
+    assert status.waiting_for is None
+    assert [r.name for r in status.jobs] == ["orders-plan-g1", "orders-plan-g1-a2"]
+    assert "orders-plan-g1-a2" in (status.message or "")
+    job = build_step_job("orders", "apps", UID, 1, "plan", observed.spec, "r", "img", status=status)
+    assert job["metadata"]["name"] == "orders-plan-g1-a2"
+    assert job["metadata"]["labels"][LABEL_ATTEMPT] == "2"
+
+
+def test_the_new_plan_attempt_survives_a_restart_and_its_reports_are_used() -> None:
+    first = decide(_waiting_for_lock())
+    settled = settle(_waiting_for_lock(), first)
+    # restarted before the Job was created: the old attempt's Job does not count, same name again
+    again = decide(settled)
+    assert (again.status.phase, again.create_job) == ("Planning", "plan")
+    assert again.status.jobs == first.status.jobs
+    assert again.clear_step_keys == ()
+    # the new attempt runs
+    running = replace(settled, jobs={"plan": _plan_job("Running", attempt=2)})
+    decision = decide(running)
+    assert (decision.status.phase, decision.create_job) == ("Planning", None)
+    assert "orders-plan-g1-a2 is running" in (decision.status.message or "")
+    # it finished: without its reports the old (cleared) ones do not count
+    done = replace(settled, jobs={"plan": _plan_job("Succeeded", attempt=2)})
+    assert decide(done).status.phase == "Planning"
+    assert decide(replace(done, now=NOW + timedelta(minutes=5))).status.phase == "Failed"
+    # with its reports the run goes through the gates to the backup
+    reports = {key: report(key) for key in PLANNED}
+    reported = replace(done, status=done.status.model_copy(update=reports))
+    decision = decide(reported)
+    assert (decision.status.phase, decision.create_job) == ("BackingUp", "backup")
+    # a holder again: wait again; when it is gone, a third attempt
+    held = decide(replace(reported, lock_holder="shop/other"))
+    assert held.status.phase == "WaitingForLock"
+    third = decide(replace(reported, status=held.status))
+    assert third.status.jobs[-1].name == "orders-plan-g1-a3"
+
+
+def test_index_jobs_prefers_the_newest_attempt() -> None:
+    old, new = _plan_job("Succeeded"), _plan_job("Running", attempt=2)
+    assert index_jobs([old, new])["plan"] == new
+    assert index_jobs([new, old])["plan"] == new
+
+
+def test_a_jobs_attempt_is_read_from_its_label() -> None:
+    from dbmigrate.controller.model import observe_job
+    from dbmigrate.controller.naming import attempt_of, step_labels
+
+    labels = step_labels("orders", "plan", 1, attempt=2)
+    seen = observe_job({"metadata": {"name": "orders-plan-g1-a2", "labels": labels}})
+    assert seen is not None and seen.attempt == 2
+    assert attempt_of("orders-plan-g1-a2", "plan", 1) == 2
+    assert attempt_of("orders-plan-g1", "plan", 1) == 1

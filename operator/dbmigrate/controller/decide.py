@@ -2,7 +2,9 @@
 ``observed.now``, so the same observation always gives the same decision.
 
 Flow of one run: Pending → Planning → (WaitingForApproval | WaitingForWindow | WaitingForLock)
-→ BackingUp → Migrating → Verifying → Succeeded. Before the backup nothing in the database
+→ BackingUp → Migrating → Verifying → Succeeded. A run leaving WaitingForLock plans again first
+(Planning, a new attempt of the plan Job): the migration that held the database may have changed
+it, so the plan from before the wait is stale. Before the backup nothing in the database
 changes: a failed plan, lint errors under the strict policy, a failed preflight or backup end in
 Failed. A failed apply or verify rolls back (``recovery.py``) and ends RolledBack, or Failed when
 rollback.strategy is None. With backup disabled BackingUp is skipped. A plan with nothing
@@ -49,6 +51,7 @@ from dbmigrate.controller.steps import (
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
 CLEARED_KEYS = (*STEP_KEYS, "database")
+PLAN_KEYS = ("plan", "lint", "preflight", "database")  # what a plan Job reports
 
 
 def decide(observed: Observed) -> Decision:
@@ -60,6 +63,8 @@ def decide(observed: Observed) -> Decision:
     phase = observed.status.phase
     if phase in TERMINAL_PHASES:
         return Decision(status=observed.status)
+    if phase == "WaitingForLock":
+        return render(*_waiting_for_lock(ctx))
     return render(ctx, PHASE_HANDLERS[phase](ctx))
 
 
@@ -240,12 +245,31 @@ def _waiting(ctx: Ctx) -> Outcome:
     return through_gates(ctx)
 
 
+def _waiting_for_lock(ctx: Ctx) -> tuple[Ctx, Outcome]:
+    """WaitingForLock: once the holder is gone, plan again before any change.
+
+    The holder may have changed the database (applied versions this run had pending), so the
+    plan reported before the wait is stale and its hash would be refused by the apply. The new
+    plan Job is the next attempt of this run's plan (``orders-plan-g3-a2``); its reports replace
+    the old ones, and the gates (approval of the new hash included) are asked again after it.
+    """
+    if ctx.observed.lock_holder is not None or ctx.succeeded("backup"):
+        return ctx, through_gates(ctx)
+    problem = prerequisite_problem(ctx)
+    if problem is not None:
+        return ctx, stalled(ctx, "WaitingForLock", *problem)
+    cleared = ctx.base.model_copy(update=dict.fromkeys(PLAN_KEYS))
+    again = replace(ctx, base=cleared, clear_step_keys=PLAN_KEYS, new_attempt="plan")
+    message = "the database lock is free; planning again, as the holder may have changed it"
+    return again, start_step(again, "plan", message)
+
+
 PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
     "Pending": _pending,
     "Planning": _step_phase("plan", _plan_done, _plan_failed),
     "WaitingForApproval": _waiting,
     "WaitingForWindow": _waiting,
-    "WaitingForLock": _waiting,
+    # WaitingForLock: _waiting_for_lock, called by decide (it may start a new plan attempt)
     "BackingUp": _backing_up,
     "Migrating": _step_phase("apply", _apply_done, _apply_failed),
     "Verifying": _step_phase("verify", _verify_done, _verify_failed),

@@ -1,11 +1,13 @@
 """Pure builder of a step's Job, as a plain dict the runtime creates unchanged.
 
-The Job is deterministic for (resource, step, generation): the same name (``naming.job_name``),
-labels and owner, so creating it again after a restart is a harmless AlreadyExists. Its pod passes
-Pod Security "restricted": non-root user 65532, no privilege escalation, every capability dropped,
-seccomp RuntimeDefault, a read-only root filesystem with an emptyDir at /tmp as the only scratch
-space. Database credentials reach the container only as ``secretKeyRef`` env vars (the operator
-never reads the Secret); the command line carries no secret. Jobs have no
+The Job is deterministic for (resource, step, generation, attempt): the same name
+(``naming.job_name``), labels and owner, so creating it again after a restart is a harmless
+AlreadyExists. The attempt is read from the Job records ``decide`` wrote into the status before the
+Job is created (a plan made again after waiting for the database lock is attempt 2, ...). Its pod
+passes Pod Security "restricted": non-root user 65532, no privilege escalation, every capability
+dropped, seccomp RuntimeDefault, a read-only root filesystem with an emptyDir at /tmp as the only
+scratch space. Database credentials reach the container only as ``secretKeyRef`` env vars (the
+operator never reads the Secret); the command line carries no secret. Jobs have no
 ``ttlSecondsAfterFinished``: they are kept as evidence and collected with the resource.
 ``commands.py`` documents the command line of each step.
 """
@@ -28,6 +30,7 @@ from dbmigrate.controller.commands import (
 from dbmigrate.controller.naming import (
     inline_config_map_name,
     job_name,
+    latest_attempt,
     step_labels,
 )
 from dbmigrate.controller.objects import owned_metadata, step_service_account
@@ -218,9 +221,10 @@ def build_step_job(
     command = step_command(
         step, resource=resource_name, namespace=namespace, run_id=run_id, spec=spec, status=status
     )
-    labels = step_labels(resource_name, step, generation)
+    attempt = job_attempt(status, step, generation)
+    labels = step_labels(resource_name, step, generation, attempt)
     metadata = owned_metadata(
-        job_name(resource_name, step, generation), resource_name, namespace, uid
+        job_name(resource_name, step, generation, attempt), resource_name, namespace, uid
     )
     return {
         "apiVersion": "batch/v1",
@@ -238,3 +242,11 @@ def build_step_job(
             },
         },
     }
+
+
+def job_attempt(status: DatabaseMigrationStatus | None, step: str, generation: int) -> int:
+    """The attempt of ``step`` that decide recorded in ``status.jobs`` (1 when none is)."""
+    if status is None:
+        return 1
+    names = [r.name for r in status.jobs if r.step == step and r.generation == generation]
+    return latest_attempt(names, step, generation)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from dbmigrate.api.spec import DatabaseMigrationSpec, WorkloadRef
 from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload, Step
-from dbmigrate.controller.naming import LABEL_GENERATION, LABEL_STEP
+from dbmigrate.controller.naming import LABEL_ATTEMPT, LABEL_GENERATION, LABEL_STEP
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 EventType = Literal["Normal", "Warning"]
@@ -58,7 +58,7 @@ OPERATOR_FIELDS = (
 
 @dataclass(frozen=True)
 class JobObservation:
-    """A Job of this resource as the Job controller reports it."""
+    """A Job of this resource as the Job controller reports it (``attempt``: see ``job_name``)."""
 
     step: Step
     name: str
@@ -66,6 +66,7 @@ class JobObservation:
     state: JobState
     message: str = ""
     finished_at: datetime | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,10 @@ class SecretObservation:
 class Observed:
     """Everything ``decide`` may look at.
 
-    ``jobs`` holds, per step, the newest-generation Job of this resource (``index_jobs`` builds
-    it from a list). ``config_map_ok`` is None unless the source is spec.source.configMap.
-    ``lock_holder`` is namespace/name of another migration holding the same database (see
-    ``gates.lock_holder``). ``now`` is the only clock decide reads.
+    ``jobs`` holds, per step, the newest-generation (then newest-attempt) Job of this resource
+    (``index_jobs`` builds it from a list). ``config_map_ok`` is None unless the source is
+    spec.source.configMap. ``lock_holder`` is namespace/name of another migration holding the same
+    database (see ``gates.lock_holder``). ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -124,11 +125,11 @@ class Decision:
 
 
 def index_jobs(observations: Iterable[JobObservation]) -> dict[Step, JobObservation]:
-    """Per step, the Job of the highest generation (what ``Observed.jobs`` expects)."""
+    """Per step, the Job of the highest generation, then attempt (``Observed.jobs``)."""
     newest: dict[Step, JobObservation] = {}
     for job in observations:
         current = newest.get(job.step)
-        if current is None or job.generation > current.generation:
+        if current is None or (job.generation, job.attempt) > (current.generation, current.attempt):
             newest[job.step] = job
     return newest
 
@@ -158,6 +159,7 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
         state=state,
         message=message,
         finished_at=finished,
+        attempt=int(labels.get(LABEL_ATTEMPT) or 1),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
 from dbmigrate import API_GROUP
 
@@ -22,6 +23,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_MIGRATION = f"{API_GROUP}/migration"
 LABEL_STEP = f"{API_GROUP}/step"
 LABEL_GENERATION = f"{API_GROUP}/generation"
+LABEL_ATTEMPT = f"{API_GROUP}/attempt"
 APP_NAME = "dbmigrate"
 MANAGER = "dbmigrate-operator"
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
@@ -56,9 +58,28 @@ def dns_label(prefix: str, suffix: str = "") -> str:
     return f"{head}-{short_hash(full)}{suffix}"
 
 
-def job_name(resource: str, step: str, generation: int) -> str:
-    """``<resource>-<step>-g<generation>``, shortened to 63 characters with a hash if needed."""
-    return dns_label(resource, f"-{step}-g{generation}")
+def job_name(resource: str, step: str, generation: int, attempt: int = 1) -> str:
+    """``<resource>-<step>-g<generation>``, shortened to 63 characters with a hash if needed.
+
+    A later attempt of the same step in the same run (a plan made again after waiting for the
+    database lock) gets ``-a<attempt>`` appended: ``orders-plan-g3-a2``.
+    """
+    return dns_label(resource, f"-{step}-g{generation}{_attempt_suffix(attempt)}")
+
+
+def _attempt_suffix(attempt: int) -> str:
+    return f"-a{attempt}" if attempt > 1 else ""
+
+
+def attempt_of(name: str, step: str, generation: int) -> int:
+    """The attempt number ``job_name`` put into ``name`` (1 without an ``-a<n>`` suffix)."""
+    found = re.search(rf"-{re.escape(step)}-g{generation}(?:-a([0-9]+))?$", name)
+    return int(found.group(1)) if found and found.group(1) else 1
+
+
+def latest_attempt(names: Iterable[str], step: str, generation: int) -> int:
+    """The highest attempt among the Job ``names`` of ``step`` in ``generation`` (1 if none)."""
+    return max((attempt_of(n, step, generation) for n in names), default=1)
 
 
 def inline_config_map_name(resource: str) -> str:
@@ -100,6 +121,9 @@ def job_selector(resource: str) -> str:
     return f"{LABEL_MIGRATION}={label_value(resource)},{LABEL_MANAGED_BY}={MANAGER}"
 
 
-def step_labels(resource: str, step: str, generation: int) -> dict[str, str]:
-    """The labels of a step Job and its Pods."""
-    return {**common_labels(resource), LABEL_STEP: step, LABEL_GENERATION: str(generation)}
+def step_labels(resource: str, step: str, generation: int, attempt: int = 1) -> dict[str, str]:
+    """The labels of a step Job and its Pods (a later attempt also carries its number)."""
+    labels = {**common_labels(resource), LABEL_STEP: step, LABEL_GENERATION: str(generation)}
+    if attempt > 1:
+        labels[LABEL_ATTEMPT] = str(attempt)
+    return labels

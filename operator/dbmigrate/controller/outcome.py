@@ -50,7 +50,7 @@ from dbmigrate.api.status import (
     Step,
 )
 from dbmigrate.controller.model import Decision, EventSpec, JobObservation, Observed
-from dbmigrate.controller.naming import job_name
+from dbmigrate.controller.naming import job_name, latest_attempt
 
 Health = Literal["working", "waiting", "stalled", "succeeded", "failed"]
 KSTATUS = (READY, RECONCILING, STALLED)
@@ -90,11 +90,16 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Ctx:
-    """The observation, with the status the run is based on (fresh when a run starts)."""
+    """The observation, with the status the run is based on (fresh when a run starts).
+
+    ``new_attempt`` names a step started once more in the same run (the plan made again after
+    the database lock was released): its Job gets the next attempt number.
+    """
 
     observed: Observed
     base: DatabaseMigrationStatus
     clear_step_keys: tuple[str, ...] = ()
+    new_attempt: Step | None = None
 
     @property
     def run_generation(self) -> int:
@@ -105,17 +110,25 @@ class Ctx:
     def now(self) -> datetime:
         return self.observed.now
 
+    def attempt(self, step: Step) -> int:
+        """The attempt of ``step`` this run is at: the newest recorded (plus one if new)."""
+        generation = self.run_generation
+        names = [r.name for r in self.base.jobs if r.step == step and r.generation == generation]
+        return latest_attempt(names, step, generation) + (step == self.new_attempt)
+
     def job(self, step: Step) -> JobObservation | None:
-        """This run's Job of ``step`` (a Job of another generation does not count)."""
+        """This run's Job of ``step`` (a Job of another generation or attempt does not count)."""
         job = self.observed.jobs.get(step)
-        return job if job is not None and job.generation == self.run_generation else None
+        if job is None or job.generation != self.run_generation:
+            return None
+        return job if job.attempt == self.attempt(step) else None
 
     def succeeded(self, step: Step) -> bool:
         job = self.job(step)
         return job is not None and job.state == "Succeeded"
 
     def job_name(self, step: Step) -> str:
-        return job_name(self.observed.name, step, self.run_generation)
+        return job_name(self.observed.name, step, self.run_generation, self.attempt(step))
 
     def with_failure(self, step: Step) -> Ctx:
         """This context, with ``step`` recorded as the run's failed step."""
