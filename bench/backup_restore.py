@@ -132,15 +132,12 @@ def bench_restores(
     times: dict[str, list[float]] = {}
     for fmt, fmt_jobs in (("custom", 1), ("directory", jobs)):
         artefact = artefacts[fmt]
-        if fmt == "custom":  # alternate which goes first
-            raw = raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore")
-            ours = our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore")
-        else:
-            ours = our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore")
-            raw = raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore")
-        times[f"restore {fmt} raw"] = [raw]
-        times[f"restore {fmt} ours"] = [ours]
-        print(f"restore {fmt} (jobs {fmt_jobs}): raw {raw:.1f}s, ours {ours:.1f}s", flush=True)
+        raw = [raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore")]
+        ours = [our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore")]
+        ours.append(our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore"))
+        raw.append(raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore"))
+        times[f"restore {fmt} raw"], times[f"restore {fmt} ours"] = raw, ours
+        print(f"restore {fmt} (jobs {fmt_jobs}): raw {raw}, ours {ours}", flush=True)
     return times
 
 

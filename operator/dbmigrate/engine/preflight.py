@@ -3,8 +3,9 @@
 Privileges for what the SQL does, database and table sizes, row estimates (large tables flagged),
 each new index's disk and build-time estimate (see ``estimates``), sessions that would hold up a
 CONCURRENTLY build, duplicates that would make a UNIQUE build fail (bounded by a timeout), and
-whether a new index ends HOT updates. Reads only: every query runs in a READ ONLY transaction,
-except the rolled-back sample index builds in a temporary table.
+whether a new index ends HOT updates. Nothing is changed: SQL derived from the migration files
+(predicates, duplicate checks, probes) runs in READ ONLY transactions with a statement_timeout,
+and the sample index builds run on a temporary table inside a transaction that is rolled back.
 """
 
 from __future__ import annotations

@@ -172,6 +172,7 @@ def privilege_problems(
 
 
 SAMPLE_TABLE = "dbmigrate_sample"
+SAMPLE_TIMEOUT = "120s"  # a slower sample build is abandoned for the formula
 
 
 def sample_build(
@@ -180,6 +181,7 @@ def sample_build(
     """Build the index on a TABLESAMPLE copy of the table in a temporary table (rolled back)."""
     percent = min(100.0, 100.0 * estimates.SAMPLE_ROWS / max(facts.rows, 1))
     with conn.transaction(force_rollback=True):
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (SAMPLE_TIMEOUT,))
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} TABLESAMPLE SYSTEM (%s)"
