@@ -9,40 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from lupa import lua51
+
+from tests.health_checks import LUA_SCRIPT as SCRIPT
+from tests.health_checks import argocd_health
+from tests.health_checks import expected_argocd_health as expected_health
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = (ROOT / "health" / "argocd" / "health.lua").read_text()
 STATUSES = sorted((ROOT / "tests" / "data" / "statuses").glob("*.json"))
-SUSPENDED = {"WaitingForApproval", "WaitingForWindow"}
-DEGRADED = {"Failed", "RolledBack"}
-
-
-def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
-    """Run health.lua as Argo CD does: a global ``obj`` table, the script's returned table."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(SCRIPT)
-    return str(result["status"]), str(result["message"])
-
-
-def expected_health(obj: dict[str, Any]) -> str:
-    status = obj.get("status") or {}
-    phase = status.get("phase")
-    observed = status.get("observedGeneration")
-    if phase is None or (observed is not None and observed < obj["metadata"]["generation"]):
-        return "Progressing"
-    stalled = any(
-        c["type"] == "Stalled" and c["status"] == "True" for c in status.get("conditions", [])
-    )
-    if phase == "Succeeded":
-        return "Healthy"
-    if phase in DEGRADED or stalled:
-        return "Degraded"
-    return "Suspended" if phase in SUSPENDED else "Progressing"
 
 
 def test_statuses_cover_every_health() -> None:

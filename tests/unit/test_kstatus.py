@@ -7,73 +7,27 @@ including a generation the operator has not observed yet.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.health_checks import build_kstatus
+from tests.health_checks import expected_kstatus as expected
+from tests.health_checks import run_kstatus as run
+
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = ROOT / "health" / "kstatus"
 STATUSES = sorted((ROOT / "tests" / "data" / "statuses").glob("*.json"))
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("DBMIGRATE_TESTBED_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dbmigrate-testbed"
-    )
-    return Path(base)
 
 
 @pytest.fixture(scope="module")
 def kstatus_bin() -> Path:
     """The program, built once per source version (go.sum pins every module)."""
-    go = shutil.which("go")
-    if go is None:
+    binary = build_kstatus()
+    if binary is None:
         pytest.skip("Go is not installed: the kstatus check needs it (as the test bed does)")
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update((MODULE / name).read_bytes())
-    binary = cache_dir() / f"kstatus-{digest.hexdigest()[:16]}" / "kstatus"
-    if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
-        subprocess.run(
-            [go, "build", "-o", str(binary) + ".tmp", "."],
-            cwd=MODULE,
-            env=env,
-            check=True,
-            timeout=900,
-        )
-        os.replace(str(binary) + ".tmp", binary)
     return binary
-
-
-def expected(obj: dict[str, Any]) -> str:
-    status = obj["status"]
-    if status.get("observedGeneration") != obj["metadata"]["generation"]:
-        return "InProgress"
-    if status["phase"] == "Succeeded":
-        return "Current"
-    if status["phase"] in ("Failed", "RolledBack"):
-        return "Failed"
-    stalled = any(c["type"] == "Stalled" and c["status"] == "True" for c in status["conditions"])
-    return "Failed" if stalled else "InProgress"
-
-
-def run(binary: Path, paths: list[Path]) -> dict[str, tuple[str, str]]:
-    out = subprocess.run(
-        [str(binary), *map(str, paths)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    result = {}
-    for line in out.splitlines():
-        state, path, message = line.split("\t", 2)
-        result[Path(path).stem] = (state, message)
-    return result
 
 
 def test_statuses_cover_current_inprogress_failed() -> None:
