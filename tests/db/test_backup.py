@@ -53,6 +53,20 @@ def test_custom_backup_is_read_back_hashed_and_recorded(database_url: str, tmp_p
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_a_new_empty_database_can_be_backed_up(database_url: str, tmp_path: Path) -> None:
+    """A first migration runs on an empty database: its dump rightly lists no entries, and only
+    then is an archive that lists nothing accepted."""
+    assert backup.database_is_empty(database_url)
+    options = backup.BackupOptions(folder=str(tmp_path), identity="new-app")
+    ev = backup.take_backup(database_url, options)
+    assert ev.verified and ev.restore_list_entries == 0
+    with pytest.raises(backup.BackupError, match="read no entries"):
+        backup.verify_archive(Path(ev.path), pgtools.find_tool("pg_restore", 15))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+    assert not backup.database_is_empty(database_url)
+
+
 def test_directory_backup_with_jobs_has_a_stable_hash(database_url: str, tmp_path: Path) -> None:
     _prepared(database_url)
     options = backup.BackupOptions(folder=str(tmp_path), identity="db", format="directory", jobs=2)

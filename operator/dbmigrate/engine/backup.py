@@ -130,6 +130,20 @@ def count_list_entries(listing: str) -> int:
     return sum(1 for line in listing.splitlines() if line.strip() and not line.startswith(";"))
 
 
+USER_OBJECTS_SQL = """
+SELECT count(*) FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+"""
+
+
+def database_is_empty(url: str) -> bool:
+    """Whether the database holds no relation of its own: its dump may rightly list nothing."""
+    with connect(url, "backup") as conn:
+        row = conn.execute(USER_OBJECTS_SQL).fetchone()
+    return row is not None and row[0] == 0
+
+
 def server_info(url: str) -> tuple[int, str, str]:
     """(server_version_num, server_version, database name) of the URL's database."""
     with connect(url, "backup") as conn:
@@ -141,7 +155,7 @@ def server_info(url: str) -> tuple[int, str, str]:
     return int(row[0]), str(row[1]), str(row[2])
 
 
-def verify_archive(path: Path, pg_restore: pgtools.Tool) -> int:
+def verify_archive(path: Path, pg_restore: pgtools.Tool, *, may_be_empty: bool = False) -> int:
     """Read the archive back with pg_restore --list; the number of entries, or BackupError."""
     try:
         proc = pgtools.run_tool(
@@ -155,7 +169,7 @@ def verify_archive(path: Path, pg_restore: pgtools.Tool) -> int:
             "written by a newer pg_dump, use a pg_restore of at least that version"
         ) from exc
     entries = count_list_entries(proc.stdout)
-    if entries == 0:
+    if entries == 0 and not may_be_empty:
         raise BackupError(f"pg_restore --list of {path} read no entries: the archive is empty")
     return entries
 
@@ -234,7 +248,7 @@ def _dump_and_check(
     """pg_dump into PARTIAL, read it back, then rename it to FINAL; the list entries."""
     try:
         _run_pg_dump(url, pg_dump, partial, options)
-        entries = verify_archive(partial, pg_restore)
+        entries = verify_archive(partial, pg_restore, may_be_empty=database_is_empty(url))
         if options.verify_data:
             read_whole_archive(partial, pg_restore)
         partial.rename(final)
