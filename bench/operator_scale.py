@@ -46,10 +46,10 @@ from psycopg import sql
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.controller.naming import LABEL_MIGRATION, LABEL_STEP
 from testbed.bed import LocalTestbed
+from testbed.crd import install_crd
 from testbed.postgres import create_database, replace_dbname
 from testbed.proc import teardown_on_sigterm
 from tests.cluster.operator_harness import (
-    CRD_FILE,
     TERMINAL,
     Cluster,
     OperatorProcess,
@@ -158,21 +158,6 @@ def clone_database(admin_url: str, template: str, name: str) -> str:
         query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
         conn.execute(query.format(sql.Identifier(name), sql.Identifier(template)))
     return replace_dbname(admin_url, name)
-
-
-def install_crd(bed: LocalTestbed) -> None:
-    done = bed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr)
-    kube = kube_for(bed.kubeconfig)
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{API_GROUP}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = kube.request("GET", path).get("status", {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in found):
-            return
-        time.sleep(0.5)
-    raise RuntimeError("the DatabaseMigration CRD did not become Established within 60s")
 
 
 # --- (a) latency ---------------------------------------------------------------------------
@@ -368,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     api = bed.api_client()
     jobs = JobWatch(api)
     try:
-        install_crd(bed)
+        install_crd(bed.kubectl)
         jobs.start()
         if args.latency:
             results["latency"] = run_latency(bed, api, jobs, args.latency, args)

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from testbed.bed import LocalTestbed
+from testbed.crd import install_crd
 from testbed.postgres import create_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,21 +73,6 @@ def kubectl(bed: LocalTestbed, *args: str, stdin: str | None = None) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def wait_established(bed: LocalTestbed, timeout: float = 60) -> None:
-    """kubectl wait fails while the CRD has no conditions yet: retry until Established."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = bed.kubectl(
-            "wait", "--for=condition=Established", "--timeout=10s",
-            "crd/databasemigrations.dbmigrate.io",
-        )  # fmt: skip
-        if result.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the CRD is not Established: {result.stderr.strip()}")
-        time.sleep(0.5)
 
 
 def start_operator(bed: LocalTestbed, log: Path) -> subprocess.Popen[bytes]:
@@ -204,8 +190,7 @@ def run(args: argparse.Namespace) -> int:
         url = create_database(bed.pg_admin_url, "ial_analytics")
         load_analytics(url, args.page_views)
         step(f"installing the CRD ({CRD.relative_to(ROOT)})")
-        kubectl(bed, "apply", "--server-side", "-f", str(CRD))
-        wait_established(bed)
+        install_crd(bed.kubectl, CRD)
         step("starting the operator: dbmigrate operator")
         operator = start_operator(bed, bed.root / "operator.log")
         print(f"    log: {bed.root / 'operator.log'}")

@@ -24,6 +24,7 @@ import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.controller.kube import Kube, Obj, load_api_client
+from testbed.crd import install_crd
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
@@ -314,17 +315,7 @@ def seed_analytics(url: str, up_to: int = 1, rows: int = 200) -> None:
 
 @pytest.fixture(scope="session")
 def crd(testbed: Any) -> None:
-    result = testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    assert result.returncode == 0, result.stderr
-    kube = kube_for(Path(testbed.kubeconfig))
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{API_GROUP}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = kube.request("GET", path).get("status", {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in found):
-            return
-        time.sleep(0.5)
-    pytest.fail("the DatabaseMigration CRD did not become Established within 60s")
+    install_crd(testbed.kubectl)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.status import DatabaseMigrationStatus
+from testbed.crd import install_crd
 from tests.examples import example_instance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,19 +141,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.fixture(scope="module")
 def installed_crd(testbed: Any) -> None:
-    result = testbed.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    assert result.returncode == 0, result.stderr
-    deadline = time.monotonic() + 60  # the CRD's status is empty for a moment after creation
-    established = ""
-    while established != "True" and time.monotonic() < deadline:
-        time.sleep(0.5)
-        established = testbed.kubectl(
-            "get",
-            f"crd/{PLURAL}.{API_GROUP}",
-            "-o",
-            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
-        ).stdout.strip()
-    assert established == "True", "the CRD did not become Established within 60 s"
+    install_crd(testbed.kubectl, CRD_FILE)
 
 
 def _resource(name: str, spec: dict[str, Any]) -> dict[str, Any]:

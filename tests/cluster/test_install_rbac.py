@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from testbed.crd import wait_established
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(1800)
@@ -115,9 +116,7 @@ def install(
         values["watchNamespaces"] = [served]
     text = ct.helm_template_text(values, namespace=operator_ns)
     kubectl_ok(testbed, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
-    kubectl_ok(
-        testbed, "wait", "--for=condition=Established", "crd/databasemigrations.dbmigrate.io"
-    )
+    wait_established(testbed.kubectl)
     home = tmp_path_factory.mktemp(f"install-{request.param}")
     kubeconfig = token_kubeconfig(testbed, operator_ns, home / "kubeconfig")
     docs = ct.documents(text)
