@@ -24,7 +24,6 @@ from dbmigrate.api.evidence import (
 )
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
-from dbmigrate.api.spec import DatabaseMigrationSpec
 
 Phase = Literal[
     "Pending",
@@ -151,15 +150,4 @@ class DatabaseMigrationStatus(ApiModel):
     )
     rollback: RollbackRecord | None = Field(
         default=None, description="Written by the rollback step."
-    )
-
-
-class DatabaseMigration(ApiModel):
-    """The whole resource, for code that reads it typed."""
-
-    api_version: str = Field(default="dbmigrate.io/v1alpha1", description="API version.")
-    kind: str = Field(default="DatabaseMigration", description="Kind.")
-    spec: DatabaseMigrationSpec = Field(description="What to migrate and how.")
-    status: DatabaseMigrationStatus = Field(
-        default_factory=DatabaseMigrationStatus, description="What happened."
     )
