@@ -54,13 +54,16 @@ def set_condition(
 ) -> list[Condition]:
     """Return ``conditions`` with ``type_`` set; keeps lastTransitionTime if status is unchanged."""
     previous = next((c for c in conditions if c.type == type_), None)
-    changed = previous is None or previous.status != status
     updated = Condition(
         type=type_,
         status=status,
         reason=reason,
         message=message,
-        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+        last_transition_time=(
+            previous.last_transition_time
+            if previous is not None and previous.status == status
+            else now
+        ),
         observed_generation=generation,
     )
     others = [c for c in conditions if c.type != type_]
