@@ -6,23 +6,19 @@ the ``/status`` subresource, so it never touches what the operator owns (phase, 
 observedGeneration) nor another step's key. Fields the model leaves unset are sent as ``null``, so
 a stale value of an earlier report (say, the index being built) is removed rather than kept.
 
-Credentials: the in-cluster service account, or, when env ``DBMIGRATE_SA_DIR`` names a folder
-(the test bed's local kubelet), its ``token`` and ``ca.crt`` with ``KUBERNETES_SERVICE_HOST`` and
-``KUBERNETES_SERVICE_PORT``. Progress is throttled (at most one patch every ``min_interval``
-seconds); a final result is always sent, with retries. A failed patch is logged, never raised:
-the step's own outcome must not depend on reporting.
+Credentials: the pod's service account (``step_api``: the standard library's HTTPS, so a step
+pod does not pay for importing the kubernetes client). Progress is throttled (at most one patch
+every ``min_interval`` seconds); a final result is always sent, with retries. A failed patch is
+logged, never raised: the step's own outcome must not depend on reporting.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
-from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.base import ApiModel
 
 log = logging.getLogger("dbmigrate.status")
@@ -47,61 +43,27 @@ class StatusTransport(Protocol):
 
 
 class KubernetesTransport:
-    """The real transport: the kubernetes client with in-cluster or DBMIGRATE_SA_DIR credentials."""
+    """The real transport: the pod's service account over plain HTTPS (see ``step_api``)."""
 
     def __init__(self) -> None:
-        from kubernetes import client
+        from dbmigrate.controller.step_api import ServiceAccountClient
 
-        self._client = client
-        self._api = client.CustomObjectsApi(client.ApiClient(_configuration()))
+        self._client = ServiceAccountClient()
 
     def patch_status(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        from dbmigrate.controller.step_api import ApiCallError
+
         try:
-            self._api.patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, namespace, PLURAL, name, body
-            )
-        except self._client.ApiException as exc:
-            raise PatchError(
-                f"HTTP {exc.status} {exc.reason}: {_short(exc.body)}",
-                transient=exc.status in TRANSIENT_STATUS,
-            ) from exc
-        except OSError as exc:  # connection refused/reset, DNS, TLS: the API server may come back
-            raise PatchError(f"cannot reach the API server: {exc}", transient=True) from exc
-        except Exception as exc:  # urllib3 wraps socket errors in its own hierarchy
-            if type(exc).__module__.startswith("urllib3"):
-                raise PatchError(f"cannot reach the API server: {exc}", transient=True) from exc
-            raise
+            self._client.patch_status(namespace, name, body)
+        except ApiCallError as exc:
+            transient = exc.status is None or exc.status in TRANSIENT_STATUS
+            raise PatchError(_short(str(exc)), transient=transient) from exc
 
     def read_status(self, namespace: str, name: str) -> dict[str, Any]:
         """The resource's status (the step's Role allows get on its own resource)."""
-        obj: Any = self._api.get_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, PLURAL, name
-        )
-        status: dict[str, Any] = (obj or {}).get("status") or {}
+        obj = self._client.get(namespace, name)
+        status: dict[str, Any] = obj.get("status") or {}
         return status
-
-
-def _configuration() -> Any:
-    """Client configuration from DBMIGRATE_SA_DIR (test bed) or the in-cluster service account."""
-    from kubernetes import client, config
-
-    sa_dir = os.environ.get("DBMIGRATE_SA_DIR")
-    if not sa_dir:
-        config.load_incluster_config()
-        return client.Configuration.get_default_copy()
-    folder = Path(sa_dir)
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host:
-        raise RuntimeError("DBMIGRATE_SA_DIR is set but KUBERNETES_SERVICE_HOST is not")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 literal
-    conf = client.Configuration()
-    conf.host = f"https://{host}:{port}"
-    conf.ssl_ca_cert = str(folder / "ca.crt")
-    conf.api_key = {"BearerToken": (folder / "token").read_text().strip()}
-    conf.api_key_prefix = {"BearerToken": "Bearer"}
-    return conf
 
 
 def _short(body: object, limit: int = 300) -> str:
