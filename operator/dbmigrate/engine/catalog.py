@@ -9,6 +9,7 @@ concurrently, and after the build checks indisvalid and indisready.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
@@ -39,33 +40,52 @@ def relation_schema(conn: psycopg.Connection, schema: str | None, name: str) -> 
     return str(row[0]) if row else None
 
 
-def _qualified(name_param: str) -> str:
-    """SQL text naming a (possibly unqualified) object from the %(schema)s and a name param."""
-    return (
-        f"CASE WHEN %(schema)s::text IS NULL THEN quote_ident({name_param}::text)"
-        f" ELSE format('%%I.%%I', %(schema)s::text, {name_param}::text) END"
-    )
+def regname(schema: str | None, name: str) -> str:
+    """The quoted (possibly schema-qualified) name to_regclass and to_regtype take."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    return quoted if schema is None else regname(None, schema) + "." + quoted
 
 
-# One small query per kind: cheap to plan, and prepared by psycopg once it repeats.
-_QUERIES = {
-    "index": "SELECT n.nspname, x.indisvalid, x.indisready FROM pg_class t"
+# One branch per kind of object, each gated on the object's kind (a one-time filter per row). The
+# names reach to_regclass/to_regtype already quoted, NULL where the kind has none, so no branch can
+# fail on another kind's input. A look-up joins only the branches of the kinds it asks about: the
+# query stays as cheap to plan as the kinds it needs.
+_BRANCHES = {
+    "index": "SELECT n.nspname, x.indisvalid AS flag, x.indisready AS ready FROM pg_class t"
     " JOIN pg_namespace n ON n.oid = t.relnamespace"
-    " LEFT JOIN pg_class i ON i.relname = %(name)s AND i.relnamespace = t.relnamespace"
-    " AND i.relkind IN ('i', 'I') LEFT JOIN pg_index x ON x.indexrelid = i.oid"
-    f" WHERE t.oid = to_regclass({_qualified('%(table)s')})",
-    "column": "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = t.oid"
-    " AND attname = %(name)s AND attnum > 0 AND NOT attisdropped), NULL FROM pg_class t"
-    " JOIN pg_namespace n ON n.oid = t.relnamespace"
-    f" WHERE t.oid = to_regclass({_qualified('%(table)s')})",
+    " LEFT JOIN pg_class c ON c.relname = o.name AND c.relnamespace = t.relnamespace"
+    " AND c.relkind IN ('i', 'I') LEFT JOIN pg_index x ON x.indexrelid = c.oid"
+    " WHERE o.kind = 'index' AND t.oid = to_regclass(o.target)",
+    "column": "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid"
+    " AND a.attname = o.name AND a.attnum > 0 AND NOT a.attisdropped), NULL"
+    " FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace"
+    " WHERE o.kind = 'column' AND t.oid = to_regclass(o.target)",
     "type": "SELECT n.nspname, true, NULL FROM pg_type t"
     " JOIN pg_namespace n ON n.oid = t.typnamespace"
-    f" WHERE t.oid = to_regtype({_qualified('%(name)s')})",
-    "schema": "SELECT NULL, true, NULL FROM pg_namespace WHERE nspname = %(name)s",
+    " WHERE o.kind = 'type' AND t.oid = to_regtype(o.target)",
+    "schema": "SELECT NULL, true, NULL FROM pg_namespace s"
+    " WHERE o.kind = 'schema' AND s.nspname = o.name",
     "relation": "SELECT n.nspname, true, NULL FROM pg_class c"
     " JOIN pg_namespace n ON n.oid = c.relnamespace"
-    f" WHERE c.oid = to_regclass({_qualified('%(name)s')})",
+    " WHERE o.kind NOT IN ('index', 'column', 'type', 'schema')"
+    " AND c.oid = to_regclass(o.target)",
 }
+
+# All objects of one look-up in one round trip: one row per object, in order.
+_LOOKUP = (
+    "SELECT r.nspname, r.flag, r.ready"
+    " FROM unnest(%(kinds)s::text[], %(targets)s::text[], %(names)s::text[])"
+    " WITH ORDINALITY AS o(kind, target, name, i)"
+    " LEFT JOIN LATERAL ({branches}) r(nspname, flag, ready) ON true ORDER BY o.i"
+)
+
+
+def _lookup_query(kinds: Iterable[str]) -> str:
+    """The look-up for objects of these kinds (the same text for the same kinds, so psycopg
+    prepares it once it repeats)."""
+    needed = {k if k in _BRANCHES else "relation" for k in kinds}
+    branches = [sql for kind, sql in _BRANCHES.items() if kind in needed]
+    return _LOOKUP.format(branches=" UNION ALL ".join(branches))
 
 
 @dataclass(frozen=True)
@@ -77,12 +97,14 @@ class Found:
     valid: bool | None = None  # indexes only: indisvalid and indisready
 
 
-def _lookup_one(conn: psycopg.Connection, obj: CreatedObject) -> Found:
-    query = _QUERIES.get(obj.kind, _QUERIES["relation"])
-    params = {"schema": obj.schema_name, "name": obj.name, "table": obj.table or ""}
-    row = conn.execute(query, params).fetchone()
-    if row is None:
-        return Found(obj=obj, present=False)
+def _target(obj: CreatedObject) -> str | None:
+    """What the look-up resolves: the table of an index or column, the object itself otherwise."""
+    if obj.kind in ("index", "column"):
+        return regname(obj.schema_name, obj.table) if obj.table else None
+    return None if obj.kind == "schema" else regname(obj.schema_name, obj.name)
+
+
+def _found(obj: CreatedObject, row: tuple[object, ...]) -> Found:
     schema, flag, ready = row
     resolved = obj.model_copy(update={"schema_name": schema}) if schema else obj
     if obj.kind == "index":
@@ -92,8 +114,18 @@ def _lookup_one(conn: psycopg.Connection, obj: CreatedObject) -> Found:
 
 
 def lookup(conn: psycopg.Connection, objects: list[CreatedObject]) -> list[Found]:
-    """Resolve each object's schema and whether it exists (and, for an index, is usable)."""
-    return [_lookup_one(conn, obj) for obj in objects]
+    """Resolve each object's schema and whether it exists (and, for an index, is usable), all in
+    one query; no query at all for no objects."""
+    if not objects:
+        return []
+    kinds = [o.kind for o in objects]
+    params = {
+        "kinds": kinds,
+        "targets": [_target(o) for o in objects],
+        "names": [o.name for o in objects],
+    }
+    rows = conn.execute(_lookup_query(kinds), params).fetchall()
+    return [_found(obj, row) for obj, row in zip(objects, rows, strict=True)]
 
 
 def key(obj: CreatedObject) -> tuple[str, ...]:
