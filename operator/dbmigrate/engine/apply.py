@@ -189,7 +189,8 @@ def _apply(run: _Run) -> None:
             return
         with migration_lock(conn, settings.lock_wait_seconds):
             history.ensure_history(conn)
-            current, rows = plan_on(conn, run.migration_set, settings.target, result.database)
+            rows = history.read_rows(conn)
+            current = compute_plan(rows, run.migration_set, settings.target, result.database)
             if current.drift_errors:  # the hash was checked above; drift again under the lock
                 raise DriftError("; ".join(e.message for e in current.drift_errors))
             _run_files(conn, run, current, rows, parsed)

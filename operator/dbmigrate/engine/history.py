@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from dbmigrate.api.plan import CreatedObject
+from dbmigrate.api.plan import CreatedObject, VersionApplyRecord
 
 SCHEMA = "dbmigrate"
 TABLE = "schema_migrations"
@@ -70,10 +70,30 @@ class HistoryRow:
     error: str | None = None
 
 
+def row_of(
+    record: VersionApplyRecord, status: str, applied_by: str, finished_at: datetime | None
+) -> HistoryRow:
+    """The row that records an apply's record of one version with ``status``."""
+    return HistoryRow(
+        version=record.version,
+        name=record.name,
+        checksum=record.checksum,
+        status=status,
+        started_at=record.started_at,
+        finished_at=finished_at,
+        statements_done=record.statements_done,
+        statements_total=record.statements_total,
+        applied_by=applied_by,
+        created_objects=record.created_objects,
+        error=record.error,
+    )
+
+
 def ensure_history(conn: psycopg.Connection) -> None:
-    """Create the history schema and table if missing (needs CREATE on the database)."""
-    for statement in _DDL:
-        conn.execute(sql.SQL(statement).format(schema=sql.Identifier(SCHEMA), table=table_ident()))
+    """Create the history schema and table if missing (needs CREATE on the database); both
+    statements go in one message, so they take one round trip and commit together."""
+    ddl = [sql.SQL(s).format(schema=sql.Identifier(SCHEMA), table=table_ident()) for s in _DDL]
+    conn.execute(sql.SQL(";\n").join(ddl))
 
 
 def history_exists(conn: psycopg.Connection) -> bool:
@@ -97,8 +117,11 @@ def _row(record: dict[str, object]) -> HistoryRow:
 
 def read_history(conn: psycopg.Connection) -> list[HistoryRow]:
     """Every row, ordered by version; empty when the table does not exist yet."""
-    if not history_exists(conn):
-        return []
+    return read_rows(conn) if history_exists(conn) else []
+
+
+def read_rows(conn: psycopg.Connection) -> list[HistoryRow]:
+    """Every row of the history table, which must exist, ordered by version."""
     query = sql.SQL(
         "SELECT version, name, checksum, status, started_at, finished_at, duration, "
         "statements_done, statements_total, applied_by, rolled_back_at, rolled_back_by, "
