@@ -5,8 +5,10 @@ history row: either everything (row included) commits, or nothing does and a 'fa
 A file with a statement that cannot run in a transaction (CONCURRENTLY, ADD VALUE, VACUUM...) runs
 in autocommit: each ordinary statement commits together with the row's progress counter, each
 autocommit statement is followed by a progress update, so a rerun resumes after the last statement
-that committed. Every attempt sets lock_timeout/statement_timeout and is retried with backoff when
-it timed out waiting for a lock.
+that committed. lock_timeout/statement_timeout are in force for every statement: the runner sets
+them on the session when they differ from what it last set, and again after any statement that may
+have changed them (SET, DO, a query...; see ``Statement.may_change_settings``) or after an error.
+Attempts that timed out waiting for a lock are retried with backoff.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TypeVar
 
 import psycopg
 
-from dbmigrate.api.plan import Blocker, CreatedObject, VersionApplyRecord
+from dbmigrate.api.plan import CreatedObject, VersionApplyRecord
 from dbmigrate.engine import catalog, history
 from dbmigrate.engine.errors import (
     DeadlockError,
@@ -29,7 +31,7 @@ from dbmigrate.engine.errors import (
     MigrationError,
     from_database_error,
 )
-from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor
+from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor, describe_blockers
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.sources import Migration
 from dbmigrate.engine.statements import Statement, created_objects_of
@@ -52,20 +54,6 @@ class PreparedFile:
         return any(s.needs_autocommit for s in self.statements)
 
 
-def describe_blockers(blockers: list[Blocker]) -> str:
-    """A sentence naming the sessions that held a statement up."""
-    if not blockers:
-        return "no blocking session was observed while waiting"
-    parts = []
-    for b in blockers:
-        age = f"{b.transaction_age_seconds:.0f} s" if b.transaction_age_seconds is not None else "?"
-        parts.append(
-            f"pid {b.pid} (application_name {b.application_name!r}, state {b.state!r}, "
-            f"transaction open {age}, query {b.query!r})"
-        )
-    return "blocked by " + "; ".join(parts)
-
-
 def now() -> datetime:
     """The current time in UTC."""
     return datetime.now(UTC)
@@ -85,6 +73,7 @@ class FileRunner:
         self.error: MigrationError | None = None
         self._context = ""
         self._retries = 0
+        self._timeouts: tuple[int, int] | None = None  # (lock, statement) the session has now
 
     def run(
         self, prepared: PreparedFile, previous: history.HistoryRow | None
@@ -108,6 +97,7 @@ class FileRunner:
                 self._run_transaction(prepared, record)
             record.status = "applied"
         except (MigrationError, psycopg.Error) as exc:
+            self._timeouts = None
             err = (
                 exc if isinstance(exc, MigrationError) else from_database_error(exc, self._context)
             )
@@ -125,14 +115,11 @@ class FileRunner:
         statements = prepared.statements
         objects = [o for s in statements for o in created_objects_of(s)]
         self._context = f"{prepared.migration.filename}: before its transaction"
-        self._set_timeouts(self.settings.concurrent_timeout_ms)
-        for obj in catalog.invalid(catalog.lookup(self.conn, objects)):
-            self._attempt(partial(catalog.drop_invalid_index, self.conn, obj))
+        before = self._objects_before(objects, retry=True)
         self._set_timeouts(self.settings.lock_timeout_ms)
 
         def body() -> VersionApplyRecord:
             with self.conn.transaction():
-                before = catalog.present_keys(catalog.lookup(self.conn, objects))
                 for index, stmt in enumerate(statements):
                     self._execute(prepared, index, stmt)
                 after = catalog.lookup(self.conn, objects)
@@ -159,41 +146,66 @@ class FileRunner:
         record.statements_done = start
         record.created_objects = list(previous.created_objects) if previous and start else []
         self._write_row(record, "running")
-        for index in range(start, len(prepared.statements)):
-            stmt = prepared.statements[index]
-            created = self._attempt(partial(self._autocommit_step, prepared, record, index, stmt))
-            record.created_objects = record.created_objects + created
+        total = len(prepared.statements)
+        for index in range(start, total):
+            step = partial(self._autocommit_step, prepared, record, index)
+            record.created_objects = record.created_objects + self._attempt(step)
             record.statements_done = index + 1
-        self._write_row(record, "applied")
+        if start == total:  # nothing left to run: the last step did not write the final row
+            self._write_row(record, "applied")
 
     def _autocommit_step(
-        self, prepared: PreparedFile, record: VersionApplyRecord, index: int, stmt: Statement
+        self, prepared: PreparedFile, record: VersionApplyRecord, index: int
     ) -> list[CreatedObject]:
+        stmt = prepared.statements[index]
         objects = created_objects_of(stmt)
-        version = prepared.migration.version
         if not stmt.needs_autocommit:
             self._set_timeouts(self.settings.lock_timeout_ms)
             with self.conn.transaction():
                 before = catalog.present_keys(catalog.lookup(self.conn, objects))
                 self._execute(prepared, index, stmt)
                 created = catalog.created_since(catalog.lookup(self.conn, objects), before)
-                history.record_progress(
-                    self.conn, version, index + 1, record.created_objects + created
-                )
+                self._advance(prepared, record, index, created)
             return created
+        before = self._objects_before(objects, retry=False)
         self._set_timeouts(self.settings.concurrent_timeout_ms)
-        found = catalog.lookup(self.conn, objects)
-        broken = catalog.invalid(found)
-        for obj in broken:
-            if catalog.drop_invalid_index(self.conn, obj):
-                log.warning("%s: dropped INVALID index %s to rebuild it", self._context, obj.name)
-        before = catalog.present_keys(catalog.lookup(self.conn, objects) if broken else found)
         self._execute(prepared, index, stmt)
         after = catalog.lookup(self.conn, objects)
         catalog.raise_unless_valid(after)
         created = catalog.created_since(after, before)
-        history.record_progress(self.conn, version, index + 1, record.created_objects + created)
+        self._advance(prepared, record, index, created)
         return created
+
+    def _advance(
+        self,
+        prepared: PreparedFile,
+        record: VersionApplyRecord,
+        index: int,
+        created: list[CreatedObject],
+    ) -> None:
+        """Record statement ``index`` as done (in its transaction, if any); after the file's last
+        statement this writes the final 'applied' row instead of a progress update."""
+        objects = record.created_objects + created
+        if index + 1 < len(prepared.statements):
+            history.record_progress(self.conn, prepared.migration.version, index + 1, objects)
+            return
+        done = record.model_copy(update={"statements_done": index + 1, "created_objects": objects})
+        self._write_row(done, "applied")
+
+    def _objects_before(self, objects: list[CreatedObject], retry: bool) -> set[tuple[str, ...]]:
+        """The objects present before their statements run (one catalog query). An INVALID index
+        left by an interrupted build is dropped first, concurrently and under the concurrent
+        lock timeout (``retry``: with retries of its own), so the build cannot skip it."""
+        found = catalog.lookup(self.conn, objects)
+        broken = catalog.invalid(found)
+        if not broken:
+            return catalog.present_keys(found)
+        self._set_timeouts(self.settings.concurrent_timeout_ms)
+        for obj in broken:
+            drop = partial(catalog.drop_invalid_index, self.conn, obj)
+            if self._attempt(drop) if retry else drop():
+                log.warning("%s: dropped INVALID index %s to rebuild it", self._context, obj.name)
+        return catalog.present_keys(catalog.lookup(self.conn, objects))
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -223,16 +235,26 @@ class FileRunner:
         )
         self.monitor.begin(current)
         try:
+            if stmt.may_change_settings:
+                self._timeouts = None  # whatever it does, set the timeouts again before the next
             self.conn.execute(stmt.text)
         finally:
             self.monitor.end()
 
     def _set_timeouts(self, lock_timeout_ms: int) -> None:
+        """Put the timeouts in force for the statements that follow; a round trip only when they
+        differ from what this runner last set (called outside transactions only, so no rollback
+        can undo a SET the runner counts on)."""
+        wanted = (lock_timeout_ms, self.settings.statement_timeout_ms)
+        if self._timeouts == wanted:
+            return
+        self._timeouts = None
         self.conn.execute(
             "SELECT set_config('lock_timeout', %s, false),"
             " set_config('statement_timeout', %s, false)",
-            (str(lock_timeout_ms), str(self.settings.statement_timeout_ms)),
+            (str(wanted[0]), str(wanted[1])),
         )
+        self._timeouts = wanted
 
     def _attempt(self, action: Callable[[], T]) -> T:
         """Run ``action``; retry with backoff after a lock timeout or deadlock, up to the bound."""
@@ -242,6 +264,7 @@ class FileRunner:
             try:
                 return action()
             except psycopg.Error as exc:
+                self._timeouts = None
                 err = from_database_error(exc, self._context)
                 err.blockers = self.monitor.last_blockers
                 if not isinstance(err, RETRYABLE):
@@ -267,19 +290,7 @@ class FileRunner:
                 time.sleep(delay)
 
     def _write_row(self, record: VersionApplyRecord, status: str) -> None:
-        row = history.HistoryRow(
-            version=record.version,
-            name=record.name,
-            checksum=record.checksum,
-            status=status,
-            started_at=record.started_at,
-            finished_at=now() if status != "running" else None,
-            statements_done=record.statements_done,
-            statements_total=record.statements_total,
-            applied_by=self.run_id,
-            created_objects=record.created_objects,
-            error=record.error,
-        )
+        row = history.row_of(record, status, self.run_id, now() if status != "running" else None)
         try:
             history.upsert_row(self.conn, row)
         except psycopg.Error as exc:

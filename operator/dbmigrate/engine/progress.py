@@ -52,6 +52,20 @@ class CurrentStatement:
     statement: str  # first line
 
 
+def describe_blockers(blockers: list[Blocker]) -> str:
+    """A sentence naming the sessions that held a statement up."""
+    if not blockers:
+        return "no blocking session was observed while waiting"
+    parts = []
+    for b in blockers:
+        age = f"{b.transaction_age_seconds:.0f} s" if b.transaction_age_seconds is not None else "?"
+        parts.append(
+            f"pid {b.pid} (application_name {b.application_name!r}, state {b.state!r}, "
+            f"transaction open {age}, query {b.query!r})"
+        )
+    return "blocked by " + "; ".join(parts)
+
+
 def measure(phase: str | None, row: dict[str, int | None]) -> tuple[int | None, int | None]:
     """(done, total) of the counter that moves in this index-build phase."""
     if not phase:
@@ -145,7 +159,8 @@ class ProgressMonitor:
         """A statement starts: report it at once, then sample it."""
         with self._lock:
             self._current, self._blockers = current, []
-        self._emit(build_progress(current, None, []))
+        if self._on_progress is not None:
+            self._emit(build_progress(current, None, []))
 
     def end(self) -> None:
         """The statement ended (its blockers stay readable until the next begin)."""

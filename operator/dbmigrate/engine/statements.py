@@ -30,6 +30,35 @@ ALWAYS_AUTOCOMMIT = (
     ast.DropSubscriptionStmt,
 )
 
+# Statements that define or change objects without running a query or a procedure of their own, so
+# they cannot change the session's lock_timeout/statement_timeout. Anything else (SET, RESET, DO,
+# CALL, SELECT, INSERT/UPDATE/DELETE, CREATE TABLE AS, ...) may, and makes the runner put its
+# timeouts in force again. Expressions such as a DEFAULT or an index expression can call
+# functions too; a function that changes session settings from there is not looked for.
+KEEPS_SETTINGS = (
+    ast.AlterDomainStmt,
+    ast.AlterEnumStmt,
+    ast.AlterObjectSchemaStmt,
+    ast.AlterOwnerStmt,
+    ast.AlterSeqStmt,
+    ast.AlterTableStmt,
+    ast.CommentStmt,
+    ast.CompositeTypeStmt,
+    ast.CreateDomainStmt,
+    ast.CreateEnumStmt,
+    ast.CreateFunctionStmt,
+    ast.CreatePolicyStmt,
+    ast.CreateSchemaStmt,
+    ast.CreateSeqStmt,
+    ast.CreateStmt,
+    ast.CreateTrigStmt,
+    ast.DropStmt,
+    ast.GrantStmt,
+    ast.IndexStmt,
+    ast.RenameStmt,
+    ast.ViewStmt,
+)
+
 
 class SqlParseError(MigrationSourceError):
     """A migration file does not parse; the message gives file, line and column."""
@@ -55,6 +84,11 @@ class Statement:
     needs_autocommit: bool
     kind: str
     node: ast.Node | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def may_change_settings(self) -> bool:
+        """Whether running it may leave other session settings (timeouts) than it found."""
+        return not isinstance(self.node, KEEPS_SETTINGS)
 
     @property
     def first_line(self) -> str:
