@@ -2,8 +2,9 @@
 
 Each writer owns its subtree. The operator writes ``phase``, ``conditions``,
 ``observedGeneration`` and the fields of this module; each step Job writes its own key (``plan``,
-``lint``, ``preflight``, ``backup``, ``apply``, ``progress``, ``verification``, ``rollback``), whose
-models live beside the step's code in ``api/plan.py``, ``api/lint.py`` and ``api/evidence.py``.
+``lint``, ``preflight``, ``backup``, ``apply``, ``progress``, ``verification``, ``rollback``, and
+``stepExit`` as its last act), whose models live beside the step's code in ``api/plan.py``,
+``api/lint.py`` and ``api/evidence.py``.
 Every field is declared: the API server silently prunes what the schema does not declare.
 """
 
@@ -55,6 +56,20 @@ class JobRecord(ApiModel):
     )
     finished_at: datetime | None = Field(default=None, description="When the Job finished.")
     message: str | None = Field(default=None, description="Why the Job failed, if it did.")
+
+
+class StepExit(ApiModel):
+    """How a step's process ended, written by the step itself as its last act.
+
+    The Job controller marks a Job Complete a second or more after its pod ends (it batches pod
+    updates); the step's own word lets the operator start the next step at once. Only an exit
+    code of 0 is acted on early: a failure waits for the Job, which may retry it.
+    """
+
+    job: str = Field(description="Name of the step's Job.")
+    step: Step = Field(description="The step that ended.")
+    exit_code: int = Field(description="The exit code of the step's command.")
+    finished_at: datetime = Field(description="When the step's command ended.")
 
 
 class ApprovalStatus(ApiModel):
@@ -150,4 +165,7 @@ class DatabaseMigrationStatus(ApiModel):
     )
     rollback: RollbackRecord | None = Field(
         default=None, description="Written by the rollback step."
+    )
+    step_exit: StepExit | None = Field(
+        default=None, description="How the last step's command ended, written by the step."
     )

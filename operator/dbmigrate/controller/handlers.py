@@ -2,10 +2,12 @@
 
 create, resume, update (spec or the approval annotation changed) and a timer call
 ``Reconciler.reconcile(namespace, name)``; so does every event of a Job we labelled, so a step that
-finishes moves the migration on at once instead of at the next timer tick. Kopf is configured for
-a standalone operator (no peering), keeps its own bookkeeping in annotations (never in the status,
-whose subtrees belong to the operator and the step Jobs), and logs in with the kubeconfig given to
-``dbmigrate operator`` (its embedded client certificates included) or in-cluster.
+finishes moves the migration on at once instead of at the next timer tick, and so does a step's
+own ``status.stepExit`` (the Job controller notices a pod's end a second or more after it).
+Kopf is configured for a standalone operator (no peering), keeps its own bookkeeping in
+annotations (never in the status, whose subtrees belong to the operator and the step Jobs), and
+logs in with the kubeconfig given to ``dbmigrate operator`` (its embedded client certificates
+included) or in-cluster.
 
 Finalizer: Kopf adds ``dbmigrate.io/finalizer`` because of the timer (it stops the timer before the
 resource goes away). No cleanup runs on deletion: the Jobs, ConfigMap and RBAC objects are removed
@@ -131,6 +133,21 @@ def _active(status: kopf.Status, meta: kopf.Meta, body: kopf.Body, **_: Any) -> 
     when=_active,
 )
 def on_timer(namespace: str | None, name: str, **_: Any) -> None:
+    _reconcile(namespace, name)
+
+
+def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:
+    """A step said it ended (status.stepExit) and its Job is still Running in status.jobs."""
+    ended = status.get("stepExit") or {}
+    if ended.get("exitCode") != 0:
+        return False
+    records = status.get("jobs") or []
+    return any(r.get("name") == ended.get("job") and r.get("outcome") == "Running" for r in records)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL, when=_step_exit_pending)
+def on_step_exit(namespace: str | None, name: str, **_: Any) -> None:
+    """A step's pod ended with 0: go on now, not when the Job controller gets to the Job."""
     _reconcile(namespace, name)
 
 

@@ -28,6 +28,7 @@ from dbmigrate.controller.commands import (
     uses_probes,
 )
 from dbmigrate.controller.naming import (
+    JOB_NAME_ENV,
     inline_config_map_name,
     job_name,
     latest_attempt,
@@ -74,10 +75,11 @@ def database_env(spec: DatabaseMigrationSpec) -> list[Obj]:
     return [*env, {"name": "PGSSLMODE", "value": spec.database.ssl_mode}]
 
 
-def step_env(step: str, spec: DatabaseMigrationSpec) -> list[Obj]:
+def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
     """Every env var of the step container."""
     env = database_env(spec)
     env += [
+        {"name": JOB_NAME_ENV, "value": job},
         {"name": "PGAPPNAME", "value": f"dbmigrate-{step}"},
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
@@ -146,7 +148,12 @@ def container_resources(spec: DatabaseMigrationSpec) -> Obj:
 
 
 def build_container(
-    step: str, command: list[str], spec: DatabaseMigrationSpec, image: str, mounts: list[Obj]
+    job: str,
+    step: str,
+    command: list[str],
+    spec: DatabaseMigrationSpec,
+    image: str,
+    mounts: list[Obj],
 ) -> Obj:
     """The single container of a step pod."""
     return {
@@ -154,7 +161,7 @@ def build_container(
         "image": spec.jobs.image or image,
         "imagePullPolicy": "IfNotPresent",
         "command": command,
-        "env": step_env(step, spec),
+        "env": step_env(step, spec, job),
         "volumeMounts": mounts,
         "resources": container_resources(spec),
         "securityContext": container_security_context(),
@@ -163,7 +170,7 @@ def build_container(
 
 
 def build_pod_spec(
-    resource: str, step: str, spec: DatabaseMigrationSpec, image: str, command: list[str]
+    resource: str, job: str, step: str, spec: DatabaseMigrationSpec, image: str, command: list[str]
 ) -> Obj:
     """The pod spec of a step Job."""
     volumes, mounts = step_volumes(step, resource, spec)
@@ -172,7 +179,7 @@ def build_pod_spec(
         "serviceAccountName": step_service_account(resource, spec),
         "automountServiceAccountToken": True,
         "securityContext": pod_security_context(),
-        "containers": [build_container(step, command, spec, image, mounts)],
+        "containers": [build_container(job, step, command, spec, image, mounts)],
         "volumes": volumes,
         "enableServiceLinks": False,
     }
@@ -223,9 +230,8 @@ def build_step_job(
     )
     attempt = job_attempt(status, step, generation)
     labels = step_labels(resource_name, step, generation, attempt)
-    metadata = owned_metadata(
-        job_name(resource_name, step, generation, attempt), resource_name, namespace, uid
-    )
+    name = job_name(resource_name, step, generation, attempt)
+    metadata = owned_metadata(name, resource_name, namespace, uid)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -238,7 +244,7 @@ def build_step_job(
             "podFailurePolicy": pod_failure_policy(),
             "template": {
                 "metadata": {"labels": labels},
-                "spec": build_pod_spec(resource_name, step, spec, image, command),
+                "spec": build_pod_spec(resource_name, name, step, spec, image, command),
             },
         },
     }

@@ -26,17 +26,20 @@ the workload's replicas back to ``replicas`` and then marks the entry ``restored
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from dbmigrate.api.spec import DatabaseMigrationSpec, WorkloadRef
-from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload, Step
+from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload, Step, StepExit
 from dbmigrate.controller.naming import LABEL_ATTEMPT, LABEL_GENERATION, LABEL_STEP
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 EventType = Literal["Normal", "Warning"]
-STEP_KEYS = ("plan", "lint", "preflight", "backup", "apply", "progress", "verification", "rollback")
+STEP_KEYS = (
+    *("plan", "lint", "preflight", "backup", "apply", "progress", "verification", "rollback"),
+    "step_exit",
+)
 OPERATOR_FIELDS = (
     "phase",
     "observed_generation",
@@ -161,6 +164,24 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
         finished_at=finished,
         attempt=int(labels.get(LABEL_ATTEMPT) or 1),
     )
+
+
+def settle_with_step_exit(
+    jobs: dict[Step, JobObservation], step_exit: StepExit | None
+) -> dict[Step, JobObservation]:
+    """``jobs``, with a still-Running Job marked Succeeded when its step said it exited 0.
+
+    The Job controller marks a Job Complete a second or more after its pod ends; the step's own
+    ``status.stepExit`` (written as its last act, naming its Job) is taken at its word for
+    success only. A non-zero exit waits for the Job, whose pod failure policy may retry it.
+    """
+    if step_exit is None or step_exit.exit_code != 0:
+        return jobs
+    job = jobs.get(step_exit.step)
+    if job is None or job.name != step_exit.job or job.state != "Running":
+        return jobs
+    settled = replace(job, state="Succeeded", finished_at=step_exit.finished_at)
+    return {**jobs, step_exit.step: settled}
 
 
 def status_patch(decision: Decision) -> dict[str, Any]:

@@ -27,6 +27,7 @@ LABEL_ATTEMPT = f"{API_GROUP}/attempt"
 APP_NAME = "dbmigrate"
 MANAGER = "dbmigrate-operator"
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
+JOB_NAME_ENV = "DBMIGRATE_JOB_NAME"  # tells a step pod its Job, for status.stepExit
 
 _LABEL_CHARS = re.compile(r"[^a-z0-9-]")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -19,6 +19,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 from dbmigrate import __version__
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.spec import DatabaseMigrationSpec
-from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
+from dbmigrate.api.status import DatabaseMigrationStatus
 from dbmigrate.controller import gates, metrics
 from dbmigrate.controller.apply_decision import DecisionApplier
 from dbmigrate.controller.decide import decide
@@ -40,6 +41,7 @@ from dbmigrate.controller.model import (
     SecretObservation,
     index_jobs,
     observe_job,
+    settle_with_step_exit,
 )
 from dbmigrate.controller.naming import job_selector
 from dbmigrate.controller.requeue import Requeuer
@@ -73,6 +75,7 @@ class Reconciler:
         self.requeuer = Requeuer(self._requeued)
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
+        self._lock_gate = threading.Lock()
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -92,24 +95,42 @@ class Reconciler:
             except ApiError as exc:
                 if exc.transient:
                     raise kopf.TemporaryError(f"API server: {exc}", delay=5) from exc
+                if exc.status == 404 and self._gone(namespace, name):
+                    log.info("%s/%s was deleted while it was reconciled", namespace, name)
+                    return
                 log.error("reconcile of %s/%s failed: %s", namespace, name, exc)
                 self._stall(namespace, name, "ApiError", f"the operator's API call failed: {exc}")
+
+    def _gone(self, namespace: str, name: str) -> bool:
+        """Whether the resource is deleted or being deleted (a 404 then is no error)."""
+        resource = self.kube.get("DatabaseMigration", namespace, name)
+        return resource is None or bool(resource["metadata"].get("deletionTimestamp"))
 
     def _reconcile(self, namespace: str, name: str) -> None:
         resource = self.kube.get("DatabaseMigration", namespace, name)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
             metrics.forget_resource(namespace, name)
             return
-        try:
-            observed = self.observe(resource)
-        except ValidationError as exc:
-            self._stall(namespace, name, "InvalidResource", _validation_message(exc))
-            return
-        decision = decide(observed)
-        self.applier.carry_out(resource, observed, decision)
+        with self._gate_for(resource):
+            try:
+                observed = self.observe(resource)
+            except ValidationError as exc:
+                self._stall(namespace, name, "InvalidResource", _validation_message(exc))
+                return
+            decision = decide(observed)
+            self.applier.carry_out(resource, observed, decision)
         metrics.observe_status(namespace, name, decision.status)
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
+
+    def _gate_for(self, resource: Obj) -> AbstractContextManager[Any]:
+        """The lock gate's mutex when this reconcile may cross it, so two resources of one
+        database never both read "nobody holds it" before either has written that it does."""
+        try:
+            status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
+        except ValidationError:
+            return nullcontext()
+        return self._lock_gate if gates.needs_lock_check(status) else nullcontext()
 
     # --- observing ---------------------------------------------------------------------------
 
@@ -128,7 +149,7 @@ class Reconciler:
             status=status,
             now=self.clock(),
             annotations=dict(meta.get("annotations") or {}),
-            jobs=self._jobs(namespace, name, meta["uid"]),
+            jobs=settle_with_step_exit(self._jobs(namespace, name, meta["uid"]), status.step_exit),
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
             lock_holder=self._lock_holder(namespace, name, status),
@@ -159,7 +180,7 @@ class Reconciler:
         self, namespace: str, name: str, status: DatabaseMigrationStatus
     ) -> str | None:
         me = gates.lock_candidate(namespace, name, status)
-        if me is None or status.phase in TERMINAL_PHASES:
+        if me is None or not gates.needs_lock_check(status):
             return None
         others = []
         for item in self._all_migrations():

@@ -16,12 +16,14 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.cli.reporting import ConsoleReporter, Reporter, reporter_from_args
+from dbmigrate.controller.naming import JOB_NAME_ENV
 from dbmigrate.engine.errors import MigrationError, from_database_error
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.engine.sources import MigrationSourceError
@@ -133,6 +135,18 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def _report_exit(ctx: StepContext, step: str, code: int) -> None:
+    """The step's last word, ``status.stepExit``: the operator need not wait for the Job
+    controller to notice the pod ended (it batches pod updates by a second or more)."""
+    job = os.environ.get(JOB_NAME_ENV)
+    if not job:
+        return  # run by hand: no Job to speak for
+    from dbmigrate.api.status import StepExit
+
+    ended = StepExit(job=job, step=step, exit_code=code, finished_at=datetime.now(UTC))
+    ctx.report("stepExit", ended)
+
+
 def run_step(args: argparse.Namespace) -> int:
     """Dispatch ``dbmigrate job <step>`` with the documented exit codes."""
     from dbmigrate.controller import step_runs
@@ -159,6 +173,8 @@ def run_step(args: argparse.Namespace) -> int:
         print(f"dbmigrate job {args.step}: {redact(str(err))}", file=sys.stderr)
         code = err.exit_code
     failures = getattr(reporter, "failures", [])
+    if args.report_to and not failures:
+        _report_exit(ctx, args.step, code)
     if failures:
         print(
             f"dbmigrate job {args.step}: {len(failures)} status report(s) were lost; "
