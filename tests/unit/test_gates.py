@@ -16,10 +16,18 @@ from dbmigrate.controller.gates import (
     evaluate_window,
     lock_candidate,
     lock_holder,
+    needs_lock_check,
     window_required,
     window_times,
 )
-from tests.unit.controller_samples import NOW, PLAN_HASH, make_identity, make_preflight, make_spec
+from tests.unit.controller_samples import (
+    NOW,
+    PLAN_HASH,
+    make_identity,
+    make_plan,
+    make_preflight,
+    make_spec,
+)
 
 MANUAL = {"approval": {"mode": "Manual"}}
 OLD_HASH = "c" * 64
@@ -225,3 +233,30 @@ def test_lock_candidate_from_status() -> None:
         }
     )
     assert lock_candidate("apps", "o", backed_up).holds  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("phase", "identified", "pending", "expected"),
+    [
+        ("Planning", False, 2, False),  # the database is not known yet
+        ("Planning", True, 2, True),  # the plan finished: the gate may be crossed now
+        ("Planning", True, None, True),  # identified, plan not reported yet
+        ("Planning", True, 0, False),  # nothing to apply: the run ends without the gates
+        ("WaitingForApproval", True, 2, True),
+        ("WaitingForLock", True, 2, True),
+        ("BackingUp", True, 2, False),  # holds the database
+        ("Migrating", True, 2, False),
+        ("Succeeded", True, 2, False),
+        ("RolledBack", True, 2, False),
+    ],
+)
+def test_the_other_migrations_are_read_only_where_the_lock_gate_may_be_crossed(
+    phase: str, identified: bool, pending: int | None, expected: bool
+) -> None:
+    status = DatabaseMigrationStatus(
+        phase=phase,  # type: ignore[arg-type]
+        observed_generation=1,
+        database=make_identity() if identified else None,
+        plan=None if pending is None else make_plan(pending),
+    )
+    assert needs_lock_check(status) is expected

@@ -9,7 +9,9 @@ Each gate is a pure function of the spec, the status the plan step wrote, the an
 The lock gate itself is computed by the runtime with ``lock_holder`` (it needs the other
 resources), from ``lock_candidate`` of every DatabaseMigration: a migration holds its database
 from the backup until it ends (and while it waits for a window after its backup); waiters queue in
-order of their run's start, so two waiting migrations never both go ahead.
+order of their run's start, so two waiting migrations never both go ahead. ``needs_lock_check``
+says when the others must be read at all (reading every DatabaseMigration is the costliest call of
+a reconcile, so it is made only where the gate may be crossed).
 """
 
 from __future__ import annotations
@@ -250,6 +252,20 @@ def lock_candidate(
         waiting=status.phase == "WaitingForLock",
         started_at=status.started_at,
     )
+
+
+def needs_lock_check(status: DatabaseMigrationStatus) -> bool:
+    """Whether the lock gate may be asked for this status, so the other migrations must be read.
+
+    Not before the plan identified the database, not once the run holds it (``lock_holder``
+    answers None then), not when the plan has nothing to apply (the run ends without the gates)
+    and not in a terminal phase. Everything else may cross the gate on this reconcile.
+    """
+    if status.database is None or status.phase in ("Succeeded", "Failed", "RolledBack"):
+        return False
+    if status.plan is not None and not status.plan.pending:
+        return False
+    return not holds_database(status)
 
 
 def lock_holder(me: LockCandidate, others: Iterable[LockCandidate]) -> str | None:

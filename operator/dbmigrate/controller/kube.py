@@ -24,6 +24,7 @@ from dbmigrate import API_GROUP, API_VERSION, PLURAL
 Obj = dict[str, Any]
 TRANSIENT = frozenset({0, 408, 429, 500, 502, 503, 504})
 MERGE_PATCH = "application/merge-patch+json"
+POOL_SIZE = 32
 
 # Where each kind we create or read lives in the REST API: (prefix, plural).
 KINDS: dict[str, tuple[str, str]] = {
@@ -66,6 +67,8 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)
     else:
         config.load_kube_config(client_configuration=configuration)
+    # one connection per worker thread (Kopf's 16, the requeue timers, Events), not urllib3's 10
+    configuration.connection_pool_maxsize = POOL_SIZE
     return client.ApiClient(configuration)
 
 
