@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from pglast import ast
 
 from dbmigrate.api.lint import LintFinding
 from dbmigrate.api.plan import ApplyResult, PlanResult
@@ -35,7 +36,12 @@ from dbmigrate.engine.planning import compute_plan, plan, plan_on
 from dbmigrate.engine.progress import ProgressCallback, ProgressMonitor
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.sources import Migration, MigrationSet, MigrationSourceError
-from dbmigrate.engine.statements import Statement, executable_statements, rewrite_concurrently
+from dbmigrate.engine.statements import (
+    Statement,
+    executable_statements,
+    parse_tree,
+    rewrite_concurrently,
+)
 
 __all__ = ["ApplySettings", "apply_migrations", "lint_gate", "new_run_id", "plan"]
 
@@ -51,8 +57,13 @@ def new_run_id() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"
 
 
-def lint_gate(migrations: Sequence[Migration], settings: ApplySettings) -> list[LintFinding]:
-    """Lint the files; under the strict policy raise LintRefusedError on any error finding."""
+def lint_gate(
+    migrations: Sequence[Migration],
+    settings: ApplySettings,
+    trees: Mapping[str, Sequence[ast.RawStmt]] | None = None,
+) -> list[LintFinding]:
+    """Lint the files; under the strict policy raise LintRefusedError on any error finding.
+    ``trees`` are parse trees by file name, for files the caller parsed already."""
     if settings.lint_policy == "off" or not migrations:
         return []
     try:
@@ -65,8 +76,12 @@ def lint_gate(migrations: Sequence[Migration], settings: ApplySettings) -> list[
             ) from exc
         log.warning("the linter is not available (%s); running without it", exc)
         return []
+    trees = trees or {}
     findings: list[LintFinding] = [
-        f for m in migrations for f in lint.lint_sql(m.sql, m.filename) if not f.suppressed
+        f
+        for m in migrations
+        for f in lint.lint_sql(m.sql, m.filename, tree=trees.get(m.filename))
+        if not f.suppressed
     ]
     if settings.auto_concurrently:
         findings = [f for f in findings if f.rule not in REWRITTEN_RULES]
@@ -116,13 +131,25 @@ def _check_plan(result: PlanResult, rows: Sequence[history.HistoryRow], run: _Ru
         )
 
 
-def _parse_all(migration_set: MigrationSet, result: PlanResult) -> dict[int, list[Statement]]:
+@dataclass
+class _Parsed:
+    """The pending files parsed once: their statements, and the trees the linter reads too."""
+
+    statements: dict[int, list[Statement]]
+    trees: dict[str, tuple[ast.RawStmt, ...]]
+
+
+def _parse_all(migration_set: MigrationSet, result: PlanResult) -> _Parsed:
     """Parse every pending file now, so a syntax error stops the run before anything runs."""
-    parsed = {}
+    parsed = _Parsed({}, {})
     for item in result.pending:
         migration = migration_set.get(item.version)
         assert migration is not None
-        parsed[item.version] = executable_statements(migration.sql, migration.filename)
+        tree = parse_tree(migration.sql, migration.filename)
+        parsed.trees[migration.filename] = tree
+        parsed.statements[item.version] = executable_statements(
+            migration.sql, migration.filename, tree
+        )
     return parsed
 
 
@@ -183,7 +210,8 @@ def _apply(run: _Run) -> None:
         result.plan_hash = first.plan_hash
         _check_plan(first, rows, run)
         parsed = _parse_all(run.migration_set, first)
-        lint_gate([m for m in run.migration_set if m.version in parsed], settings)
+        pending = [m for m in run.migration_set if m.version in parsed.statements]
+        lint_gate(pending, settings, parsed.trees)
         if not first.pending:
             result.status = "nothing_to_do"
             return
@@ -193,7 +221,7 @@ def _apply(run: _Run) -> None:
             current = compute_plan(rows, run.migration_set, settings.target, result.database)
             if current.drift_errors:  # the hash was checked above; drift again under the lock
                 raise DriftError("; ".join(e.message for e in current.drift_errors))
-            _run_files(conn, run, current, rows, parsed)
+            _run_files(conn, run, current, rows, parsed.statements)
     result.status = "succeeded" if result.versions else "nothing_to_do"
 
 

@@ -9,7 +9,7 @@ CREATE INDEX -> CREATE INDEX CONCURRENTLY rewrite happens before pglast deparses
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from pglast import ast, enums, parse_sql
@@ -130,14 +130,22 @@ def needs_autocommit(node: ast.Node) -> bool:
     return False
 
 
-def split_statements(sql: str, filename: str = "<sql>") -> list[Statement]:
-    """The file's top-level statements with their line numbers; parse errors raise SqlParseError."""
+def parse_tree(sql: str, filename: str = "<sql>") -> tuple[ast.RawStmt, ...]:
+    """The file's parse tree (the linter reads the same one); parse errors raise SqlParseError."""
     try:
-        raw = parse_sql(sql)
+        return tuple(parse_sql(sql))
     except ParseError as exc:
         offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
         line, column = position(sql, min(max(offset, 0), len(sql)))
         raise SqlParseError(filename, line, column, str(exc.args[0])) from exc
+
+
+def split_statements(
+    sql: str, filename: str = "<sql>", tree: Sequence[ast.RawStmt] | None = None
+) -> list[Statement]:
+    """The file's top-level statements with their line numbers, from ``tree`` when the caller
+    parsed the file already; parse errors raise SqlParseError."""
+    raw = parse_tree(sql, filename) if tree is None else tree
     statements = []
     for item in raw:
         start = item.stmt_location or 0
@@ -162,10 +170,12 @@ def _transaction_kind(statement: Statement) -> enums.TransactionStmtKind | None:
     return node.kind if isinstance(node, ast.TransactionStmt) else None
 
 
-def executable_statements(sql: str, filename: str = "<sql>") -> list[Statement]:
+def executable_statements(
+    sql: str, filename: str = "<sql>", tree: Sequence[ast.RawStmt] | None = None
+) -> list[Statement]:
     """The statements dbmigrate runs. A file wrapped in BEGIN ... COMMIT loses the wrapper (the
     file runs in one transaction anyway); any other transaction control is refused."""
-    statements = split_statements(sql, filename)
+    statements = split_statements(sql, filename, tree)
     kinds = enums.TransactionStmtKind
     if (
         len(statements) >= 2

@@ -8,7 +8,7 @@ strict run stops instead of letting an unchecked file through).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pglast import ast
@@ -81,9 +81,11 @@ def _run_rules(parsed: ParsedFile, state: FileState) -> list[RawFinding]:
     return findings
 
 
-def _lint(sql: str, filename: str, existing_tables: set[str] | None) -> list[LintFinding]:
+def _lint(
+    sql: str, filename: str, existing_tables: set[str] | None, tree: Sequence[ast.RawStmt] | None
+) -> list[LintFinding]:
     try:
-        parsed = parse_file(sql)
+        parsed = parse_file(sql, tree)
     except SqlSyntaxError as exc:
         raw = RawFinding(
             "DM001", exc.index, -1, f"PostgreSQL's parser refuses the file: {exc.message}."
@@ -101,14 +103,21 @@ def _lint(sql: str, filename: str, existing_tables: set[str] | None) -> list[Lin
     return sorted(findings, key=lambda f: (f.line, f.column, f.rule))
 
 
-def lint_sql(sql: str, filename: str, existing_tables: set[str] | None = None) -> list[LintFinding]:
+def lint_sql(
+    sql: str,
+    filename: str,
+    existing_tables: set[str] | None = None,
+    tree: Sequence[ast.RawStmt] | None = None,
+) -> list[LintFinding]:
     """Every finding in one SQL file, suppressed ones included, in order of position.
 
     ``existing_tables`` (names or schema.names) are the tables known to exist in the database;
     when None, every table the file does not create itself is presumed to exist and hold rows.
+    ``tree`` is the file's pglast parse tree when the caller parsed it already (read, not
+    changed).
     """
     try:
-        return _lint(sql, filename, existing_tables)
+        return _lint(sql, filename, existing_tables, tree)
     except Exception as exc:  # fail closed: an analysis bug must not let the file through
         log.exception("linter failure on %s", filename)
         rule = RULES["DM009"]

@@ -10,6 +10,7 @@ statement is taken from the scanner: its first token that is not a comment.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
@@ -90,10 +91,11 @@ def _parse(text: str) -> tuple[ast.RawStmt, ...]:
         raise SqlSyntaxError(message, int(index)) from exc
 
 
-def parse_file(text: str) -> ParsedFile:
-    """Parse a file into statements with exact spans; raises ``SqlSyntaxError``."""
+def parse_file(text: str, tree: Sequence[ast.RawStmt] | None = None) -> ParsedFile:
+    """Parse a file into statements with exact spans; raises ``SqlSyntaxError``. ``tree`` is the
+    text's parse tree when the caller has it already (the apply parses each file once)."""
     _check_text(text)
-    raw_statements = _parse(text)
+    raw_statements = _parse(text) if tree is None else tuple(tree)
     try:
         tokens = scan(text)
     except ParseError as exc:  # the parser accepted the text, so this is not expected
