@@ -4,6 +4,11 @@ Backups fail closed on version trouble: a pg_dump older than the server cannot d
 so it is refused before it runs. The password never appears on a command line (where `ps` shows
 it): the URL is split into a conninfo without the password, given as ``--dbname``, and the
 password, given in the child's environment as PGPASSWORD.
+
+The steps that use these programs are one-shot commands whose start-up cost is added to every
+backup and restore, so the ``--version`` probes of all candidates run at once (``start_probes``,
+while the caller connects to the server), ``run_tool_while`` lets the caller work while a program
+runs, and psycopg is imported only when a URL is split.
 """
 
 from __future__ import annotations
@@ -13,11 +18,10 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typing import TypeVar
 
 TOOL_DIR_ENV = "DBMIGRATE_PG_BIN"
 SEARCH_GLOBS = (
@@ -26,6 +30,8 @@ SEARCH_GLOBS = (
     "/opt/homebrew/opt/postgresql@*/bin",
 )
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+VERSION_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 class StepError(Exception):
@@ -90,14 +96,107 @@ def server_major(server_version_num: int) -> int:
 
 def tool_version(path: str) -> Tool:
     """Run ``PATH --version`` and parse it."""
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ToolNotFound(f"{path} --version failed: {exc}") from exc
-    major, minor = parse_tool_version(out)
-    return Tool(path=path, major=major, minor=minor, version_text=out.strip())
+    return _VersionProbe(path).result()
+
+
+class _VersionProbe:
+    """``PATH --version``, started at once and read when needed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.proc: subprocess.Popen[str] | OSError
+        try:
+            self.proc = subprocess.Popen(
+                [path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        except OSError as exc:
+            self.proc = exc
+
+    def result(self) -> Tool:
+        """The tool, or ToolNotFound when it cannot run or fails."""
+        if isinstance(self.proc, OSError):
+            raise ToolNotFound(f"{self.path} --version failed: {self.proc}") from self.proc
+        with self.proc as proc:
+            try:
+                out, err = proc.communicate(timeout=VERSION_TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                raise ToolNotFound(f"{self.path} --version failed: {exc}") from exc
+        if proc.returncode != 0:
+            raise ToolNotFound(
+                f"{self.path} --version failed: exit code {proc.returncode}: {err.strip()}"
+            )
+        major, minor = parse_tool_version(out)
+        return Tool(path=self.path, major=major, minor=minor, version_text=out.strip())
+
+    def discard(self) -> None:
+        """Stop the probe if it still runs and reap it (its result is not needed)."""
+        if isinstance(self.proc, subprocess.Popen) and self.proc.returncode is None:
+            with self.proc as proc:
+                proc.kill()
+                proc.communicate()
+
+
+class ToolProbes:
+    """The ``--version`` probes of every candidate of some client programs, all running at once.
+
+    Start them before connecting to the server; ``find`` then needs only the server's major
+    version, and the probes have finished meanwhile.
+    """
+
+    def __init__(self, names: Iterable[str], override_dir: str | None = None) -> None:
+        self.override_dir = override_dir
+        self._probes = {
+            name: [_VersionProbe(path) for path in runnable_candidates(name, override_dir)]
+            for name in names
+        }
+        self._found: dict[str, list[Tool] | PgToolError] = {}
+
+    def __enter__(self) -> ToolProbes:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leave no probe running, whether or not ``find`` was called."""
+        for probes in self._probes.values():
+            for probe in probes:
+                probe.discard()
+
+    def _settle(self) -> None:
+        """Wait for every probe once, so none is left running whichever is asked for."""
+        for name, probes in self._probes.items():
+            tools: list[Tool] = []
+            for probe in probes:
+                try:
+                    tools.append(probe.result())
+                except PgToolError as exc:
+                    self._found.setdefault(name, exc)
+            self._found.setdefault(name, tools)
+
+    def _tools(self, name: str) -> list[Tool]:
+        if not self._found:
+            self._settle()
+        found = self._found[name]
+        if isinstance(found, PgToolError):
+            raise found
+        return found
+
+    def find(self, name: str, server_major_version: int) -> Tool:
+        """NAME for this server; refuses one older than the server (see ``find_tool``)."""
+        tools = self._tools(name)
+        if not tools:
+            where = (
+                self.override_dir
+                or os.environ.get(TOOL_DIR_ENV)
+                or "PATH and " + ", ".join(SEARCH_GLOBS)
+            )
+            raise ToolNotFound(
+                f"{name} not found in {where}; install the PostgreSQL {server_major_version} "
+                f"client programs or point --pg-bin / {TOOL_DIR_ENV} at their folder"
+            )
+        tool = choose_tool(tools, server_major_version)
+        assert tool is not None
+        require_not_older(tool, name, server_major_version)
+        return tool
 
 
 def candidate_paths(name: str, override_dir: str | None = None) -> list[str]:
@@ -117,6 +216,11 @@ def candidate_paths(name: str, override_dir: str | None = None) -> list[str]:
     return found
 
 
+def runnable_candidates(name: str, override_dir: str | None = None) -> list[str]:
+    """The candidate paths of NAME that can be executed."""
+    return [p for p in candidate_paths(name, override_dir) if os.access(p, os.X_OK)]
+
+
 def choose_tool(tools: Sequence[Tool], wanted_major: int) -> Tool | None:
     """The tool of the server's major version, else the newest one (None if there is none)."""
     same = [t for t in tools if t.major == wanted_major]
@@ -127,20 +231,7 @@ def choose_tool(tools: Sequence[Tool], wanted_major: int) -> Tool | None:
 
 def find_tool(name: str, server_major_version: int, override_dir: str | None = None) -> Tool:
     """Find NAME, refusing one older than the server: it cannot read or dump it faithfully."""
-    paths = candidate_paths(name, override_dir)
-    tools = [tool_version(p) for p in paths if os.access(p, os.X_OK)]
-    if not tools:
-        where = (
-            override_dir or os.environ.get(TOOL_DIR_ENV) or "PATH and " + ", ".join(SEARCH_GLOBS)
-        )
-        raise ToolNotFound(
-            f"{name} not found in {where}; install the PostgreSQL {server_major_version} client "
-            f"programs or point --pg-bin / {TOOL_DIR_ENV} at their folder"
-        )
-    tool = choose_tool(tools, server_major_version)
-    assert tool is not None
-    require_not_older(tool, name, server_major_version)
-    return tool
+    return ToolProbes((name,), override_dir).find(name, server_major_version)
 
 
 def require_not_older(tool: Tool, name: str, server_major_version: int) -> None:
@@ -156,6 +247,8 @@ def require_not_older(tool: Tool, name: str, server_major_version: int) -> None:
 
 def libpq_args(url: str, dbname: str | None = None) -> tuple[str, dict[str, str]]:
     """A conninfo without the password, and the child environment carrying it as PGPASSWORD."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     params = conninfo_to_dict(url)
     password = params.pop("password", None)
     if dbname is not None:
@@ -170,12 +263,36 @@ def run_tool(
     argv: Sequence[str], env: dict[str, str], what: str
 ) -> subprocess.CompletedProcess[str]:
     """Run a client program; a non-zero exit becomes ToolFailed with its stderr (no secrets)."""
+    return run_tool_while(argv, env, what, _nothing)[0]
+
+
+def _nothing() -> None:
+    return None
+
+
+def run_tool_while(
+    argv: Sequence[str], env: dict[str, str], what: str, work: Callable[[], T]
+) -> tuple[subprocess.CompletedProcess[str], T]:
+    """Start a client program, do WORK while it runs, then wait for it (see ``run_tool``).
+
+    If WORK raises, the program is killed and the error propagates; WORK's result is returned
+    only when the program succeeded too.
+    """
     try:
-        proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.Popen(
+            list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     except OSError as exc:
         raise ToolNotFound(f"cannot run {argv[0]}: {exc}") from exc
+    with proc:
+        try:
+            done = work()
+        except BaseException:
+            proc.kill()
+            raise
+        stdout, stderr = proc.communicate()
     if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()
+        detail = stderr.strip().splitlines()
         tail = "; ".join(detail[-5:]) if detail else f"exit code {proc.returncode}"
         raise ToolFailed(f"{what} failed: {tail}")
-    return proc
+    return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr), done
