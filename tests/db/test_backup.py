@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbmigrate.engine import backup, pgtools
+from dbmigrate.engine import archive, backup, pgtools
 from tests.db.data import MIGRATIONS, load_sample_data, migrate, run_cli
 
 REAL_BIN = str(Path(pgtools.find_tool("pg_dump", 15).path).parent)
@@ -44,7 +44,7 @@ def test_custom_backup_is_read_back_hashed_and_recorded(database_url: str, tmp_p
     path = Path(ev.path)
     assert path.name == "team-a_add-idx-20260102T030405Z.dump"
     assert ev.verified and ev.restore_list_entries > 20
-    assert ev.sha256 == backup.sha256_of(path) and ev.size_bytes == path.stat().st_size
+    assert ev.sha256 == archive.sha256_of(path) and ev.size_bytes == path.stat().st_size
     assert ev.pg_dump_version.startswith("15.") and ev.server_version.startswith("15.")
     listing = subprocess.run(
         [f"{REAL_BIN}/pg_restore", "--list", ev.path], capture_output=True, text=True, check=True
@@ -61,7 +61,7 @@ def test_a_new_empty_database_can_be_backed_up(database_url: str, tmp_path: Path
     ev = backup.take_backup(database_url, options)
     assert ev.verified and ev.restore_list_entries == 0
     with pytest.raises(backup.BackupError, match="read no entries"):
-        backup.verify_archive(Path(ev.path), pgtools.find_tool("pg_restore", 15))
+        archive.verify_archive(Path(ev.path), pgtools.find_tool("pg_restore", 15))
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int)")
     assert not backup.database_is_empty(database_url)
@@ -73,9 +73,9 @@ def test_directory_backup_with_jobs_has_a_stable_hash(database_url: str, tmp_pat
     ev = backup.take_backup(database_url, options)
     path = Path(ev.path)
     assert path.is_dir() and (path / "toc.dat").is_file() and ev.jobs == 2
-    assert backup.sha256_of(path) == ev.sha256
+    assert archive.sha256_of(path) == ev.sha256
     (path / "toc.dat").write_bytes((path / "toc.dat").read_bytes() + b"x")
-    assert backup.sha256_of(path) != ev.sha256
+    assert archive.sha256_of(path) != ev.sha256
 
 
 def test_retention_keeps_newest_and_protected(database_url: str, tmp_path: Path) -> None:

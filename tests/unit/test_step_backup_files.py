@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.engine import backup, restore
+from dbmigrate.engine import archive, backup, restore
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -55,13 +55,13 @@ def test_directory_hash_is_stable_and_content_sensitive(tmp_path: Path) -> None:
         folder.mkdir()
         for name in order:
             (folder / name).write_bytes(name.encode())
-    assert backup.sha256_of(one) == backup.sha256_of(two)
-    assert backup.size_of(one) == len(b"a.dat") + len(b"toc.dat")
+    assert archive.sha256_of(one) == archive.sha256_of(two)
+    assert archive.size_of(one) == len(b"a.dat") + len(b"toc.dat")
     (two / "a.dat").write_bytes(b"changed")
-    assert backup.sha256_of(one) != backup.sha256_of(two)
+    assert archive.sha256_of(one) != archive.sha256_of(two)
     file = tmp_path / "f.dump"
     file.write_bytes(b"abc")
-    assert backup.sha256_of(file) == (
+    assert archive.sha256_of(file) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
 
@@ -78,7 +78,7 @@ LISTING = """;
 
 
 def test_listing_counts() -> None:
-    assert backup.count_list_entries(LISTING) == 4
+    assert archive.count_list_entries(LISTING) == 4
     assert restore.count_table_entries(LISTING) == 2
 
 

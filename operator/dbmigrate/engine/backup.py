@@ -5,12 +5,17 @@ than the server, and the dump is only kept and reported once ``pg_restore --list
 back. It is written under a ``.partial`` name first, so a crash never leaves something that looks
 like a finished backup. Retention keeps the newest N backups of the same resource and never
 deletes a protected one (``protect`` paths or a ``NAME.keep`` marker beside it).
+
+What it adds to the pg_dump itself is kept small: the client programs' ``--version`` probes run
+while the one connection reads the server's version and whether the database is empty, the
+result model is loaded while pg_dump works, and the archive is hashed while pg_restore reads it
+back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import importlib
 import re
 import shutil
 import time
@@ -18,20 +23,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from dbmigrate.api.evidence import BackupEvidence, RetentionRecord
 from dbmigrate.engine import pgtools
-from dbmigrate.engine.connect import connect
+from dbmigrate.engine.archive import (
+    BackupError,
+    listed_entries,
+    read_back,
+    read_whole_archive,
+    sha256_of,
+    size_of,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbmigrate.api.evidence import BackupEvidence, RetentionRecord
 
 BackupFormat = Literal["custom", "directory"]
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 SUFFIX = {"custom": ".dump", "directory": ".dir"}
 KEEP_MARKER = ".keep"
-
-
-class BackupError(pgtools.StepError):
-    """The backup could not be taken or verified; nothing was reported as a backup."""
+RESULT_MODULE = "dbmigrate.api.evidence"
 
 
 @dataclass
@@ -88,6 +101,8 @@ def choose_retention(
     backups: Iterable[tuple[str, datetime]], keep: int, protected: Iterable[str]
 ) -> RetentionRecord:
     """Which backups to delete: all but the newest KEEP, never a protected one."""
+    from dbmigrate.api.evidence import RetentionRecord
+
     if keep < 1:
         raise BackupError(f"--keep must be at least 1 (got {keep}): the new backup is always kept")
     ordered = sorted(backups, key=lambda item: (item[1], item[0]), reverse=True)
@@ -99,121 +114,80 @@ def choose_retention(
     return RetentionRecord(keep=keep, kept=kept + shielded, deleted=deleted, protected=shielded)
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 of a file; for a directory, of its sorted relative names with each file's sha256."""
-    if path.is_file():
-        return _file_sha256(path)
-    outer = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = item.relative_to(path).as_posix()
-        outer.update(f"{rel}\0{_file_sha256(item)}\n".encode())
-    return outer.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def size_of(path: Path) -> int:
-    """Bytes of a file, or of every file under a directory."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def count_list_entries(listing: str) -> int:
-    """Entries in ``pg_restore --list`` output (comment lines start with ';')."""
-    return sum(1 for line in listing.splitlines() if line.strip() and not line.startswith(";"))
-
-
 USER_OBJECTS_SQL = """
 SELECT count(*) FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 """
+SERVER_FACTS_SQL = f"""
+SELECT current_setting('server_version_num')::int, current_setting('server_version'),
+       current_database(), ({USER_OBJECTS_SQL}) = 0
+"""
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the backup and restore steps need to know of the server, read in one query."""
+
+    version_num: int
+    version: str
+    database: str
+    empty: bool
+
+    @property
+    def major(self) -> int:
+        """The server's major version (15 for 15.8)."""
+        return pgtools.server_major(self.version_num)
+
+
+def server_facts(url: str, purpose: str = "backup") -> ServerFacts:
+    """The server version, the database name and whether it holds no relation of its own."""
+    from dbmigrate.engine.connect import connect
+
+    with connect(url, purpose) as conn:
+        return read_server_facts(conn)
+
+
+def read_server_facts(conn: psycopg.Connection) -> ServerFacts:
+    """``server_facts`` on a connection the caller holds open."""
+    row = conn.execute(SERVER_FACTS_SQL).fetchone()
+    assert row is not None
+    return ServerFacts(int(row[0]), str(row[1]), str(row[2]), bool(row[3]))
 
 
 def database_is_empty(url: str) -> bool:
     """Whether the database holds no relation of its own: its dump may rightly list nothing."""
-    with connect(url, "backup") as conn:
-        row = conn.execute(USER_OBJECTS_SQL).fetchone()
-    return row is not None and row[0] == 0
-
-
-def server_info(url: str) -> tuple[int, str, str]:
-    """(server_version_num, server_version, database name) of the URL's database."""
-    with connect(url, "backup") as conn:
-        row = conn.execute(
-            "SELECT current_setting('server_version_num')::int,"
-            " current_setting('server_version'), current_database()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), str(row[1]), str(row[2])
-
-
-def verify_archive(path: Path, pg_restore: pgtools.Tool, *, may_be_empty: bool = False) -> int:
-    """Read the archive back with pg_restore --list; the number of entries, or BackupError."""
-    try:
-        proc = pgtools.run_tool(
-            [pg_restore.path, "--list", str(path)],
-            dict(os.environ),
-            f"pg_restore --list {path.name}",
-        )
-    except pgtools.PgToolError as exc:
-        raise BackupError(
-            f"{path} cannot be read back by pg_restore {pg_restore.version}: {exc}. If it was "
-            "written by a newer pg_dump, use a pg_restore of at least that version"
-        ) from exc
-    entries = count_list_entries(proc.stdout)
-    if entries == 0 and not may_be_empty:
-        raise BackupError(f"pg_restore --list of {path} read no entries: the archive is empty")
-    return entries
-
-
-def read_whole_archive(path: Path, pg_restore: pgtools.Tool) -> None:
-    """Read every data block of the archive (``pg_restore --file=/dev/null``), or BackupError.
-
-    ``--list`` reads only the table of contents; a truncated or damaged data section shows up
-    only when the data is read.
-    """
-    argv = [pg_restore.path, f"--file={os.devnull}", str(path)]
-    try:
-        pgtools.run_tool(argv, dict(os.environ), f"pg_restore (full read of {path.name})")
-    except pgtools.PgToolError as exc:
-        raise BackupError(f"{path} is damaged or truncated: {exc}") from exc
+    return server_facts(url).empty
 
 
 def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -> BackupEvidence:
     """Dump the database, verify the archive, hash it, apply retention; the evidence."""
     folder = _check_inputs(options)
-    version_num, server_version, dbname = server_info(url)
-    major = pgtools.server_major(version_num)
-    pg_dump = pgtools.find_tool("pg_dump", major, options.pg_bin)
-    pg_restore = pgtools.find_tool("pg_restore", major, options.pg_bin)
+    with pgtools.ToolProbes(("pg_dump", "pg_restore"), options.pg_bin) as probes:
+        facts = server_facts(url)
+        pg_dump = probes.find("pg_dump", facts.major)
+        pg_restore = probes.find("pg_restore", facts.major)
     started = now or datetime.now(UTC)
     final = folder / backup_name(options.identity, started, options.format)
     if final.exists():
         raise BackupError(f"{final} already exists; wait a second and run the backup again")
-    partial = final.with_name(final.name + ".partial")
     clock = time.monotonic()
-    entries = _dump_and_check(url, pg_dump, pg_restore, partial, final, options)
+    entries, digest = _dump_and_check(url, (pg_dump, pg_restore), final, options, facts.empty)
     duration = time.monotonic() - clock
+    from dbmigrate.api.evidence import BackupEvidence
+
     evidence = BackupEvidence(
         path=str(final),
         format=options.format,
         jobs=options.jobs,
-        database=dbname,
+        database=facts.database,
         resource=options.identity,
         size_bytes=size_of(final),
-        sha256=sha256_of(final),
+        sha256=digest,
         duration_seconds=round(duration, 3),
         pg_dump_version=pg_dump.version,
         pg_restore_version=pg_restore.version,
-        server_version=server_version,
+        server_version=facts.version,
         started_at=started,
         finished_at=datetime.now(UTC),
         restore_list_entries=entries,
@@ -239,22 +213,25 @@ def _check_inputs(options: BackupOptions) -> Path:
 
 def _dump_and_check(
     url: str,
-    pg_dump: pgtools.Tool,
-    pg_restore: pgtools.Tool,
-    partial: Path,
+    tools: tuple[pgtools.Tool, pgtools.Tool],
     final: Path,
     options: BackupOptions,
-) -> int:
-    """pg_dump into PARTIAL, read it back, then rename it to FINAL; the list entries."""
+    may_be_empty: bool,
+) -> tuple[int, str]:
+    """pg_dump into FINAL.partial, read it back (hashing it meanwhile), then rename it to FINAL;
+    the list entries and the sha256."""
+    pg_dump, pg_restore = tools
+    partial = final.with_name(final.name + ".partial")
     try:
         _run_pg_dump(url, pg_dump, partial, options)
-        entries = verify_archive(partial, pg_restore, may_be_empty=database_is_empty(url))
+        listing, digest = read_back(partial, pg_restore, lambda: sha256_of(partial))
+        entries = listed_entries(listing, partial, may_be_empty=may_be_empty)
         if options.verify_data:
             read_whole_archive(partial, pg_restore)
         partial.rename(final)
     finally:
         _remove(partial)
-    return entries
+    return entries, digest
 
 
 def _run_pg_dump(url: str, tool: pgtools.Tool, target: Path, options: BackupOptions) -> None:
@@ -270,9 +247,14 @@ def _run_pg_dump(url: str, tool: pgtools.Tool, target: Path, options: BackupOpti
     if options.format == "directory":
         argv.append(f"--jobs={options.jobs}")
     try:
-        pgtools.run_tool(argv, env, "pg_dump")
+        pgtools.run_tool_while(argv, env, "pg_dump", _load_result_model)
     except pgtools.PgToolError as exc:
         raise BackupError(str(exc), exit_code=exc.exit_code) from exc
+
+
+def _load_result_model() -> None:
+    """Import the evidence model while pg_dump works, instead of after it."""
+    importlib.import_module(RESULT_MODULE)
 
 
 def _remove(path: Path) -> None:

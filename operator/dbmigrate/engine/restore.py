@@ -5,11 +5,14 @@ matches the recorded sha256 when one is given, and ``pg_restore --list`` reads i
 restore into the same database runs with ``--single-transaction``, so a failure changes nothing;
 with several jobs (``-j``) it is faster but not atomic. Restoring into a new database (for
 inspection) refuses an existing name and drops the new database again if the restore fails.
+
+The checks cost little next to the restore: one connection reads the server version, checks the
+new name and creates the database, the ``pg_restore --version`` probes run while it connects, and
+the archive is hashed while ``pg_restore --list`` reads it.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -19,13 +22,15 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.engine import pgtools
-from dbmigrate.engine.backup import (
+from dbmigrate.engine.archive import (
     BackupError,
+    count_list_entries,
+    listed_entries,
+    read_back,
     read_whole_archive,
-    server_info,
     sha256_of,
-    verify_archive,
 )
+from dbmigrate.engine.backup import ServerFacts, read_server_facts
 from dbmigrate.engine.connect import connect
 
 CUSTOM_MAGIC = b"PGDMP"
@@ -78,26 +83,26 @@ def check_backup(
 ) -> str:
     """Everything checked before a restore touches the database; the archive listing.
 
-    READ_DATA also reads every data block first: needed when the restore is not atomic.
+    The sha256 is compared while ``pg_restore --list`` reads the archive. READ_DATA also reads
+    every data block first: needed when the restore is not atomic.
     """
     archive_format(path)
-    if expected_sha256 and sha256_of(path) != expected_sha256.lower():
-        raise RestoreError(
-            f"{path} does not match the recorded sha256 {expected_sha256}: it changed since the "
-            "backup was taken; do not restore it"
-        )
+
+    def compare_sha256() -> None:
+        if expected_sha256 and sha256_of(path) != expected_sha256.lower():
+            raise RestoreError(
+                f"{path} does not match the recorded sha256 {expected_sha256}: it changed since "
+                "the backup was taken; do not restore it"
+            )
+
     try:
-        verify_archive(path, pg_restore)
+        listing, _ = read_back(path, pg_restore, compare_sha256)
+        listed_entries(listing, path)
         if read_data:
             read_whole_archive(path, pg_restore)
     except BackupError as exc:
         raise RestoreError(str(exc)) from exc
-    proc = pgtools.run_tool([pg_restore.path, "--list", str(path)], _env(), "pg_restore --list")
-    return proc.stdout
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ)
+    return listing
 
 
 def database_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -117,23 +122,23 @@ def restore(
 ) -> RestoreOutcome:
     """Restore PATH into the URL's database (clean) or into a new database INTO_DATABASE."""
     backup = Path(path)
-    version_num, _, current_db = server_info(url)
-    pg_restore = pgtools.find_tool("pg_restore", pgtools.server_major(version_num), pg_bin)
+    fmt = archive_format(backup)
     # a one-job restore into the same database is one transaction and a restore into a new
     # database is dropped on failure; only a parallel restore into this database needs a full
     # read of the archive before it starts
-    parallel_in_place = jobs > 1 and not into_database
-    listing = check_backup(backup, pg_restore, expected_sha256, read_data=parallel_in_place)
-    fmt = archive_format(backup)
+    read_data = jobs > 1 and not into_database
+    facts, pg_restore, listing = _prepare(
+        url, backup, into_database, pg_bin, expected_sha256, read_data
+    )
     started = time.monotonic()
     if into_database:
         _restore_new(url, backup, pg_restore, jobs, into_database)
     else:
-        _run_restore(url, backup, pg_restore, jobs, current_db, clean=True)
+        _run_restore(url, backup, pg_restore, jobs, facts.database, clean=True)
     return RestoreOutcome(
-        target_database=into_database or current_db,
+        target_database=into_database or facts.database,
         archive_format=fmt,
-        list_entries=sum(1 for ln in listing.splitlines() if ln.strip() and ln[0] != ";"),
+        list_entries=count_list_entries(listing),
         table_entries=count_table_entries(listing),
         jobs=jobs,
         atomic=jobs == 1,
@@ -142,14 +147,32 @@ def restore(
     )
 
 
-def _restore_new(url: str, backup: Path, tool: pgtools.Tool, jobs: int, name: str) -> None:
-    with connect(url, "restore") as conn:
-        if database_exists(conn, name):
+def _prepare(
+    url: str,
+    backup: Path,
+    into_database: str | None,
+    pg_bin: str | None,
+    expected_sha256: str | None,
+    read_data: bool,
+) -> tuple[ServerFacts, pgtools.Tool, str]:
+    """On one connection: the server's facts, the pg_restore for it, the archive checked, and
+    the new database created when INTO_DATABASE is given; those and the archive listing."""
+    with pgtools.ToolProbes(("pg_restore",), pg_bin) as probes, connect(url, "restore") as conn:
+        facts = read_server_facts(conn)
+        pg_restore = probes.find("pg_restore", facts.major)
+        if into_database and database_exists(conn, into_database):
             raise RestoreError(
-                f"database {name!r} exists already; choose a new name for --into-database "
-                "(a restore for inspection never overwrites a database)"
+                f"database {into_database!r} exists already; choose a new name for "
+                "--into-database (a restore for inspection never overwrites a database)"
             )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        listing = check_backup(backup, pg_restore, expected_sha256, read_data)
+        if into_database:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(into_database)))
+    return facts, pg_restore, listing
+
+
+def _restore_new(url: str, backup: Path, tool: pgtools.Tool, jobs: int, name: str) -> None:
+    """Restore into the database just created for it; drop it again if the restore fails."""
     try:
         _run_restore(url, backup, tool, jobs, name, clean=False)
     except RestoreError:
