@@ -3,6 +3,10 @@
 Each runs one engine step against ``--database-url`` (or DATABASE_URL), prints a readable summary
 (or the result model as JSON with ``--output json``) and reports the result under its status key.
 Exit codes: 0 ok, 1 the step ran and found a failure, 2 bad input, 3 database unavailable.
+
+Each command imports the engine modules it runs when it runs, not when the parser is built:
+``backup`` and ``rollback`` then never load the SQL parser, the probes' YAML or the preflight and
+verify modules, and their start-up adds less to every pg_dump and pg_restore.
 """
 
 from __future__ import annotations
@@ -10,25 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
-from pglast.parser import ParseError
-from psycopg.conninfo import conninfo_to_dict
-from pydantic import ValidationError
-
-from dbmigrate.api.base import ApiModel
-from dbmigrate.api.evidence import ProbeResult
-from dbmigrate.cli import step_output
 from dbmigrate.cli.reporting import add_reporting_args, reporter_from_args
-from dbmigrate.engine import backup, history, preflight, probes, rollback, verify
-from dbmigrate.engine.connect import connect
-from dbmigrate.engine.errors import MigrationError, from_database_error
+from dbmigrate.cli.step_errors import guarded
 from dbmigrate.engine.pgtools import StepError
-from dbmigrate.engine.sources import Migration, MigrationSourceError, load_directory
-from dbmigrate.logging_setup import MASK, redact
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbmigrate.api.base import ApiModel
+    from dbmigrate.api.evidence import ProbeResult
+    from dbmigrate.engine.probes import Probe
+    from dbmigrate.engine.sources import Migration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -126,6 +125,8 @@ def _url(args: argparse.Namespace) -> str:
 def _migrations(args: argparse.Namespace) -> list[Migration]:
     if not args.migrations:
         raise StepError("give --migrations DIR (the folder of NNN_name.sql files)")
+    from dbmigrate.engine.sources import load_directory
+
     return list(load_directory(args.migrations))
 
 
@@ -138,7 +139,9 @@ def _versions(text: str | None) -> list[int] | None:
         raise StepError(f"--versions wants numbers separated by commas, got {text!r}") from exc
 
 
-def _probe_list(args: argparse.Namespace) -> list[probes.Probe]:
+def _probe_list(args: argparse.Namespace) -> list[Probe]:
+    from dbmigrate.engine import probes
+
     found = [probes.parse_probe_arg(p) for p in args.probe]
     if args.probes:
         found += probes.load_probes_file(args.probes)
@@ -146,10 +149,14 @@ def _probe_list(args: argparse.Namespace) -> list[probes.Probe]:
 
 
 def _applied(conn: psycopg.Connection) -> set[int]:
+    from dbmigrate.engine import history
+
     return {r.version for r in history.read_history(conn) if r.status == "applied"}
 
 
 def _finish(args: argparse.Namespace, key: str, model: ApiModel, ok: bool) -> int:
+    from dbmigrate.cli import step_output
+
     reporter_from_args(args).result(key, model)
     if args.output == "json":
         print(json.dumps(model.to_wire(), indent=2))
@@ -158,41 +165,12 @@ def _finish(args: argparse.Namespace, key: str, model: ApiModel, ok: bool) -> in
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _scrub(message: str, args: argparse.Namespace) -> str:
-    """The message, still readable, without passwords: those in URLs or ``password=`` settings,
-    and the --database-url's own password wherever it appears."""
-    url = getattr(args, "database_url", None)
-    try:
-        password = conninfo_to_dict(url).get("password") if url else None
-    except psycopg.ProgrammingError:
-        password = None
-    text = redact(message)
-    return text.replace(str(password), MASK) if password else text
-
-
-def _guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the engine's exceptions into a clear message and the documented exit code."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return step(args)
-        except (StepError, MigrationError) as exc:
-            print(f"error: {_scrub(str(exc), args)}", file=sys.stderr)
-            return exc.exit_code
-        except (MigrationSourceError, ValidationError, ParseError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except psycopg.Error as exc:
-            err = from_database_error(exc, f"dbmigrate {args.command}")
-            print(f"error: {_scrub(str(err), args)}", file=sys.stderr)
-            return err.exit_code
-
-    return run
-
-
-@_guarded
+@guarded
 def cmd_preflight(args: argparse.Namespace) -> int:
     """dbmigrate preflight."""
+    from dbmigrate.engine import preflight
+    from dbmigrate.engine.connect import connect
+
     options = preflight.PreflightOptions(
         large_table_rows=args.large_table_rows,
         long_transaction_seconds=args.long_transaction_seconds,
@@ -208,9 +186,13 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     return _finish(args, "preflight", result, result.passed)
 
 
-@_guarded
+@guarded
 def cmd_backup(args: argparse.Namespace) -> int:
     """dbmigrate backup."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from dbmigrate.engine import backup
+
     url = _url(args)
     options = backup.BackupOptions(
         folder=args.dir,
@@ -229,6 +211,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def _baseline(path: str | None) -> tuple[list[ProbeResult], int | None]:
     if not path:
         return [], None
+    from dbmigrate.api.evidence import ProbeResult
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -240,9 +224,12 @@ def _baseline(path: str | None) -> tuple[list[ProbeResult], int | None]:
     return [ProbeResult.model_validate(p) for p in raw], size
 
 
-@_guarded
+@guarded
 def cmd_verify(args: argparse.Namespace) -> int:
     """dbmigrate verify."""
+    from dbmigrate.engine import verify
+    from dbmigrate.engine.connect import connect
+
     migrations = _migrations(args)
     chosen = _versions(args.versions)
     probe_list = _probe_list(args)
@@ -256,9 +243,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _finish(args, "verification", result, result.passed)
 
 
-@_guarded
+@guarded
 def cmd_rollback(args: argparse.Namespace) -> int:
     """dbmigrate rollback."""
+    from dbmigrate.engine import rollback
+
     strategy: rollback.Strategy = (
         "restoreBackup" if args.strategy == "restore" else "dropCreatedObjects"
     )
