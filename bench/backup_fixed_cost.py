@@ -9,6 +9,12 @@ difference. Run from the repository root:
 
     python3 -m bench.backup_fixed_cost --rows 100000 --rounds 9
 
+To compare with an earlier version in the same run (the machine's load changes from minute to
+minute), extract it and pass it as ``--baseline``; its commands are interleaved too:
+
+    git archive COMMIT | tar -x -C /var/tmp/before
+    python3 -m bench.backup_fixed_cost --baseline /var/tmp/before
+
 It starts a throwaway server (or uses DBMIGRATE_BENCH_DATABASE_URL) and a work folder outside
 /tmp; `--out` writes the timings as JSON.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,63 +36,78 @@ from bench.backup_restore import our_backup, our_restore, prepare, raw_dump, raw
 from bench.common import database, median, server
 
 DB = "bench_fixed_cost"
+Runner = Callable[[int], float]
 
 
-def startup_seconds() -> float:
+def tree_env(tree: str | None) -> dict[str, str] | None:
+    """The environment that runs the `dbmigrate` of another source tree (None: this one)."""
+    if tree is None:
+        return None
+    return {**os.environ, "PYTHONPATH": str(Path(tree).resolve() / "operator")}
+
+
+def startup_seconds(env: dict[str, str] | None) -> float:
     """Seconds for `dbmigrate backup --help`: interpreter start and the command's imports."""
     started = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "dbmigrate.cli.main", "backup", "--help"],
         capture_output=True,
         check=True,
+        env=env,
     )
     return time.monotonic() - started
 
 
-def interleave(
-    raw: Callable[[int], float], ours: Callable[[int], float], rounds: int
-) -> dict[str, list[float]]:
-    """Run RAW and OURS ROUNDS times each, alternating which goes first; their timings."""
-    times: dict[str, list[float]] = {"raw": [], "ours": [], "difference": []}
+def interleave(runners: dict[str, Runner], rounds: int) -> dict[str, list[float]]:
+    """Run each runner ROUNDS times, rotating which goes first each round; their timings."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
     for n in range(rounds):
-        if n % 2 == 0:
-            first_raw, first_ours = raw(n), ours(n)
-        else:
-            first_ours, first_raw = ours(n), raw(n)
-        times["raw"].append(first_raw)
-        times["ours"].append(first_ours)
-        times["difference"].append(first_ours - first_raw)
+        shift = n % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(runners[name](n))
     return times
 
 
-def measure(admin_url: str, url: str, work: Path, rounds: int) -> dict[str, dict[str, list[float]]]:
-    """Interleaved timings of backup (custom) and restore (custom, into a new database)."""
+def measure(
+    admin_url: str, url: str, work: Path, rounds: int, envs: dict[str, dict[str, str] | None]
+) -> dict[str, dict[str, list[float]]]:
+    """Interleaved timings of backup (custom) and restore (custom, into a new database) for raw
+    and for each `dbmigrate` in ENVS; and the start-up of each."""
+
+    def backup(env: dict[str, str] | None) -> Runner:
+        return lambda n: our_backup(url, work, "custom", 1, env)[0]
+
+    def restore(env: dict[str, str] | None) -> Runner:
+        return lambda n: our_restore(admin_url, url, artefact, 1, "bench_our_restore", env)
+
     results: dict[str, dict[str, list[float]]] = {}
-    results["backup custom"] = interleave(
-        lambda n: raw_dump(url, work / f"raw-{n}.dump", "custom", 1),
-        lambda n: our_backup(url, work, "custom", 1)[0],
-        rounds,
-    )
+    dumps: dict[str, Runner] = {"raw": lambda n: raw_dump(url, work / f"raw-{n}.dump", "custom", 1)}
+    results["backup custom"] = interleave(dumps | {k: backup(e) for k, e in envs.items()}, rounds)
     _, artefact = our_backup(url, work, "custom", 1)
+    restores: dict[str, Runner] = {
+        "raw": lambda n: raw_restore(admin_url, url, artefact, 1, "bench_raw_restore")
+    }
     results["restore custom"] = interleave(
-        lambda n: raw_restore(admin_url, url, artefact, 1, "bench_raw_restore"),
-        lambda n: our_restore(admin_url, url, artefact, 1, "bench_our_restore"),
-        rounds,
+        restores | {k: restore(e) for k, e in envs.items()}, rounds
     )
-    results["startup"] = {"ours": [startup_seconds() for _ in range(rounds)]}
+    starts = {k: (lambda n, e=e: startup_seconds(e)) for k, e in envs.items()}
+    results["start-up (backup --help)"] = interleave(starts, rounds)
     return results
 
 
 def table(results: dict[str, dict[str, list[float]]]) -> str:
-    """Medians as a Markdown table."""
+    """Medians, and the median of the per-round differences to raw, as a Markdown table."""
     lines = [
-        "| step | raw median (s) | dbmigrate median (s) | median difference (s) |",
-        "|---|---:|---:|---:|",
+        "| step | command | median (s) | median difference to raw (s) |",
+        "|---|---|---:|---:|",
     ]
     for step, times in results.items():
-        cells = [f"{median(times[k]):.3f}" if k in times else "-" for k in ("raw", "ours")]
-        diff = f"{median(times['difference']):.3f}" if "difference" in times else "-"
-        lines.append(f"| {step} | {cells[0]} | {cells[1]} | {diff} |")
+        for name, seconds in times.items():
+            diff = "-"
+            if "raw" in times and name != "raw":
+                diff = f"{median([a - b for a, b in zip(seconds, times['raw'], strict=True)]):.3f}"
+            lines.append(f"| {step} | {name} | {median(seconds):.3f} | {diff} |")
     return "\n".join(lines)
 
 
@@ -95,12 +117,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="pairs per step")
     parser.add_argument("--out", help="write the timings as JSON here")
     parser.add_argument("--work", default="/var/tmp", help="where the dumps go")
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="also time the dbmigrate of this source tree (e.g. `git archive` of an older commit)",
+    )
     args = parser.parse_args()
+    envs = {"dbmigrate": tree_env(None)}
+    if args.baseline:
+        envs = {"baseline": tree_env(args.baseline), **envs}
     work = Path(tempfile.mkdtemp(prefix="backup-fixed-cost-", dir=args.work))
     try:
         with server() as admin_url, database(admin_url, DB) as url:
             prepare(url, args.rows)
-            results = measure(admin_url, url, work, args.rounds)
+            results = measure(admin_url, url, work, args.rounds, envs)
         print(table(results))
         if args.out:
             Path(args.out).write_text(json.dumps({"rows": args.rows, "seconds": results}, indent=2))

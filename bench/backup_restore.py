@@ -28,7 +28,7 @@ from psycopg import sql
 from bench.common import MIGRATIONS, PG_BIN, database, server
 from dbmigrate.engine import pgtools
 from dbmigrate.engine.apply import ApplySettings, apply_migrations
-from dbmigrate.engine.backup import size_of
+from dbmigrate.engine.archive import size_of
 from dbmigrate.engine.sources import load_directory
 from tests.db.data import load_sample_data
 
@@ -79,12 +79,15 @@ def raw_dump(url: str, target: Path, fmt: str, jobs: int) -> float:
     return timed(argv, env)
 
 
-def our_backup(url: str, folder: Path, fmt: str, jobs: int) -> tuple[float, Path]:
+def our_backup(
+    url: str, folder: Path, fmt: str, jobs: int, env: dict[str, str] | None = None
+) -> tuple[float, Path]:
+    """`dbmigrate backup` (ENV: e.g. another source tree on PYTHONPATH); seconds, artefact."""
     out = folder / f"ours-{fmt}-{time.monotonic_ns()}"
     out.mkdir()
     took = timed([sys.executable, "-m", "dbmigrate.cli.main", "backup", "--database-url", url,
                   "--dir", str(out), "--name", "bench", "--format", fmt, "--jobs", str(jobs),
-                  "--output", "json"])  # fmt: skip
+                  "--output", "json"], env)  # fmt: skip
     return took, next(out.iterdir())
 
 
@@ -100,10 +103,18 @@ def raw_restore(admin_url: str, url: str, artefact: Path, jobs: int, name: str) 
     return took
 
 
-def our_restore(admin_url: str, url: str, artefact: Path, jobs: int, name: str) -> float:
+def our_restore(
+    admin_url: str,
+    url: str,
+    artefact: Path,
+    jobs: int,
+    name: str,
+    env: dict[str, str] | None = None,
+) -> float:
+    """`dbmigrate rollback --strategy restore` into a new database NAME, dropped afterwards."""
     took = timed([sys.executable, "-m", "dbmigrate.cli.main", "rollback", "--database-url", url,
                   "--strategy", "restore", "--backup", str(artefact), "--into-database", name,
-                  "--jobs", str(jobs), "--versions", "4", "--output", "json"])  # fmt: skip
+                  "--jobs", str(jobs), "--versions", "4", "--output", "json"], env)  # fmt: skip
     drop_db(admin_url, name)
     return took
 
