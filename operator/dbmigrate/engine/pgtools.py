@@ -29,6 +29,7 @@ SEARCH_GLOBS = (
     "/usr/pgsql-*/bin",
     "/opt/homebrew/opt/postgresql@*/bin",
 )
+DEBIAN_WRAPPER = "/postgresql-common/pg_wrapper"
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 VERSION_TIMEOUT = 30.0
 T = TypeVar("T")
@@ -200,20 +201,30 @@ class ToolProbes:
 
 
 def candidate_paths(name: str, override_dir: str | None = None) -> list[str]:
-    """Where to look for NAME: an explicit folder, DBMIGRATE_PG_BIN, PATH, the distro folders."""
+    """Where to look for NAME: an explicit folder, DBMIGRATE_PG_BIN, PATH, the distro folders.
+
+    Debian's ``pg_wrapper`` on PATH (a Perl script that runs one of the versioned binaries) is
+    left out when those binaries are found themselves: probing it costs a Perl start and can only
+    yield one of them.
+    """
     explicit = override_dir or os.environ.get(TOOL_DIR_ENV)
     if explicit:
         return [str(Path(explicit) / name)]
     found: list[str] = []
-    on_path = shutil.which(name)
-    if on_path:
-        found.append(on_path)
     for pattern in SEARCH_GLOBS:
         for folder in sorted(glob.glob(pattern)):
             path = str(Path(folder) / name)
             if os.access(path, os.X_OK) and path not in found:
                 found.append(path)
+    on_path = shutil.which(name)
+    if on_path and on_path not in found and not (found and is_version_wrapper(on_path)):
+        found.insert(0, on_path)
     return found
+
+
+def is_version_wrapper(path: str) -> bool:
+    """Whether PATH is Debian's postgresql-common wrapper rather than a client program."""
+    return os.path.realpath(path).endswith(DEBIAN_WRAPPER)
 
 
 def runnable_candidates(name: str, override_dir: str | None = None) -> list[str]:
