@@ -213,6 +213,26 @@ class Cluster:
     def wait_terminal(self, name: str, timeout: float = 180.0) -> dict[str, Any]:
         return self.wait_phase(name, *TERMINAL, timeout=timeout)
 
+    def finished_jobs(self, name: str, timeout: float = 30.0) -> list[Obj]:
+        """The resource's Jobs once the Job controller has marked each Complete or Failed.
+
+        The operator moves on when a step reports its exit (status.stepExit); the Job
+        controller marks the Job a second or more later, so a test that checks the Jobs waits.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = self.jobs(name)
+            if all(_job_finished(job) for job in jobs) or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.5)
+
+
+def _job_finished(job: Obj) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )
+
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     """The condition of that type (an empty dict if absent)."""

@@ -64,7 +64,7 @@ def test_operator_killed_in_every_phase_converges(
     assert len(killed_in) >= 3, f"killed only in {killed_in}"
     assert operator.starts == 1 + len(killed_in)
 
-    jobs = cluster.jobs("restarts")
+    jobs = cluster.finished_jobs("restarts")
     names = sorted(j["metadata"]["name"] for j in jobs)
     assert names == sorted(f"restarts-{s}-g1" for s in ("plan", "backup", "apply", "verify"))
     for job in jobs:  # each step ran exactly once: one pod, no retry
