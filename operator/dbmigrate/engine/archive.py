@@ -80,12 +80,8 @@ def listed_entries(listing: str, path: Path, *, may_be_empty: bool = False) -> i
 
 def verify_archive(path: Path, pg_restore: pgtools.Tool, *, may_be_empty: bool = False) -> int:
     """Read the archive back with pg_restore --list; the number of entries, or BackupError."""
-    listing, _ = read_back(path, pg_restore, _nothing)
+    listing, _ = read_back(path, pg_restore, pgtools.nothing)
     return listed_entries(listing, path, may_be_empty=may_be_empty)
-
-
-def _nothing() -> None:
-    return None
 
 
 def read_whole_archive(path: Path, pg_restore: pgtools.Tool) -> None:

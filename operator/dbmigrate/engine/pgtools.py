@@ -274,11 +274,11 @@ def run_tool(
     argv: Sequence[str], env: dict[str, str], what: str
 ) -> subprocess.CompletedProcess[str]:
     """Run a client program; a non-zero exit becomes ToolFailed with its stderr (no secrets)."""
-    return run_tool_while(argv, env, what, _nothing)[0]
+    return run_tool_while(argv, env, what, nothing)[0]
 
 
-def _nothing() -> None:
-    return None
+def nothing() -> None:
+    """No work to do beside a client program."""
 
 
 def run_tool_while(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +120,12 @@ def restore(
     into_database: str | None = None,
     pg_bin: str | None = None,
     expected_sha256: str | None = None,
+    meanwhile: Callable[[], object] = pgtools.nothing,
 ) -> RestoreOutcome:
-    """Restore PATH into the URL's database (clean) or into a new database INTO_DATABASE."""
+    """Restore PATH into the URL's database (clean) or into a new database INTO_DATABASE.
+
+    MEANWHILE is called while pg_restore runs (work the caller needs next, done in its shadow).
+    """
     backup = Path(path)
     fmt = archive_format(backup)
     # a one-job restore into the same database is one transaction and a restore into a new
@@ -132,9 +137,9 @@ def restore(
     )
     started = time.monotonic()
     if into_database:
-        _restore_new(url, backup, pg_restore, jobs, into_database)
+        _restore_new(url, backup, pg_restore, jobs, into_database, meanwhile)
     else:
-        _run_restore(url, backup, pg_restore, jobs, facts.database, clean=True)
+        _run_restore(url, backup, pg_restore, (jobs, facts.database, True), meanwhile)
     return RestoreOutcome(
         target_database=into_database or facts.database,
         archive_format=fmt,
@@ -171,10 +176,17 @@ def _prepare(
     return facts, pg_restore, listing
 
 
-def _restore_new(url: str, backup: Path, tool: pgtools.Tool, jobs: int, name: str) -> None:
+def _restore_new(
+    url: str,
+    backup: Path,
+    tool: pgtools.Tool,
+    jobs: int,
+    name: str,
+    meanwhile: Callable[[], object],
+) -> None:
     """Restore into the database just created for it; drop it again if the restore fails."""
     try:
-        _run_restore(url, backup, tool, jobs, name, clean=False)
+        _run_restore(url, backup, tool, (jobs, name, False), meanwhile)
     except RestoreError:
         with connect(url, "restore") as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
@@ -193,11 +205,18 @@ def restore_argv(
 
 
 def _run_restore(
-    url: str, backup: Path, tool: pgtools.Tool, jobs: int, dbname: str, clean: bool
+    url: str,
+    backup: Path,
+    tool: pgtools.Tool,
+    how: tuple[int, str, bool],
+    meanwhile: Callable[[], object],
 ) -> None:
+    """pg_restore with HOW = (jobs, target database, clean first), MEANWHILE run beside it."""
+    jobs, dbname, clean = how
     conninfo, env = pgtools.libpq_args(url, dbname=dbname)
+    argv = restore_argv(tool, backup, conninfo, jobs, clean)
     try:
-        pgtools.run_tool(restore_argv(tool, backup, conninfo, jobs, clean), env, "pg_restore")
+        pgtools.run_tool_while(argv, env, "pg_restore", meanwhile)
     except pgtools.PgToolError as exc:
         atomic = (
             "nothing was changed (one transaction, rolled back)"

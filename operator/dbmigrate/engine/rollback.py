@@ -7,26 +7,33 @@ run created them. Tier 2 (restoreBackup) restores the pg_dump taken before the r
 the run created outside the dump (new tables survive ``pg_restore --clean``). The history rows of
 the rolled-back versions are read before a restore and written back afterwards, marked rolled
 back, so the history stays honest. The backup is never deleted.
+
+The result models are loaded while pg_restore works (or when the drops start), not before: a
+restore's own cost stays small next to pg_restore's.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 from psycopg import sql
 
-from dbmigrate.api.evidence import DroppedObject, RollbackRecord
 from dbmigrate.api.plan import CreatedObject
 from dbmigrate.engine import history, restore
 from dbmigrate.engine.connect import connect
 from dbmigrate.engine.pgtools import StepError
 
+if TYPE_CHECKING:
+    from dbmigrate.api.evidence import DroppedObject, RollbackRecord
+
 Strategy = Literal["dropCreatedObjects", "restoreBackup"]
 ROLLABLE_STATUSES = ("applied", "failed", "running")
+RESULT_MODULE = "dbmigrate.api.evidence"
 _DROP = {
     "index": "DROP INDEX CONCURRENTLY IF EXISTS {}",
     "table": "DROP TABLE IF EXISTS {}",
@@ -95,6 +102,8 @@ def drop_objects(
 
     What happened to each, and the error that stopped the drops (None when all went through).
     """
+    from dbmigrate.api.evidence import DroppedObject
+
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     current = conn.execute("SELECT current_schema()").fetchone()
     default_schema = str(current[0]) if current and current[0] else "public"
@@ -143,18 +152,13 @@ def rollback(
     """Roll the database back; the record says what was done and whether it was verified."""
     started, clock = datetime.now(UTC), time.monotonic()
     chosen, captured, manifest, dbname = _read_state(url, run_id, versions)
-    record = RollbackRecord(
-        strategy=strategy,
-        versions=[str(v) for v in chosen],
-        target_database=into_database or dbname,
-        parallel_jobs=jobs,
-        duration_seconds=0.0,
-        verified=False,
-        message="",
-        started_at=started,
-    )
+    outcome = None
     if strategy == "restoreBackup":
-        _restore_step(url, record, backup_path, into_database, jobs, pg_bin, expected_sha256)
+        outcome = _restore_step(url, backup_path, into_database, jobs, pg_bin, expected_sha256)
+    record = _record(strategy, chosen, into_database or dbname, jobs, started)
+    if outcome is not None:
+        record.restored_from, record.restored_sha256 = backup_path, expected_sha256
+        record.parallel_jobs = outcome.jobs
     error = None
     if into_database is None:
         with connect(url, "rollback", run_id) as conn:
@@ -168,6 +172,24 @@ def rollback(
     record.finished_at = datetime.now(UTC)
     record.message = _summary(record) + (f"; stopped: {error}" if error else "")
     return record
+
+
+def _record(
+    strategy: Strategy, chosen: Sequence[int], target: str, jobs: int, started: datetime
+) -> RollbackRecord:
+    """The record of a rollback that has not been verified yet."""
+    from dbmigrate.api.evidence import RollbackRecord
+
+    return RollbackRecord(
+        strategy=strategy,
+        versions=[str(v) for v in chosen],
+        target_database=target,
+        parallel_jobs=jobs,
+        duration_seconds=0.0,
+        verified=False,
+        message="",
+        started_at=started,
+    )
 
 
 def _read_state(
@@ -185,19 +207,22 @@ def _read_state(
 
 def _restore_step(
     url: str,
-    record: RollbackRecord,
     backup_path: str | None,
     into_database: str | None,
     jobs: int,
     pg_bin: str | None,
     expected_sha256: str | None,
-) -> None:
+) -> restore.RestoreOutcome:
     if not backup_path:
         raise RollbackError("--strategy restore needs --backup PATH (status.backup.path)")
-    outcome = restore.restore(url, backup_path, jobs, into_database, pg_bin, expected_sha256)
-    record.restored_from = backup_path
-    record.restored_sha256 = expected_sha256
-    record.parallel_jobs = outcome.jobs
+    return restore.restore(
+        url, backup_path, jobs, into_database, pg_bin, expected_sha256, _load_result_model
+    )
+
+
+def _load_result_model() -> None:
+    """Import the result models while pg_restore works, instead of after it."""
+    importlib.import_module(RESULT_MODULE)
 
 
 def _summary(record: RollbackRecord) -> str:
