@@ -51,10 +51,10 @@ def regname(schema: str | None, name: str) -> str:
 # fail on another kind's input. A look-up joins only the branches of the kinds it asks about: the
 # query stays as cheap to plan as the kinds it needs.
 _BRANCHES = {
-    "index": "SELECT n.nspname, x.indisvalid AS flag, x.indisready AS ready FROM pg_class t"
-    " JOIN pg_namespace n ON n.oid = t.relnamespace"
-    " LEFT JOIN pg_class c ON c.relname = o.name AND c.relnamespace = t.relnamespace"
-    " AND c.relkind IN ('i', 'I') LEFT JOIN pg_index x ON x.indexrelid = c.oid"
+    # the index is looked for in its table's schema; only indexes have a pg_index row
+    "index": "SELECT n.nspname, x.indisvalid, x.indisready FROM pg_class t"
+    " JOIN pg_namespace n ON n.oid = t.relnamespace LEFT JOIN pg_index x"
+    " ON x.indexrelid = to_regclass(quote_ident(n.nspname) || '.' || quote_ident(o.name))"
     " WHERE o.kind = 'index' AND t.oid = to_regclass(o.target)",
     "column": "SELECT n.nspname, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid"
     " AND a.attname = o.name AND a.attnum > 0 AND NOT a.attisdropped), NULL"
