@@ -22,6 +22,7 @@ class ApiModel(BaseModel):
         extra="forbid",
         use_enum_values=True,
         validate_default=True,
+        defer_build=True,
     )
 
     def to_wire(self) -> dict[str, Any]:

@@ -12,12 +12,12 @@ import logging
 import threading
 from collections.abc import Sequence
 from types import TracebackType
-
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, Blocker, CreatedObject, PlanResult
+
+if TYPE_CHECKING:  # rich is imported when a live view is drawn: step pods only print text
+    from rich.progress import Progress, TaskID
 from dbmigrate.engine.history import HistoryRow
 
 
@@ -92,6 +92,8 @@ class ProgressView:
     """The live progress bar of an apply (a no-op when disabled, e.g. for --output json)."""
 
     def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+
         self.enabled = enabled
         self.console = Console(stderr=True)
         self._progress: Progress | None = None
@@ -104,6 +106,9 @@ class ProgressView:
         logger = logging.getLogger("dbmigrate")
         logger.setLevel(logging.INFO)
         if self.enabled:
+            from rich.logging import RichHandler
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
