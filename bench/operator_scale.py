@@ -8,8 +8,10 @@ subprocess started by the e2e tests' own helpers (``tests/cluster/operator_harne
     (one pending CREATE TABLE), created one every ``--interval`` seconds. A watch on the Jobs
     timestamps (local monotonic clock, not the API's whole-second timestamps):
       apply -> plan Job created      (create call returned -> plan Job's first watch event)
-      plan Job done -> backup Job    (plan Job's Complete watch event -> backup Job's first event:
-                                      the operator's own reaction time)
+      plan step ended -> backup Job  (the plan step's own exit report, status.stepExit, seen on a
+                                      watch of the resources -> backup Job's first event: the
+                                      operator's own reaction time)
+      plan step ended -> plan Job Complete  (how much later the Job controller marks the Job)
       apply -> backup Job created    (the whole path, the plan Job's run included)
     Once its backup Job exists a resource is deleted, so the apply and verify steps do not load
     the machine (``--keep`` lets them run).
@@ -29,22 +31,19 @@ import argparse
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from kubernetes import client as k8s
-from kubernetes import watch
 from psycopg import sql
 
+from bench.operator_watch import JobWatch, StepExitWatch, summary, vm_kb
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
-from dbmigrate.controller.naming import LABEL_MIGRATION, LABEL_STEP
 from testbed.bed import LocalTestbed
 from testbed.crd import install_crd
 from testbed.postgres import create_database, replace_dbname
@@ -62,84 +61,6 @@ ONE_FILE = {"001_bench_table.sql": "CREATE TABLE bench_table (id bigint PRIMARY 
 
 
 # --- observation ---------------------------------------------------------------------------
-
-
-class JobWatch:
-    """Local arrival times of every step Job's first event and of its completion."""
-
-    def __init__(self, api: k8s.ApiClient) -> None:
-        self.batch = k8s.BatchV1Api(api)
-        self.created: dict[tuple[str, str, str], float] = {}  # (ns, resource, step) -> t
-        self.done: dict[tuple[str, str, str], float] = {}
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="job-watch", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                stream = watch.Watch().stream(
-                    self.batch.list_job_for_all_namespaces,
-                    label_selector=LABEL_MIGRATION,
-                    timeout_seconds=30,
-                )
-                for event in stream:
-                    self._seen(event["object"], time.monotonic())
-                    if self.stopping.is_set():
-                        return
-            except Exception as exc:  # a dropped watch: start again (a re-list is harmless)
-                print(f"job watch restarted: {exc}", file=sys.stderr)
-                time.sleep(0.2)
-
-    def _seen(self, job: Any, now: float) -> None:
-        labels = job.metadata.labels or {}
-        key = (job.metadata.namespace, labels.get(LABEL_MIGRATION, ""), labels.get(LABEL_STEP, ""))
-        conditions = (job.status.conditions if job.status else None) or []
-        complete = any(c.type == "Complete" and c.status == "True" for c in conditions)
-        with self.lock:
-            self.created.setdefault(key, now)
-            if complete:
-                self.done.setdefault(key, now)
-
-    def get(self, table: str, key: tuple[str, str, str]) -> float | None:
-        with self.lock:
-            return (self.created if table == "created" else self.done).get(key)
-
-
-def vm_kb(pid: int, field: str) -> int:
-    """VmHWM / VmRSS of a process in kB (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (p99 of 100 values is the 99th smallest)."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), -(-len(ordered) * pct // 100)))
-    return ordered[int(rank) - 1]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    return {
-        "n": len(values),
-        "p50": round(statistics.median(values), 3),
-        "p99": round(percentile(values, 99), 3),
-        "max": round(max(values), 3),
-        "mean": round(statistics.fmean(values), 3),
-    }
 
 
 def all_resources(cluster: Cluster) -> list[dict[str, Any]]:
@@ -164,7 +85,12 @@ def clone_database(admin_url: str, template: str, name: str) -> str:
 
 
 def run_latency(
-    bed: LocalTestbed, api: k8s.ApiClient, jobs: JobWatch, count: int, args: argparse.Namespace
+    bed: LocalTestbed,
+    api: k8s.ApiClient,
+    jobs: JobWatch,
+    exits: StepExitWatch,
+    count: int,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     ns = new_namespace(api, "bench-lat")
     cluster = Cluster(kube_for(bed.kubeconfig), ns)
@@ -218,22 +144,26 @@ def run_latency(
         peak_kb = vm_kb(operator.proc.pid, "VmHWM") if operator.proc else 0
     finally:
         operator.stop()
-    to_plan, plan_to_backup, to_backup = [], [], []
+    to_plan, plan_to_backup, exit_to_complete, to_backup = [], [], [], []
     for name, t0 in created.items():
         plan_c = jobs.get("created", (ns, name, "plan"))
         plan_d = jobs.get("done", (ns, name, "plan"))
+        plan_e = exits.get((ns, name, "plan"))
         backup_c = jobs.get("created", (ns, name, "backup"))
         if plan_c is not None:
             to_plan.append(plan_c - t0)
-        if plan_d is not None and backup_c is not None:
-            plan_to_backup.append(backup_c - plan_d)
+        if plan_e is not None and backup_c is not None:
+            plan_to_backup.append(backup_c - plan_e)
+        if plan_e is not None and plan_d is not None:
+            exit_to_complete.append(plan_d - plan_e)
         if backup_c is not None:
             to_backup.append(backup_c - t0)
     return {
         "resources": count,
         "interval_s": args.interval,
         "apply_to_plan_job_s": summary(to_plan),
-        "plan_done_to_backup_job_s": summary(plan_to_backup),
+        "plan_step_ended_to_backup_job_s": summary(plan_to_backup),
+        "plan_step_ended_to_plan_job_complete_s": summary(exit_to_complete),
         "apply_to_backup_job_s": summary(to_backup),
         "errors": errors,
         "operator_peak_rss_mb": round(peak_kb / 1024, 1),
@@ -351,18 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     bed.start()
     results["machine"]["testbed_start_s"] = round(time.monotonic() - t0, 1)
     api = bed.api_client()
-    jobs = JobWatch(api)
+    jobs, exits = JobWatch(api), StepExitWatch(api)
     try:
         install_crd(bed.kubectl)
         jobs.start()
+        exits.start()
         if args.latency:
-            results["latency"] = run_latency(bed, api, jobs, args.latency, args)
+            results["latency"] = run_latency(bed, api, jobs, exits, args.latency, args)
             print(json.dumps(results["latency"], indent=2), flush=True)
         if args.resources:
             results["scale"] = run_scale(bed, api, args.resources, args.namespaces, args)
             print(json.dumps(results["scale"], indent=2), flush=True)
     finally:
         jobs.stop()
+        exits.stop()
         results["machine"]["loadavg_end"] = _loadavg()
         bed.stop()
     print(json.dumps(results, indent=2))
