@@ -55,6 +55,21 @@ def test_result_is_a_merge_patch_under_the_key_with_nulls_for_unset_fields() -> 
     assert rec.bodies == [{"status": {"apply": {"done": 3, "currentIndex": None}}}]
 
 
+def test_several_results_go_in_one_patch() -> None:
+    rec = Recorder([PatchError("HTTP 503", transient=True)])
+    reporter, slept = make(rec)
+    reporter.results({"plan": Sample(done=1), "lint": Sample(done=2, current_index="i")})
+    assert rec.bodies == [
+        {
+            "status": {
+                "plan": {"done": 1, "currentIndex": None},
+                "lint": {"done": 2, "currentIndex": "i"},
+            }
+        }
+    ]
+    assert len(slept) == 1 and reporter.sent == 1  # retried as one, like a single result
+
+
 def test_progress_is_throttled_to_one_patch_every_two_seconds() -> None:
     rec, clock = Recorder(), Clock()
     reporter, _ = make(rec, clock)

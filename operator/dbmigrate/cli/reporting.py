@@ -24,6 +24,8 @@ class Reporter(Protocol):
 
     def result(self, key: str, model: ApiModel) -> None: ...
 
+    def results(self, parts: dict[str, ApiModel]) -> None: ...
+
 
 class ConsoleReporter:
     """Reports nothing beyond what the command prints itself; the default outside a Job."""
@@ -33,6 +35,9 @@ class ConsoleReporter:
 
     def result(self, key: str, model: ApiModel) -> None:
         """The result is printed by the command itself."""
+
+    def results(self, parts: dict[str, ApiModel]) -> None:
+        """The results are printed by the command itself."""
 
 
 def add_reporting_args(parser: argparse.ArgumentParser) -> None:

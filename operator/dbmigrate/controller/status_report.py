@@ -114,7 +114,7 @@ class StatusReporter:
             self.skipped += 1
             return
         self._last_progress = now
-        self._send(key, model, attempts=PROGRESS_ATTEMPTS, what="progress")
+        self._send({key: model}, attempts=PROGRESS_ATTEMPTS, what="progress")
 
     def read_status(self) -> dict[str, Any] | None:
         """The resource's current status, or None (logged) when it cannot be read."""
@@ -131,11 +131,15 @@ class StatusReporter:
 
     def result(self, key: str, model: ApiModel) -> None:
         """Report a step's final result; always sent, retried on transient errors."""
-        self._send(key, model, attempts=RESULT_ATTEMPTS, what="result")
+        self._send({key: model}, attempts=RESULT_ATTEMPTS, what="result")
 
-    def _send(self, key: str, model: ApiModel, *, attempts: int, what: str) -> bool:
-        target = f"{self.namespace}/{self.name}"
-        body = {"status": {key: _wire_with_nulls(model)}}
+    def results(self, parts: dict[str, ApiModel]) -> None:
+        """Report several results of a step in one patch (one write, one watch event)."""
+        self._send(parts, attempts=RESULT_ATTEMPTS, what="result")
+
+    def _send(self, parts: dict[str, ApiModel], *, attempts: int, what: str) -> bool:
+        target, key = f"{self.namespace}/{self.name}", ", ".join(parts)
+        body = {"status": {k: _wire_with_nulls(m) for k, m in parts.items()}}
         delay = self._retry_delay
         for attempt in range(1, attempts + 1):
             try:

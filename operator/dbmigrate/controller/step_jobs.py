@@ -113,6 +113,10 @@ class StepContext:
     def report(self, key: str, model: ApiModel) -> None:
         self.reporter.result(key, model)
 
+    def report_all(self, parts: dict[str, ApiModel]) -> None:
+        """Several results in one status write."""
+        self.reporter.results(parts)
+
     def progress(self, key: str, model: ApiModel) -> None:
         self.reporter.progress(key, model)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from dbmigrate.api.base import ApiModel
 from dbmigrate.api.evidence import ProbeResult, RollbackRecord
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress
@@ -101,15 +102,12 @@ def job_plan(ctx: StepContext) -> int:
     options = preflight.PreflightOptions(large_table_rows=args.large_table_rows, probes=_probes())
     with connect(ctx.conninfo, "plan", ctx.run_id) as conn:
         identity = database_identity(conn)
-        ctx.report("database", identity)
         plan, _ = planning.plan_on(conn, migration_set, args.target_version, _label(conn))
         pending = [m for m in migration_set if m.version in {p.version for p in plan.pending}]
         report = _lint(pending, args.lint_policy, args.auto_concurrently)
-        if args.lint_policy != "off":
-            ctx.report("lint", report)
         checks = preflight.run_preflight(conn, pending, options)
-        ctx.report("preflight", checks)
-    ctx.report("plan", plan)
+    lint_part: dict[str, ApiModel] = {"lint": report} if args.lint_policy != "off" else {}
+    ctx.report_all({"database": identity, **lint_part, "preflight": checks, "plan": plan})
     say(f"database {identity.database} (system {identity.system_identifier})")
     for line in [*plan_text(plan), *_lint_lines(report), step_output.render(checks)]:
         say(line)
