@@ -5,7 +5,9 @@ On a 10 M-row database the dump itself takes tens of seconds and machine noise h
 so; what our commands add does not grow with the data (Python start-up, version checks, the
 read-back, hashing, retention), so it is measured here on a small database, many times, with raw
 and ours interleaved (alternating which goes first), and reported as medians of the per-round
-difference. Run from the repository root:
+difference. The CPU seconds of each command's own processes are recorded too: on a shared
+machine they vary much less than the wall clock (the server's CPU is not in them). Run from the
+repository root:
 
     python3 -m bench.backup_fixed_cost --rows 100000 --rounds 9
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,6 +40,7 @@ from bench.common import database, median, server
 
 DB = "bench_fixed_cost"
 Runner = Callable[[int], float]
+Samples = dict[str, list[float]]
 
 
 def tree_env(tree: str | None) -> dict[str, str] | None:
@@ -58,20 +62,29 @@ def startup_seconds(env: dict[str, str] | None) -> float:
     return time.monotonic() - started
 
 
-def interleave(runners: dict[str, Runner], rounds: int) -> dict[str, list[float]]:
-    """Run each runner ROUNDS times, rotating which goes first each round; their timings."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
+def children_cpu() -> float:
+    """CPU seconds (user and system) of the finished child processes and their children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleave(runners: dict[str, Runner], rounds: int) -> dict[str, Samples]:
+    """Run each runner ROUNDS times, rotating which goes first each round; the wall-clock
+    seconds each reports and the CPU seconds of its processes (not the server's)."""
+    samples: dict[str, Samples] = {name: {"wall": [], "cpu": []} for name in runners}
     names = list(runners)
     for n in range(rounds):
         shift = n % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(runners[name](n))
-    return times
+            cpu = children_cpu()
+            samples[name]["wall"].append(runners[name](n))
+            samples[name]["cpu"].append(children_cpu() - cpu)
+    return samples
 
 
 def measure(
     admin_url: str, url: str, work: Path, rounds: int, envs: dict[str, dict[str, str] | None]
-) -> dict[str, dict[str, list[float]]]:
+) -> dict[str, dict[str, Samples]]:
     """Interleaved timings of backup (custom) and restore (custom, into a new database) for raw
     and for each `dbmigrate` in ENVS; and the start-up of each."""
 
@@ -81,7 +94,7 @@ def measure(
     def restore(env: dict[str, str] | None) -> Runner:
         return lambda n: our_restore(admin_url, url, artefact, 1, "bench_our_restore", env)
 
-    results: dict[str, dict[str, list[float]]] = {}
+    results: dict[str, dict[str, Samples]] = {}
     dumps: dict[str, Runner] = {"raw": lambda n: raw_dump(url, work / f"raw-{n}.dump", "custom", 1)}
     results["backup custom"] = interleave(dumps | {k: backup(e) for k, e in envs.items()}, rounds)
     _, artefact = our_backup(url, work, "custom", 1)
@@ -96,18 +109,27 @@ def measure(
     return results
 
 
-def table(results: dict[str, dict[str, list[float]]]) -> str:
-    """Medians, and the median of the per-round differences to raw, as a Markdown table."""
+def _paired(samples: dict[str, Samples], name: str, key: str) -> str:
+    """The median of the per-round differences of NAME to raw."""
+    if "raw" not in samples or name == "raw":
+        return "-"
+    pairs = zip(samples[name][key], samples["raw"][key], strict=True)
+    return f"{median([ours - raw for ours, raw in pairs]):.3f}"
+
+
+def table(results: dict[str, dict[str, Samples]]) -> str:
+    """Medians, and the medians of the per-round differences to raw, as a Markdown table."""
     lines = [
-        "| step | command | median (s) | median difference to raw (s) |",
-        "|---|---|---:|---:|",
+        "| step | command | wall median (s) | wall minus raw (s) | CPU median (s) |"
+        " CPU minus raw (s) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for step, times in results.items():
-        for name, seconds in times.items():
-            diff = "-"
-            if "raw" in times and name != "raw":
-                diff = f"{median([a - b for a, b in zip(seconds, times['raw'], strict=True)]):.3f}"
-            lines.append(f"| {step} | {name} | {median(seconds):.3f} | {diff} |")
+    for step, samples in results.items():
+        for name, got in samples.items():
+            lines.append(
+                f"| {step} | {name} | {median(got['wall']):.3f} | {_paired(samples, name, 'wall')}"
+                f" | {median(got['cpu']):.3f} | {_paired(samples, name, 'cpu')} |"
+            )
     return "\n".join(lines)
 
 
