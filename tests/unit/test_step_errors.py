@@ -1,0 +1,50 @@
+"""The step commands' failures: the documented exit code, the message without the password, and
+anything unexpected left to propagate."""
+
+from __future__ import annotations
+
+import argparse
+
+import psycopg
+import pytest
+
+from dbmigrate.cli.step_errors import guarded
+from dbmigrate.engine.errors import LockTimeoutError
+from dbmigrate.engine.pgtools import StepError, ToolFailed
+from dbmigrate.engine.sources import MigrationSourceError
+
+URL = "postgresql://app:hunter2@db.example:5432/analytics"
+
+
+def _run(exc: Exception) -> int:
+    def step(args: argparse.Namespace) -> int:
+        raise exc
+
+    return guarded(step)(argparse.Namespace(database_url=URL, command="backup"))
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (StepError("bad input hunter2"), 2),
+        (ToolFailed("pg_dump failed: password hunter2 refused"), 1),
+        (LockTimeoutError("lock wait for hunter2"), 3),
+        (MigrationSourceError("001_x.sql: no such file"), 2),
+    ],
+)
+def test_expected_failures_exit_with_their_code_and_no_password(
+    exc: Exception, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(exc) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "hunter2" not in err
+
+
+def test_database_errors_are_mapped(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(psycopg.OperationalError("server closed the connection")) == 3
+    assert "dbmigrate backup" in capsys.readouterr().err
+
+
+def test_unexpected_errors_propagate() -> None:
+    with pytest.raises(KeyError):
+        _run(KeyError("bug"))
