@@ -95,11 +95,6 @@ def server_major(server_version_num: int) -> int:
     return server_version_num // 10000
 
 
-def tool_version(path: str) -> Tool:
-    """Run ``PATH --version`` and parse it."""
-    return _VersionProbe(path).result()
-
-
 class _VersionProbe:
     """``PATH --version``, started at once and read when needed."""
 
