@@ -199,3 +199,34 @@ def test_unreachable_and_wrong_password(
     assert "password authentication failed" in err
     assert "not-the-password" not in err and str(params["password"]) not in err
     assert not list(tmp_path.iterdir())
+
+
+def _truncating_dump_script(real: str) -> str:
+    """A pg_dump whose archive loses the second half of its data (the TOC at the start stays)."""
+    return (
+        "#!/bin/sh\n"
+        f'if [ "$1" = --version ]; then exec {real}/pg_dump --version; fi\n'
+        f'{real}/pg_dump "$@" || exit $?\n'
+        'for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+        'size=$(stat -c %s "$f")\n'
+        'truncate -s $((size / 2)) "$f"\n'
+        'head -c 512 /dev/zero >> "$f"\n'
+    )
+
+
+def test_verify_data_reads_every_block_and_hashes_meanwhile(
+    database_url: str, tmp_path: Path
+) -> None:
+    _prepared(database_url)
+    good = tmp_path / "good"
+    good.mkdir()
+    options = backup.BackupOptions(folder=str(good), identity="x", verify_data=True)
+    ev = backup.take_backup(database_url, options)
+    assert ev.verified and ev.sha256 == archive.sha256_of(Path(ev.path))
+    fake = _fake_bin(tmp_path / "bin", _truncating_dump_script(REAL_BIN))
+    out = tmp_path / "out"
+    out.mkdir()
+    truncated = backup.BackupOptions(folder=str(out), identity="x", pg_bin=fake, verify_data=True)
+    with pytest.raises(backup.BackupError, match="damaged or truncated"):
+        backup.take_backup(database_url, truncated)
+    assert not list(out.iterdir())

@@ -84,14 +84,16 @@ def verify_archive(path: Path, pg_restore: pgtools.Tool, *, may_be_empty: bool =
     return listed_entries(listing, path, may_be_empty=may_be_empty)
 
 
-def read_whole_archive(path: Path, pg_restore: pgtools.Tool) -> None:
-    """Read every data block of the archive (``pg_restore --file=/dev/null``), or BackupError.
+def read_whole_archive(path: Path, pg_restore: pgtools.Tool, work: Callable[[], T]) -> T:
+    """Read every data block of the archive (``pg_restore --file=/dev/null``), doing WORK
+    meanwhile; WORK's result, or BackupError.
 
     ``--list`` reads only the table of contents; a truncated or damaged data section shows up
     only when the data is read.
     """
     argv = [pg_restore.path, f"--file={os.devnull}", str(path)]
+    what = f"pg_restore (full read of {path.name})"
     try:
-        pgtools.run_tool(argv, dict(os.environ), f"pg_restore (full read of {path.name})")
+        return pgtools.run_tool_while(argv, dict(os.environ), what, work)[1]
     except pgtools.PgToolError as exc:
         raise BackupError(f"{path} is damaged or truncated: {exc}") from exc

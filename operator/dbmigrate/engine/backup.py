@@ -218,16 +218,23 @@ def _dump_and_check(
     options: BackupOptions,
     may_be_empty: bool,
 ) -> tuple[int, str]:
-    """pg_dump into FINAL.partial, read it back (hashing it meanwhile), then rename it to FINAL;
-    the list entries and the sha256."""
+    """pg_dump into FINAL.partial, read it back (hashing it meanwhile; with ``verify_data`` also
+    every data block), then rename it to FINAL; the list entries and the sha256."""
     pg_dump, pg_restore = tools
     partial = final.with_name(final.name + ".partial")
+
+    def hashing() -> str:
+        return sha256_of(partial)
+
     try:
         _run_pg_dump(url, pg_dump, partial, options)
-        listing, digest = read_back(partial, pg_restore, lambda: sha256_of(partial))
-        entries = listed_entries(listing, partial, may_be_empty=may_be_empty)
-        if options.verify_data:
-            read_whole_archive(partial, pg_restore)
+        if options.verify_data:  # hash during the longer read
+            listing, _ = read_back(partial, pg_restore, pgtools.nothing)
+            entries = listed_entries(listing, partial, may_be_empty=may_be_empty)
+            digest = read_whole_archive(partial, pg_restore, hashing)
+        else:
+            listing, digest = read_back(partial, pg_restore, hashing)
+            entries = listed_entries(listing, partial, may_be_empty=may_be_empty)
         partial.rename(final)
     finally:
         _remove(partial)

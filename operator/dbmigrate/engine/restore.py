@@ -84,8 +84,8 @@ def check_backup(
 ) -> str:
     """Everything checked before a restore touches the database; the archive listing.
 
-    The sha256 is compared while ``pg_restore --list`` reads the archive. READ_DATA also reads
-    every data block first: needed when the restore is not atomic.
+    READ_DATA also reads every data block first: needed when the restore is not atomic. The
+    sha256 is compared during the longest read (the full one, else ``pg_restore --list``).
     """
     archive_format(path)
 
@@ -97,10 +97,10 @@ def check_backup(
             )
 
     try:
-        listing, _ = read_back(path, pg_restore, compare_sha256)
+        listing, _ = read_back(path, pg_restore, pgtools.nothing if read_data else compare_sha256)
         listed_entries(listing, path)
         if read_data:
-            read_whole_archive(path, pg_restore)
+            read_whole_archive(path, pg_restore, compare_sha256)
     except BackupError as exc:
         raise RestoreError(str(exc)) from exc
     return listing
