@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from dbmigrate.controller.model import JobObservation, settle_with_step_exit
 from dbmigrate.controller.naming import JOB_NAME_ENV
 from dbmigrate.controller.status_report import KubernetesTransport, PatchError
 from dbmigrate.controller.step_api import ApiCallError, ServiceAccountClient
+from dbmigrate.controller.step_jobs import StepContext, _report_exit
 from tests.unit.controller_samples import make_spec
 
 ENDED = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
@@ -105,3 +107,40 @@ def test_outside_a_pod_the_client_says_what_is_missing(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ApiCallError, match="KUBERNETES_SERVICE_HOST is not set"):
         ServiceAccountClient(sa_dir=_sa_dir(tmp_path))
+
+
+class RecordingReporter:
+    """Keeps what a step reported."""
+
+    def __init__(self) -> None:
+        self.reported: dict[str, object] = {}
+
+    def progress(self, key: str, model: object) -> None:
+        raise AssertionError("no progress expected")
+
+    def result(self, key: str, model: object) -> None:
+        self.reported[key] = model
+
+    def results(self, parts: dict[str, object]) -> None:
+        self.reported.update(parts)
+
+
+def _context(reporter: RecordingReporter) -> StepContext:
+    args = argparse.Namespace(report_to="ns/mig", run_id="r1")
+    return StepContext(args=args, reporter=reporter, conninfo="")  # type: ignore[arg-type]
+
+
+def test_a_step_in_a_job_reports_how_it_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(JOB_NAME_ENV, "mig-apply-g2")
+    reporter = RecordingReporter()
+    _report_exit(_context(reporter), "apply", 3)
+    ended = reporter.reported["stepExit"]
+    assert isinstance(ended, StepExit)
+    assert (ended.job, ended.step, ended.exit_code) == ("mig-apply-g2", "apply", 3)
+
+
+def test_a_step_run_by_hand_has_no_job_to_speak_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(JOB_NAME_ENV, raising=False)
+    reporter = RecordingReporter()
+    _report_exit(_context(reporter), "plan", 0)
+    assert reporter.reported == {}
