@@ -31,9 +31,20 @@ class DecisionApplier:
         self.image = image
 
     def carry_out(self, resource: Obj, observed: Observed, decision: Decision) -> None:
-        ns, name = observed.namespace, observed.name
+        """All of it, in order: ``write_status``, then ``act``."""
+        self.write_status(observed, decision)
+        self.act(resource, observed, decision)
+
+    def write_status(self, observed: Observed, decision: Decision) -> None:
+        """Step 1: the status patch (what another reconcile must see, e.g. a held lock)."""
         if decision.status != observed.status or decision.clear_step_keys:
-            self.kube.patch_status(ns, name, status_patch(decision)["status"])
+            self.kube.patch_status(
+                observed.namespace, observed.name, status_patch(decision)["status"]
+            )
+
+    def act(self, resource: Obj, observed: Observed, decision: Decision) -> None:
+        """Steps 2-4: scaling, the step Job and its objects, Events, Job deletions."""
+        ns = observed.namespace
         status = decision.status
         if decision.scale_down:
             status = self._scale_down(observed, decision, resource)

@@ -118,14 +118,16 @@ class Reconciler:
                 self._stall(namespace, name, "InvalidResource", _validation_message(exc))
                 return
             decision = decide(observed)
-            self.applier.carry_out(resource, observed, decision)
+            self.applier.write_status(observed, decision)
+        self.applier.act(resource, observed, decision)
         metrics.observe_status(namespace, name, decision.status)
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
 
     def _gate_for(self, resource: Obj) -> AbstractContextManager[Any]:
         """The lock gate's mutex when this reconcile may cross it, so two resources of one
-        database never both read "nobody holds it" before either has written that it does."""
+        database never both read "nobody holds it" before either has written that it does.
+        It is held until the status is written; the Job and Events follow outside it."""
         try:
             status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
         except ValidationError:
