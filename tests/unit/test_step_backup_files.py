@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,6 +65,20 @@ def test_directory_hash_is_stable_and_content_sensitive(tmp_path: Path) -> None:
     assert archive.sha256_of(file) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_directory_hash_is_the_documented_digest_whatever_order_the_threads_finish(
+    tmp_path: Path,
+) -> None:
+    sizes = {f"{n:04d}.dat.gz": (n * 7919) % 300_000 for n in range(3000, 3040)}
+    (tmp_path / "toc.dat").write_bytes(b"toc")
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(name.encode() * (size // 11 + 1))
+    outer = hashlib.sha256()  # sorted relative names, each with its file's sha256
+    for item in sorted(tmp_path.iterdir()):
+        inner = hashlib.sha256(item.read_bytes()).hexdigest()
+        outer.update(f"{item.name}\0{inner}\n".encode())
+    assert archive.sha256_of(tmp_path) == outer.hexdigest()
 
 
 LISTING = """;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,10 +27,14 @@ def sha256_of(path: Path) -> str:
     """sha256 of a file; for a directory, of its sorted relative names with each file's sha256."""
     if path.is_file():
         return _file_sha256(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    # one file per thread: hashlib releases the GIL, so a directory dump (one file per table)
+    # hashes on every core; the combined digest does not depend on the order of the work
+    with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) or 1) as pool:
+        digests = list(pool.map(_file_sha256, files))
     outer = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = item.relative_to(path).as_posix()
-        outer.update(f"{rel}\0{_file_sha256(item)}\n".encode())
+    for item, digest in zip(files, digests, strict=True):
+        outer.update(f"{item.relative_to(path).as_posix()}\0{digest}\n".encode())
     return outer.hexdigest()
 
 
