@@ -120,35 +120,46 @@ def our_restore(
 
 
 def bench_backups(
-    url: str, work: Path, jobs: int
+    url: str, work: Path, jobs: int, formats: list[str], rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, Path]]:
     times: dict[str, list[float]] = {}
     artefacts: dict[str, Path] = {}
-    for fmt, fmt_jobs in (("custom", 1), ("directory", jobs)):
-        raw_first = raw_dump(url, work / f"raw-{fmt}-1", fmt, fmt_jobs)
-        ours_a, artefact = our_backup(url, work, fmt, fmt_jobs)
-        ours_b, _ = our_backup(url, work, fmt, fmt_jobs)
-        raw_second = raw_dump(url, work / f"raw-{fmt}-2", fmt, fmt_jobs)
-        times[f"backup {fmt} raw"] = [raw_first, raw_second]
-        times[f"backup {fmt} ours"] = [ours_a, ours_b]
-        artefacts[fmt] = artefact
-        print(f"backup {fmt}: raw {raw_first:.1f}/{raw_second:.1f}s, "
-              f"ours {ours_a:.1f}/{ours_b:.1f}s", flush=True)  # fmt: skip
+    for fmt in formats:
+        fmt_jobs = jobs if fmt == "directory" else 1
+        raw, ours = (
+            times.setdefault(f"backup {fmt} raw", []),
+            times.setdefault(f"backup {fmt} ours", []),
+        )
+        for r in range(rounds):  # raw, ours, ours, raw: neither side always goes first
+            raw.append(raw_dump(url, work / f"raw-{fmt}-{r}-1", fmt, fmt_jobs))
+            took, artefacts[fmt] = our_backup(url, work, fmt, fmt_jobs)
+            ours.append(took)
+            ours.append(our_backup(url, work, fmt, fmt_jobs)[0])
+            raw.append(raw_dump(url, work / f"raw-{fmt}-{r}-2", fmt, fmt_jobs))
+            shutil.rmtree(work / f"raw-{fmt}-{r}-1", ignore_errors=True)
+            shutil.rmtree(work / f"raw-{fmt}-{r}-2", ignore_errors=True)
+        print(f"backup {fmt}: raw {_runs(raw)}, ours {_runs(ours)}", flush=True)
     return times, artefacts
 
 
+def _runs(values: list[float]) -> str:
+    return "/".join(f"{v:.1f}" for v in values) + "s"
+
+
 def bench_restores(
-    admin_url: str, url: str, artefacts: dict[str, Path], jobs: int
+    admin_url: str, url: str, artefacts: dict[str, Path], jobs: int, rounds: int
 ) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {}
-    for fmt, fmt_jobs in (("custom", 1), ("directory", jobs)):
-        artefact = artefacts[fmt]
-        raw = [raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore")]
-        ours = [our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore")]
-        ours.append(our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore"))
-        raw.append(raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore"))
+    for fmt, artefact in artefacts.items():
+        fmt_jobs = jobs if fmt == "directory" else 1
+        raw, ours = [], []
+        for _round in range(rounds):  # raw, ours, ours, raw
+            raw.append(raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore"))
+            ours.append(our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore"))
+            ours.append(our_restore(admin_url, url, artefact, fmt_jobs, "bench_our_restore"))
+            raw.append(raw_restore(admin_url, url, artefact, fmt_jobs, "bench_raw_restore"))
         times[f"restore {fmt} raw"], times[f"restore {fmt} ours"] = raw, ours
-        print(f"restore {fmt} (jobs {fmt_jobs}): raw {raw}, ours {ours}", flush=True)
+        print(f"restore {fmt} (jobs {fmt_jobs}): raw {_runs(raw)}, ours {_runs(ours)}", flush=True)
     return times
 
 
@@ -178,6 +189,8 @@ def main() -> None:
     parser.add_argument(
         "--backups-only", action="store_true", help="skip the restores (a quicker rerun)"
     )
+    parser.add_argument("--formats", default="custom,directory", help="comma-separated")
+    parser.add_argument("--rounds", type=int, default=1, help="raw-ours-ours-raw rounds per step")
     parser.add_argument(
         "--work", default="/var/tmp", help="where the dumps go (outside /tmp, which others clean)"
     )
@@ -189,9 +202,10 @@ def main() -> None:
             size = prepare(url, args.rows)
             print(f"loaded {args.rows:,} page_views rows: database {size / 1048576:.0f} MiB in "
                   f"{time.monotonic() - started:.0f}s", flush=True)  # fmt: skip
-            times, artefacts = bench_backups(url, work, args.jobs)
+            formats = args.formats.split(",")
+            times, artefacts = bench_backups(url, work, args.jobs, formats, args.rounds)
             if not args.backups_only:
-                times.update(bench_restores(admin_url, url, artefacts, args.jobs))
+                times.update(bench_restores(admin_url, url, artefacts, args.jobs, args.rounds))
             sizes = {f: size_of(p) for f, p in artefacts.items()}
             print(table(times, sizes))
             Path(args.out).write_text(json.dumps(
