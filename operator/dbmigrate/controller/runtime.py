@@ -95,20 +95,22 @@ class Reconciler:
             except ApiError as exc:
                 if exc.transient:
                     raise kopf.TemporaryError(f"API server: {exc}", delay=5) from exc
-                if exc.status == 404 and self._gone(namespace, name):
+                if exc.status == 404 and self._live(namespace, name) is None:
                     log.info("%s/%s was deleted while it was reconciled", namespace, name)
                     return
                 log.error("reconcile of %s/%s failed: %s", namespace, name, exc)
                 self._stall(namespace, name, "ApiError", f"the operator's API call failed: {exc}")
 
-    def _gone(self, namespace: str, name: str) -> bool:
-        """Whether the resource is deleted or being deleted (a 404 then is no error)."""
-        resource = self.kube.get("DatabaseMigration", namespace, name)
-        return resource is None or bool(resource["metadata"].get("deletionTimestamp"))
-
-    def _reconcile(self, namespace: str, name: str) -> None:
+    def _live(self, namespace: str, name: str) -> Obj | None:
+        """The resource, or None when it is gone or being deleted (a 404 then is no error)."""
         resource = self.kube.get("DatabaseMigration", namespace, name)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
+            return None
+        return resource
+
+    def _reconcile(self, namespace: str, name: str) -> None:
+        resource = self._live(namespace, name)
+        if resource is None:
             metrics.forget_resource(namespace, name)
             return
         with self._gate_for(resource):
