@@ -10,6 +10,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,15 @@ from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.controller.naming import LABEL_MIGRATION, LABEL_STEP
 
 
-class JobWatch:
-    """Local arrival times of every step Job's first event and of its completion."""
+class StampingWatch:
+    """A watch on its own thread, started again when it drops, stamping each event's arrival."""
 
-    def __init__(self, api: k8s.ApiClient) -> None:
-        self.batch = k8s.BatchV1Api(api)
-        self.created: dict[tuple[str, str, str], float] = {}  # (ns, resource, step) -> t
-        self.done: dict[tuple[str, str, str], float] = {}
+    name = "watch"
+
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="job-watch", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -37,21 +37,40 @@ class JobWatch:
     def stop(self) -> None:
         self.stopping.set()
 
+    def _stream(self) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _seen(self, obj: Any, now: float) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
-                stream = watch.Watch().stream(
-                    self.batch.list_job_for_all_namespaces,
-                    label_selector=LABEL_MIGRATION,
-                    timeout_seconds=30,
-                )
-                for event in stream:
+                for event in self._stream():
                     self._seen(event["object"], time.monotonic())
                     if self.stopping.is_set():
                         return
             except Exception as exc:  # a dropped watch: start again (a re-list is harmless)
-                print(f"job watch restarted: {exc}", file=sys.stderr)
+                print(f"{self.name} restarted: {exc}", file=sys.stderr)
                 time.sleep(0.2)
+
+
+class JobWatch(StampingWatch):
+    """Local arrival times of every step Job's first event and of its completion."""
+
+    name = "job-watch"
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.batch = k8s.BatchV1Api(api)
+        self.created: dict[tuple[str, str, str], float] = {}  # (ns, resource, step) -> t
+        self.done: dict[tuple[str, str, str], float] = {}
+        super().__init__()
+
+    def _stream(self) -> Iterator[dict[str, Any]]:
+        return watch.Watch().stream(  # type: ignore[no-any-return]
+            self.batch.list_job_for_all_namespaces, label_selector=LABEL_MIGRATION,
+            timeout_seconds=30,
+        )  # fmt: skip
 
     def _seen(self, job: Any, now: float) -> None:
         labels = job.metadata.labels or {}
@@ -68,36 +87,21 @@ class JobWatch:
             return (self.created if table == "created" else self.done).get(key)
 
 
-class StepExitWatch:
+class StepExitWatch(StampingWatch):
     """Local arrival time of each resource's first ``status.stepExit`` per step."""
+
+    name = "exit-watch"
 
     def __init__(self, api: k8s.ApiClient) -> None:
         self.custom = k8s.CustomObjectsApi(api)
         self.ended: dict[tuple[str, str, str], float] = {}  # (ns, resource, step) -> t
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="exit-watch", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                stream = watch.Watch().stream(
-                    self.custom.list_cluster_custom_object,
-                    API_GROUP, API_VERSION, PLURAL, timeout_seconds=30,
-                )  # fmt: skip
-                for event in stream:
-                    self._seen(event["object"], time.monotonic())
-                    if self.stopping.is_set():
-                        return
-            except Exception as exc:  # a dropped watch: start again (a re-list is harmless)
-                print(f"resource watch restarted: {exc}", file=sys.stderr)
-                time.sleep(0.2)
+    def _stream(self) -> Iterator[dict[str, Any]]:
+        return watch.Watch().stream(  # type: ignore[no-any-return]
+            self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL,
+            timeout_seconds=30,
+        )  # fmt: skip
 
     def _seen(self, obj: dict[str, Any], now: float) -> None:
         ended = (obj.get("status") or {}).get("stepExit") or {}
