@@ -25,7 +25,12 @@ from croniter import CroniterError, croniter
 
 from dbmigrate.api.evidence import PreflightResult
 from dbmigrate.api.spec import DatabaseMigrationSpec, MaintenanceWindowSpec
-from dbmigrate.api.status import ApprovalStatus, DatabaseMigrationStatus, WindowStatus
+from dbmigrate.api.status import (
+    TERMINAL_PHASES,
+    ApprovalStatus,
+    DatabaseMigrationStatus,
+    WindowStatus,
+)
 from dbmigrate.controller.durations import InvalidDuration, parse_duration
 from dbmigrate.controller.naming import APPROVE_ANNOTATION
 
@@ -261,7 +266,7 @@ def needs_lock_check(status: DatabaseMigrationStatus) -> bool:
     answers None then), not when the plan has nothing to apply (the run ends without the gates)
     and not in a terminal phase. Everything else may cross the gate on this reconcile.
     """
-    if status.database is None or status.phase in ("Succeeded", "Failed", "RolledBack"):
+    if status.database is None or status.phase in TERMINAL_PHASES:
         return False
     if status.plan is not None and not status.plan.pending:
         return False

@@ -19,7 +19,8 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,12 +114,16 @@ class Reconciler:
         if resource is None:
             metrics.forget_resource(namespace, name)
             return
-        with self._gate_for(resource):
-            try:
-                observed = self.observe(resource)
-            except ValidationError as exc:
-                self._stall(namespace, name, "InvalidResource", _validation_message(exc))
-                return
+        try:
+            observed = self.observe(resource)
+        except ValidationError as exc:
+            self._stall(namespace, name, "InvalidResource", _validation_message(exc))
+            return
+        with self._lock_gate if gates.needs_lock_check(observed.status) else nullcontext():
+            # the other migrations are read, and this one's status written, under one mutex:
+            # two resources of one database never both read "nobody holds it" before either
+            # has written that it does; the Job and Events follow outside it
+            observed = replace(observed, lock_holder=self._lock_holder(observed))
             decision = decide(observed)
             self.applier.write_status(observed, decision)
         self.applier.act(resource, observed, decision)
@@ -126,20 +131,11 @@ class Reconciler:
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
 
-    def _gate_for(self, resource: Obj) -> AbstractContextManager[Any]:
-        """The lock gate's mutex when this reconcile may cross it, so two resources of one
-        database never both read "nobody holds it" before either has written that it does.
-        It is held until the status is written; the Job and Events follow outside it."""
-        try:
-            status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
-        except ValidationError:
-            return nullcontext()
-        return self._lock_gate if gates.needs_lock_check(status) else nullcontext()
-
     # --- observing ---------------------------------------------------------------------------
 
     def observe(self, resource: Obj) -> Observed:
-        """Everything decide() reads, from the API server (Secret values are never read)."""
+        """Everything decide() reads about this resource, from the API server (Secret values are
+        never read); the lock holder is added by the reconcile, under the gate's mutex."""
         meta = resource["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         spec = DatabaseMigrationSpec.model_validate(resource.get("spec") or {})
@@ -156,7 +152,6 @@ class Reconciler:
             jobs=settle_with_step_exit(self._jobs(namespace, name, meta["uid"]), status.step_exit),
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
-            lock_holder=self._lock_holder(namespace, name, status),
         )
 
     def _jobs(self, namespace: str, name: str, uid: str) -> dict[Any, Any]:
@@ -180,9 +175,10 @@ class Reconciler:
             return None
         return self.kube.get("ConfigMap", namespace, spec.source.config_map.name) is not None
 
-    def _lock_holder(
-        self, namespace: str, name: str, status: DatabaseMigrationStatus
-    ) -> str | None:
+    def _lock_holder(self, observed: Observed) -> str | None:
+        """The migration this one must wait for (``gates.lock_holder``); the others are read
+        only where the gate may be crossed (``gates.needs_lock_check``)."""
+        namespace, name, status = observed.namespace, observed.name, observed.status
         me = gates.lock_candidate(namespace, name, status)
         if me is None or not gates.needs_lock_check(status):
             return None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from dbmigrate.api.base import ApiModel
+from dbmigrate.controller.step_api import ApiCallError, ServiceAccountClient
 
 log = logging.getLogger("dbmigrate.status")
 
@@ -46,13 +47,9 @@ class KubernetesTransport:
     """The real transport: the pod's service account over plain HTTPS (see ``step_api``)."""
 
     def __init__(self) -> None:
-        from dbmigrate.controller.step_api import ServiceAccountClient
-
         self._client = ServiceAccountClient()
 
     def patch_status(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        from dbmigrate.controller.step_api import ApiCallError
-
         try:
             self._client.patch_status(namespace, name, body)
         except ApiCallError as exc:
