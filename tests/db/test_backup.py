@@ -61,7 +61,10 @@ def test_a_new_empty_database_can_be_backed_up(database_url: str, tmp_path: Path
     ev = backup.take_backup(database_url, options)
     assert ev.verified and ev.restore_list_entries == 0
     with pytest.raises(backup.BackupError, match="read no entries"):
-        archive.verify_archive(Path(ev.path), pgtools.find_tool("pg_restore", 15))
+        listing, _ = archive.read_back(
+            Path(ev.path), pgtools.find_tool("pg_restore", 15), pgtools.nothing
+        )
+        archive.listed_entries(listing, Path(ev.path))
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int)")
     assert not backup.database_is_empty(database_url)

@@ -83,12 +83,6 @@ def listed_entries(listing: str, path: Path, *, may_be_empty: bool = False) -> i
     return entries
 
 
-def verify_archive(path: Path, pg_restore: pgtools.Tool, *, may_be_empty: bool = False) -> int:
-    """Read the archive back with pg_restore --list; the number of entries, or BackupError."""
-    listing, _ = read_back(path, pg_restore, pgtools.nothing)
-    return listed_entries(listing, path, may_be_empty=may_be_empty)
-
-
 def read_whole_archive(path: Path, pg_restore: pgtools.Tool, work: Callable[[], T]) -> T:
     """Read every data block of the archive (``pg_restore --file=/dev/null``), doing WORK
     meanwhile; WORK's result, or BackupError.
