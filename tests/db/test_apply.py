@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from dbmigrate.engine import catalog
 from dbmigrate.engine.apply import apply_migrations
 from dbmigrate.engine.errors import exit_code_for
 from dbmigrate.engine.history import read_history
@@ -310,3 +311,23 @@ def test_a_role_without_create_privilege_gets_a_clear_failure(database_url: str)
     assert (result.status, result.error_code) == ("failed", "42501")
     assert "permission denied" in (result.error or "")
     assert exit_code_for(result.error_code) == 1
+
+
+def test_each_step_looks_the_catalog_up_once(database_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The look-up after a step also answers the look-up before the next one (the next file's
+    first step included): one catalog query per step, plus one before the first."""
+    asked: list[int] = []
+    real = catalog.lookup
+
+    def counting(conn: psycopg.Connection, objects: list) -> list:  # type: ignore[type-arg]
+        if objects:
+            asked.append(len(objects))
+        return real(conn, objects)
+
+    monkeypatch.setattr(catalog, "lookup", counting)
+    result = apply_migrations(database_url, example_set(), fast(), "run-count")
+    assert result.status == "succeeded", result.error
+    steps = sum(1 if v.mode == "transaction" else v.statements_total for v in result.versions)
+    assert 0 < len(asked) <= steps + 1
+    manifest = [o.name for v in result.versions for o in v.created_objects]
+    assert set(EXAMPLE_INDEXES) <= set(manifest)

@@ -163,3 +163,30 @@ def test_invalid_index_with_if_not_exists_is_not_skipped(database_url: str) -> N
     )
     assert fixed.status == "succeeded", fixed.error
     assert index_state(database_url, "items_u") == (True, True)
+
+
+def test_invalid_index_met_by_a_plain_build_in_an_autocommit_file_is_rebuilt(
+    database_url: str,
+) -> None:
+    """A plain CREATE INDEX IF NOT EXISTS in a file that runs in autocommit (it has a CONCURRENTLY
+    build too) must not skip an INVALID index of its name either."""
+    query(database_url, "CREATE TABLE items (id bigint, kind int, note text)")
+    query(database_url, "INSERT INTO items VALUES (1, 1, 'a'), (2, 1, 'a')")
+    broken = {
+        "001_u.sql": "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS items_u ON items (kind);"
+    }
+    failed = apply_migrations(database_url, load_mapping(broken), fast(), "r1")
+    assert (failed.status, failed.error_code) == ("failed", "23505")
+    assert index_state(database_url, "items_u") == (False, False)  # left behind, INVALID
+    query(database_url, "DELETE FROM items WHERE id = 2")
+    mixed = {
+        "001_u.sql": (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_id ON items (id);\n"
+            "CREATE UNIQUE INDEX IF NOT EXISTS items_u ON items (kind);\n"
+        )
+    }
+    fixed = apply_migrations(database_url, load_mapping(mixed), fast(), "r2")
+    assert fixed.status == "succeeded", fixed.error
+    assert fixed.versions[0].mode == "autocommit"
+    assert index_state(database_url, "items_u") == (True, True)
+    assert {o.name for o in fixed.versions[0].created_objects} == {"items_id", "items_u"}

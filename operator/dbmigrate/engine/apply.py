@@ -30,7 +30,7 @@ from dbmigrate.engine.errors import (
     PlanChangedError,
     from_database_error,
 )
-from dbmigrate.engine.execute import FileRunner, PreparedFile, now
+from dbmigrate.engine.execute import FileRunner, now
 from dbmigrate.engine.locking import migration_lock
 from dbmigrate.engine.planning import compute_plan, plan, plan_on
 from dbmigrate.engine.progress import ProgressCallback, ProgressMonitor
@@ -42,6 +42,7 @@ from dbmigrate.engine.statements import (
     parse_tree,
     rewrite_concurrently,
 )
+from dbmigrate.engine.steps import PreparedFile, first_step_objects
 
 __all__ = ["ApplySettings", "apply_migrations", "lint_gate", "new_run_id", "plan"]
 
@@ -225,6 +226,17 @@ def _apply(run: _Run) -> None:
     result.status = "succeeded" if result.versions else "nothing_to_do"
 
 
+def _statements_of(
+    migration_set: MigrationSet, version: int, parsed: dict[int, list[Statement]]
+) -> tuple[Migration, list[Statement]]:
+    migration = migration_set.get(version)
+    assert migration is not None
+    statements = parsed.get(version)
+    if statements is None:
+        statements = executable_statements(migration.sql, migration.filename)
+    return migration, statements
+
+
 def _run_files(
     conn: psycopg.Connection,
     run: _Run,
@@ -238,17 +250,15 @@ def _run_files(
     monitor = ProgressMonitor(
         run.conninfo, run.run_id, conn.info.backend_pid, run.on_progress, interval
     )
+    files = [_statements_of(run.migration_set, item.version, parsed) for item in current.pending]
     monitor.start()
     try:
         runner = FileRunner(conn, monitor, run.settings, run.run_id)
-        for item in current.pending:
-            migration = run.migration_set.get(item.version)
-            assert migration is not None
-            statements = parsed.get(item.version) or executable_statements(
-                migration.sql, migration.filename
-            )
+        for position, (migration, statements) in enumerate(files):
             prepared = _prepare(conn, migration, statements, run.settings)
-            record = runner.run(prepared, previous.get(item.version))
+            after = files[position + 1] if position + 1 < len(files) else None
+            following = first_step_objects(*after, previous.get(after[0].version)) if after else []
+            record = runner.run(prepared, previous.get(migration.version), following)
             run.result.versions.append(record)
             if runner.error is not None:
                 raise runner.error

@@ -198,3 +198,31 @@ def drop_invalid_index(conn: psycopg.Connection, obj: CreatedObject) -> bool:
         sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, obj.name))
     )
     return True
+
+
+class LookAhead:
+    """Look-ups of consecutive steps in one round trip each: the look-up after a step also asks
+    about the objects the next step will create, and that answer serves as the next step's
+    look-up before it runs (nothing of ours runs in between; a step that is retried, or that turns
+    out to ask about other objects, looks them up again)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self._ahead: tuple[list[CreatedObject], list[Found]] | None = None
+
+    def before(self, objects: list[CreatedObject]) -> list[Found]:
+        """The objects as they are before their step runs; each answer read ahead is used once."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == objects:
+            return ahead[1]
+        return lookup(self.conn, objects)
+
+    def after(self, objects: list[CreatedObject], upcoming: list[CreatedObject]) -> list[Found]:
+        """The objects as they are after their step ran, reading ``upcoming`` ahead."""
+        found = lookup(self.conn, objects + upcoming)
+        self._ahead = (upcoming, found[len(objects) :]) if upcoming else None
+        return found[: len(objects)]
+
+    def forget(self) -> None:
+        """Drop what was read ahead (after a failure, or when the catalog may have changed)."""
+        self._ahead = None

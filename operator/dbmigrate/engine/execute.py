@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
@@ -33,25 +32,12 @@ from dbmigrate.engine.errors import (
 )
 from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor, describe_blockers
 from dbmigrate.engine.settings import ApplySettings
-from dbmigrate.engine.sources import Migration
 from dbmigrate.engine.statements import Statement, created_objects_of
+from dbmigrate.engine.steps import PreparedFile, resume_point
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = (LockTimeoutError, DeadlockError)
-
-
-@dataclass(frozen=True)
-class PreparedFile:
-    """A migration with the statements that will run (after any CONCURRENTLY rewrite)."""
-
-    migration: Migration
-    statements: list[Statement]
-
-    @property
-    def autocommit(self) -> bool:
-        """Whether the file must run statement by statement outside a transaction."""
-        return any(s.needs_autocommit for s in self.statements)
 
 
 def now() -> datetime:
@@ -74,13 +60,20 @@ class FileRunner:
         self._context = ""
         self._retries = 0
         self._timeouts: tuple[int, int] | None = None  # (lock, statement) the session has now
+        self.catalog = catalog.LookAhead(conn)
+        self._following: list[CreatedObject] = []
 
     def run(
-        self, prepared: PreparedFile, previous: history.HistoryRow | None
+        self,
+        prepared: PreparedFile,
+        previous: history.HistoryRow | None,
+        following: list[CreatedObject] | None = None,
     ) -> VersionApplyRecord:
-        """Apply one file; the record says how it ended and ``self.error`` why it failed."""
+        """Apply one file; the record says how it ended and ``self.error`` why it failed.
+        ``following``: what the next file's first step looks up (read ahead with this file's
+        last look-up, see ``catalog.LookAhead``)."""
         m = prepared.migration
-        self.error, self._retries = None, 0
+        self.error, self._retries, self._following = None, 0, following or []
         record = VersionApplyRecord(
             version=m.version,
             name=m.name,
@@ -98,6 +91,7 @@ class FileRunner:
             record.status = "applied"
         except (MigrationError, psycopg.Error) as exc:
             self._timeouts = None
+            self.catalog.forget()
             err = (
                 exc if isinstance(exc, MigrationError) else from_database_error(exc, self._context)
             )
@@ -122,11 +116,9 @@ class FileRunner:
             with self.conn.transaction():
                 for index, stmt in enumerate(statements):
                     self._execute(prepared, index, stmt)
-                after = catalog.lookup(self.conn, objects)
-                catalog.raise_unless_valid(after)
                 done = record.model_copy(
                     update={
-                        "created_objects": catalog.created_since(after, before),
+                        "created_objects": self._created(objects, self._following, before),
                         "statements_done": len(statements),
                     }
                 )
@@ -142,7 +134,15 @@ class FileRunner:
         record: VersionApplyRecord,
         previous: history.HistoryRow | None,
     ) -> None:
-        start = self._resume_point(prepared.migration, previous)
+        start = resume_point(prepared.migration, previous)
+        restarted = previous is not None and previous.statements_done > 0 and start == 0
+        if restarted and previous and previous.status in ("failed", "running"):
+            log.warning(
+                "%s changed since its interrupted run (%s -> %s); running it from the start",
+                prepared.migration.filename,
+                previous.checksum,
+                prepared.migration.checksum,
+            )
         record.statements_done = start
         record.created_objects = list(previous.created_objects) if previous and start else []
         self._write_row(record, "running")
@@ -157,24 +157,36 @@ class FileRunner:
     def _autocommit_step(
         self, prepared: PreparedFile, record: VersionApplyRecord, index: int
     ) -> list[CreatedObject]:
-        stmt = prepared.statements[index]
+        statements = prepared.statements
+        stmt = statements[index]
         objects = created_objects_of(stmt)
+        following = statements[index + 1] if index + 1 < len(statements) else None
+        upcoming = created_objects_of(following) if following else self._following
+        before = self._objects_before(objects, retry=False)
         if not stmt.needs_autocommit:
             self._set_timeouts(self.settings.lock_timeout_ms)
             with self.conn.transaction():
-                before = catalog.present_keys(catalog.lookup(self.conn, objects))
                 self._execute(prepared, index, stmt)
-                created = catalog.created_since(catalog.lookup(self.conn, objects), before)
+                created = self._created(objects, upcoming, before)
                 self._advance(prepared, record, index, created)
             return created
-        before = self._objects_before(objects, retry=False)
         self._set_timeouts(self.settings.concurrent_timeout_ms)
         self._execute(prepared, index, stmt)
-        after = catalog.lookup(self.conn, objects)
-        catalog.raise_unless_valid(after)
-        created = catalog.created_since(after, before)
+        created = self._created(objects, upcoming, before)
         self._advance(prepared, record, index, created)
         return created
+
+    def _created(
+        self,
+        objects: list[CreatedObject],
+        upcoming: list[CreatedObject],
+        before: set[tuple[str, ...]],
+    ) -> list[CreatedObject]:
+        """What a step created, after checking every index it names is valid; one look-up,
+        which also reads the next step's objects ahead."""
+        after = self.catalog.after(objects, upcoming)
+        catalog.raise_unless_valid(after)
+        return catalog.created_since(after, before)
 
     def _advance(
         self,
@@ -196,7 +208,7 @@ class FileRunner:
         """The objects present before their statements run (one catalog query). An INVALID index
         left by an interrupted build is dropped first, concurrently and under the concurrent
         lock timeout (``retry``: with retries of its own), so the build cannot skip it."""
-        found = catalog.lookup(self.conn, objects)
+        found = self.catalog.before(objects)
         broken = catalog.invalid(found)
         if not broken:
             return catalog.present_keys(found)
@@ -208,20 +220,6 @@ class FileRunner:
         return catalog.present_keys(catalog.lookup(self.conn, objects))
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _resume_point(self, migration: Migration, previous: history.HistoryRow | None) -> int:
-        if previous is None or previous.status not in ("failed", "running"):
-            return 0
-        if previous.checksum != migration.checksum:
-            if previous.statements_done:
-                log.warning(
-                    "%s changed since its interrupted run (%s -> %s); running it from the start",
-                    migration.filename,
-                    previous.checksum,
-                    migration.checksum,
-                )
-            return 0
-        return previous.statements_done
 
     def _execute(self, prepared: PreparedFile, index: int, stmt: Statement) -> None:
         m = prepared.migration
