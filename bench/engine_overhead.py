@@ -1,8 +1,11 @@
 """How much slower is `dbmigrate apply` than `psql -f` on the worked example (001-005)?
 
-Each round applies 001-005 to a fresh, empty database three ways: psql -f with the five files
-(one process), the engine in-process (apply_migrations, lint off and strict), and the `dbmigrate
-apply` command (a new Python process). Prints a Markdown table of the medians.
+Each round applies 001-005 to a fresh, empty database: with psql -f of the five files (one
+process); with psql -f of the same files plus the least SQL the engine's records need, without and
+with the checks around CONCURRENTLY builds (lower bounds for any engine that keeps those records,
+see ``bench.bookkeeping_floor``); with the engine in-process (apply_migrations, lint off and
+strict); and with the `dbmigrate apply` command (a new Python process).
+Prints a Markdown table of the medians.
 
     python3 -m bench.engine_overhead [ROUNDS]
 """
@@ -11,9 +14,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from bench.bookkeeping_floor import floor_script
 from bench.common import MIGRATIONS, database, median, psql, server
 from dbmigrate.engine.apply import apply_migrations
 from dbmigrate.engine.settings import ApplySettings
@@ -44,8 +50,14 @@ def _cli(url: str) -> None:
 
 def main(rounds: int) -> None:
     files = sorted(MIGRATIONS.glob("*.sql"))
+    folder = Path(tempfile.mkdtemp(prefix="dbmigrate-floor-"))
+    history_only, floor = folder / "history.sql", folder / "floor.sql"
+    history_only.write_text(floor_script(load_directory(MIGRATIONS), index_checks=False))
+    floor.write_text(floor_script(load_directory(MIGRATIONS)))
     ways: dict[str, Callable[[str], None]] = {
         "psql -f 001..005": lambda url: psql(url, *files),
+        "psql -f 001..005 + history rows": lambda url: psql(url, history_only),
+        "psql -f 001..005 + history rows + index checks": lambda url: psql(url, floor),
         "engine, lint off": _engine("off"),
         "engine, lint strict": _engine("strict"),
         "dbmigrate apply (new process)": _cli,
