@@ -45,6 +45,7 @@ OPERATOR_ROWS = {
     ("rolebindings.rbac.authorization.k8s.io", "get create patch"),
     ("deployments.apps/scale", "get patch"),
     ("statefulsets.apps/scale", "get patch"),
+    ("pods", "list"),
     ("events", "create"),
 }
 CLUSTER_ONLY_ROWS = {("customresourcedefinitions.apiextensions.k8s.io", "list watch")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from dbmigrate.controller.naming import LABEL_STEP as STEP
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -33,6 +34,31 @@ INLINE = [
         "sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_notes_id ON notes (id);",
     },
 ]
+
+
+# An application that takes a few seconds to shut down (it still writes while it drains).
+SLOW_TO_STOP = [
+    "python3",
+    "-c",
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(4), sys.exit(0)))\n"
+    "while True:\n    time.sleep(1)\n",
+]
+
+
+def _watch_rollback_start(cluster: Cluster, name: str, timeout: float) -> tuple[bool, list[str]]:
+    """Poll until the rollback Job exists: whether the status ever said it waited for the web
+    pods, and the web pods that were still there when the Job was first seen."""
+    deadline, waited = time.monotonic() + timeout, False
+    while time.monotonic() < deadline:
+        message = cluster.status(name).get("message") or ""
+        waited = waited or "waiting for the application to stop" in message
+        pods = [p["metadata"]["name"] for p in cluster.kube.list("Pod", cluster.ns, "app=web")]
+        jobs = [j for j in cluster.jobs(name) if j["metadata"]["labels"].get(STEP) == "rollback"]
+        if jobs:
+            return waited, pods
+        time.sleep(0.2)
+    raise AssertionError(f"no rollback Job for {name} within {timeout} s")
 
 
 def test_missing_secret_stalls_with_a_clear_message_then_heals(
@@ -140,7 +166,12 @@ def test_verification_failure_is_rolled_back(
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
+                "spec": {
+                    "terminationGracePeriodSeconds": 20,
+                    "containers": [
+                        {"name": "web", "image": "example/web:1", "command": SLOW_TO_STOP}
+                    ],
+                },
             },
         },
     }
@@ -154,6 +185,9 @@ def test_verification_failure_is_rolled_back(
     )
     cluster.migration("unverified", spec)
 
+    waited, web_pods_at_rollback = _watch_rollback_start(cluster, "unverified", timeout=240)
+    assert waited, "the rollback never said it waited for the application's pods"
+    assert web_pods_at_rollback == [], "the rollback Job started while web pods were still there"
     status = cluster.wait_terminal("unverified", timeout=240)
     assert status["phase"] == "RolledBack", status.get("message")
     assert status["failedStep"] == "verify"

@@ -31,6 +31,7 @@ from dbmigrate.controller.model import (
     index_jobs,
     status_patch,
 )
+from dbmigrate.controller.recovery import needs_workload_pods
 from tests.unit.controller_samples import (
     NOW,
     PLAN_HASH,
@@ -901,6 +902,28 @@ def test_rollback_scale_handshake() -> None:
         )
     )
     assert back.scale_up == tuple(recorded) and back.create_job is None
+
+
+def test_rollback_waits_until_the_scaled_down_pods_are_gone() -> None:
+    recorded = [ScaledWorkload(kind="Deployment", name="web", replicas=3)]
+    base = obs("RollingBack", spec=SCALE, failed_step="apply", scaled_workloads=recorded)
+    terminating = replace(base, workload_pods={"Deployment/web": ("web-1", "web-2")})
+    waiting = decide(terminating)
+    assert waiting.create_job is None and waiting.requeue_after
+    assert waiting.scale_down == (WorkloadRef(kind="Deployment", name="web"),)  # again, if undone
+    assert waiting.status.phase == "RollingBack"
+    assert "Deployment/web (2 pods: web-1, web-2)" in (waiting.status.message or "")
+    gone = decide(replace(base, workload_pods={"Deployment/web": ()}))
+    assert gone.create_job == "rollback"
+
+
+def test_workload_pods_are_observed_only_while_a_rollback_scales_down() -> None:
+    scaling = obs("RollingBack", spec=SCALE, failed_step="apply")
+    assert needs_workload_pods(scaling.spec, scaling.status)
+    plain = obs("RollingBack", failed_step="apply")
+    assert not needs_workload_pods(plain.spec, plain.status)
+    migrating = obs("Migrating", spec=SCALE)
+    assert not needs_workload_pods(migrating.spec, migrating.status)
 
 
 def test_rolled_back_keeps_the_cause() -> None:

@@ -90,6 +90,10 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale]
   verbs: [get, patch]
+# ... and wait until their pods are gone before the rollback starts.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # Events on every transition (and Kopf's own warnings).
 - apiGroups: [""]
   resources: [events]

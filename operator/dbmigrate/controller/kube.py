@@ -157,6 +157,28 @@ class Kube:
             raise
         return int(scale.get("spec", {}).get("replicas") or 0)
 
+    def pods_left(self, kind: str, namespace: str, name: str) -> tuple[str, ...]:
+        """Names of the workload's pods that have not ended, terminating ones included (the
+        selector comes from its scale subresource); none when the workload does not exist."""
+        try:
+            scale = self.request("GET", path_of(kind, namespace, name, "scale"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return ()
+            raise
+        selector = (scale.get("status") or {}).get("selector")
+        if not selector:
+            return ()
+        pods = self.list("Pod", namespace, selector)
+        ended = ("Succeeded", "Failed")
+        return tuple(
+            sorted(
+                p["metadata"]["name"]
+                for p in pods
+                if (p.get("status") or {}).get("phase") not in ended
+            )
+        )
+
     # --- writes ------------------------------------------------------------------------------
 
     def create(self, obj: Obj) -> bool:

@@ -19,8 +19,9 @@ Scale-down handshake: for each WorkloadRef in ``scale_down`` not yet in
 appends ``{kind, name, replicas, restored: false}`` to status.scaledWorkloads *before* scaling it
 to 0 (a missing workload is recorded with replicas 0 and a Warning Event). It scales every listed
 workload to 0 even when already recorded (idempotent). ``decide`` creates the rollback Job only
-once every listed workload is recorded. For each ScaledWorkload in ``scale_up`` the runtime sets
-the workload's replicas back to ``replicas`` and then marks the entry ``restored: true``.
+once every listed workload is recorded and none of their pods is left (``workload_pods``). For
+each ScaledWorkload in ``scale_up`` the runtime sets the workload's replicas back to ``replicas``
+and then marks the entry ``restored: true``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class Observed:
     ``jobs`` holds, per step, the newest-generation (then newest-attempt) Job of this resource
     (``index_jobs`` builds it from a list). ``config_map_ok`` is None unless the source is
     spec.source.configMap. ``lock_holder`` is namespace/name of another migration holding the same
-    database (see ``gates.lock_holder``). ``now`` is the only clock decide reads.
+    database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
+    pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
+    (``recovery.needs_workload_pods``). ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -102,6 +105,7 @@ class Observed:
     secret: SecretObservation = SecretObservation(exists=True)
     config_map_ok: bool | None = None
     lock_holder: str | None = None
+    workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The emergency rollback after a failed apply or verify, and how such a run ends.
 
 Order of a rollback: scale the workloads listed in spec.rollback.scaleDown to zero (the runtime
-records their replicas in status.scaledWorkloads first, see ``model.py``), run the rollback Job
+records their replicas in status.scaledWorkloads first, see ``model.py``), wait until none of their
+pods is left (terminating ones included: an application still shutting down may still write), run
+the rollback Job
 (spec.rollback.strategy: drop what this run created, or restore the backup; it verifies the result
 itself), scale the workloads back to the recorded replicas, and end in RolledBack with the cause
 (ApplyFailed, VerificationFailed, ...) kept as the Stalled reason and in the Migrated/Verified
@@ -15,7 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED
-from dbmigrate.api.status import Step
+from dbmigrate.api.spec import DatabaseMigrationSpec
+from dbmigrate.api.status import DatabaseMigrationStatus, Step
 from dbmigrate.controller.model import JobObservation
 from dbmigrate.controller.outcome import Ctx, Outcome, StepCondition
 from dbmigrate.controller.steps import (
@@ -64,6 +67,21 @@ def _unrecorded(ctx: Ctx) -> list[str]:
     ]
 
 
+def needs_workload_pods(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus) -> bool:
+    """Whether decide needs ``Observed.workload_pods``: a rollback that scales workloads down."""
+    return status.phase == "RollingBack" and bool(spec.rollback.scale_down)
+
+
+def _pods_left(ctx: Ctx) -> str:
+    """The scaled-down workloads whose pods have not all ended yet, with (some of) their pods."""
+    parts = []
+    for workload, pods in sorted(ctx.observed.workload_pods.items()):
+        if pods:
+            shown = ", ".join(pods[:5]) + (f" and {len(pods) - 5} more" if len(pods) > 5 else "")
+            parts.append(f"{workload} ({len(pods)} pod{'s' if len(pods) > 1 else ''}: {shown})")
+    return "; ".join(parts)
+
+
 def rolling_back(ctx: Ctx) -> Outcome:
     """The RollingBack phase: scale down, run the rollback Job, scale back up, finish."""
     refs = tuple(ctx.observed.spec.rollback.scale_down)
@@ -72,6 +90,17 @@ def rolling_back(ctx: Ctx) -> Outcome:
         waiting = _unrecorded(ctx)
         if waiting:
             message = f"scaling down {', '.join(waiting)} before the rollback"
+            return Outcome(
+                "RollingBack", "working", "RollingBack", message, scale_down=refs,
+                requeue_after=SCALE_REQUEUE, warning=True,
+            )  # fmt: skip
+        left = _pods_left(ctx)
+        if left:
+            message = (
+                f"waiting for the application to stop before the rollback: {left}. The workloads "
+                "are scaled to 0; the rollback starts once their pods are gone (a pod stuck "
+                "terminating on a lost node needs kubectl delete pod --force)"
+            )
             return Outcome(
                 "RollingBack", "working", "RollingBack", message, scale_down=refs,
                 requeue_after=SCALE_REQUEUE, warning=True,

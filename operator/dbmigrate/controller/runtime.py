@@ -45,6 +45,7 @@ from dbmigrate.controller.model import (
     settle_with_step_exit,
 )
 from dbmigrate.controller.naming import job_selector
+from dbmigrate.controller.recovery import needs_workload_pods
 from dbmigrate.controller.requeue import Requeuer
 
 log = logging.getLogger("dbmigrate.operator")
@@ -152,7 +153,18 @@ class Reconciler:
             jobs=settle_with_step_exit(self._jobs(namespace, name, meta["uid"]), status.step_exit),
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
+            workload_pods=self._workload_pods(namespace, spec, status),
         )
+
+    def _workload_pods(
+        self, namespace: str, spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus
+    ) -> dict[str, tuple[str, ...]]:
+        if not needs_workload_pods(spec, status):
+            return {}
+        return {
+            f"{w.kind}/{w.name}": self.kube.pods_left(w.kind, namespace, w.name)
+            for w in spec.rollback.scale_down
+        }
 
     def _jobs(self, namespace: str, name: str, uid: str) -> dict[Any, Any]:
         owned = [
