@@ -48,3 +48,36 @@ def test_database_errors_are_mapped(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unexpected_errors_propagate() -> None:
     with pytest.raises(KeyError):
         _run(KeyError("bug"))
+
+
+def _bad_input(kind: str) -> Exception:
+    from pglast import parse_sql
+
+    from dbmigrate.api.spec import DatabaseMigrationSpec
+
+    try:
+        if kind == "model":
+            DatabaseMigrationSpec.model_validate({"database": "hunter2"})
+        else:
+            parse_sql("SELEC 1")
+    except Exception as exc:  # the error itself is what the test needs
+        return exc
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize("kind", ["model", "sql"])
+def test_a_step_job_exits_like_the_command_on_bad_input(
+    kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dbmigrate job <step>`` maps failures through the same table as the hand-run commands:
+    a model or SQL the step cannot read is bad input (2), not a crash with a traceback."""
+    from dbmigrate.controller import step_jobs, step_runs
+
+    def plan(ctx: object) -> int:
+        raise _bad_input(kind)
+
+    monkeypatch.setattr(step_runs, "job_plan", plan)
+    args = argparse.Namespace(step="plan", report_to=None, database_url=URL, command="job")
+    assert step_jobs.run_step(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dbmigrate job plan: ") and "hunter2" not in err

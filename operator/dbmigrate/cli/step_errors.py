@@ -33,8 +33,13 @@ def scrub(message: str, args: argparse.Namespace) -> str:
     return text.replace(str(password), MASK) if password else text
 
 
-def _failure(exc: Exception, args: argparse.Namespace) -> int | None:
-    """Print a failure the steps expect and return its exit code; None for anything else."""
+def report_failure(
+    exc: Exception, args: argparse.Namespace, prefix: str = "error", context: str | None = None
+) -> int | None:
+    """Print a failure the steps expect (``prefix: message``) and return its exit code; None for
+    anything else. Both the hand-run commands and ``dbmigrate job <step>`` go through here, so a
+    failure exits with the same code either way. ``context`` names the command in database
+    errors (default ``dbmigrate <command>``)."""
     import psycopg
     from pglast.parser import ParseError
     from pydantic import ValidationError
@@ -43,14 +48,14 @@ def _failure(exc: Exception, args: argparse.Namespace) -> int | None:
     from dbmigrate.engine.sources import MigrationSourceError
 
     if isinstance(exc, StepError | MigrationError):
-        print(f"error: {scrub(str(exc), args)}", file=sys.stderr)
+        print(f"{prefix}: {scrub(str(exc), args)}", file=sys.stderr)
         return exc.exit_code
     if isinstance(exc, MigrationSourceError | ValidationError | ParseError):
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prefix}: {scrub(str(exc), args)}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, psycopg.Error):
-        err = from_database_error(exc, f"dbmigrate {args.command}")
-        print(f"error: {scrub(str(err), args)}", file=sys.stderr)
+        err = from_database_error(exc, context or f"dbmigrate {args.command}")
+        print(f"{prefix}: {scrub(str(err), args)}", file=sys.stderr)
         return err.exit_code
     return None
 
@@ -62,7 +67,7 @@ def guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         try:
             return step(args)
         except Exception as exc:
-            code = _failure(exc, args)
+            code = report_failure(exc, args)
             if code is None:
                 raise
             return code

@@ -19,15 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from dbmigrate.api.base import ApiModel
 from dbmigrate.cli.reporting import ConsoleReporter, Reporter, reporter_from_args
+from dbmigrate.cli.step_errors import report_failure
 from dbmigrate.controller.naming import JOB_NAME_ENV
-from dbmigrate.engine.errors import MigrationError, from_database_error
-from dbmigrate.engine.pgtools import StepError
-from dbmigrate.engine.sources import MigrationSourceError
-from dbmigrate.logging_setup import redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -166,16 +161,12 @@ def run_step(args: argparse.Namespace) -> int:
     ctx = StepContext(args=args, reporter=reporter, conninfo=conninfo_from(args))
     try:
         code = steps[args.step](ctx)
-    except (StepError, MigrationError) as exc:
-        print(f"dbmigrate job {args.step}: {redact(str(exc))}", file=sys.stderr)
-        code = exc.exit_code
-    except MigrationSourceError as exc:
-        print(f"dbmigrate job {args.step}: {exc}", file=sys.stderr)
-        code = EXIT_USAGE
-    except psycopg.Error as exc:
-        err = from_database_error(exc, f"dbmigrate job {args.step}")
-        print(f"dbmigrate job {args.step}: {redact(str(err))}", file=sys.stderr)
-        code = err.exit_code
+    except Exception as exc:
+        name = f"dbmigrate job {args.step}"
+        failed = report_failure(exc, args, prefix=name, context=name)
+        if failed is None:
+            raise
+        code = failed
     failures = getattr(reporter, "failures", [])
     if args.report_to and not failures:
         _report_exit(ctx, args.step, code)
