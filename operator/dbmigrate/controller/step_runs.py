@@ -29,7 +29,7 @@ from dbmigrate.controller.commands import PROBES_ENV
 from dbmigrate.controller.durations import duration_milliseconds
 from dbmigrate.controller.step_jobs import EXIT_FAILED, EXIT_OK, StepContext, say
 from dbmigrate.engine import backup, history, lint, planning, preflight, probes, rollback, verify
-from dbmigrate.engine.apply import REWRITTEN_RULES, ApplySettings, apply_migrations
+from dbmigrate.engine.apply import ApplySettings, apply_migrations, made_moot_by_rewrite
 from dbmigrate.engine.connect import connect
 from dbmigrate.engine.errors import exit_code_for
 from dbmigrate.engine.pgtools import StepError
@@ -79,7 +79,7 @@ def _lint(pending: list[Migration], policy: Any, auto_concurrently: bool) -> Lin
     report = lint.lint_migrations(pending, policy)
     if not auto_concurrently:
         return report
-    kept = [f for f in report.findings if f.rule not in REWRITTEN_RULES]
+    kept = [f for f in report.findings if not made_moot_by_rewrite(f)]
     return lint.build_report(kept, policy, report.files)
 
 

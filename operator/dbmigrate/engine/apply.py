@@ -53,6 +53,14 @@ log = logging.getLogger(__name__)
 REWRITTEN_RULES = frozenset({"DM201"})
 
 
+def made_moot_by_rewrite(finding: LintFinding) -> bool:
+    """A finding the CONCURRENTLY rewrite settles (never one inside a DO block: the apply
+    cannot rewrite a statement there)."""
+    from dbmigrate.engine.lint.doblocks import IN_DO_BLOCK
+
+    return finding.rule in REWRITTEN_RULES and not finding.message.startswith(IN_DO_BLOCK)
+
+
 def new_run_id() -> str:
     """A short unique id for a run, recorded as applied_by."""
     return f"run-{uuid.uuid4().hex[:12]}"
@@ -85,7 +93,7 @@ def lint_gate(
         if not f.suppressed
     ]
     if settings.auto_concurrently:
-        findings = [f for f in findings if f.rule not in REWRITTEN_RULES]
+        findings = [f for f in findings if not made_moot_by_rewrite(f)]
     if settings.on_lint_findings is not None:
         settings.on_lint_findings(findings)
     errors = [f for f in findings if f.severity == "error"]

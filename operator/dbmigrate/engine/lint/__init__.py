@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from dbmigrate.api.lint import LintFinding, LintPolicy, LintReport
+from dbmigrate.engine.lint.doblocks import IN_DO_BLOCK
 from dbmigrate.engine.lint.rules import RULES, Rule, find_rule
 from dbmigrate.engine.lint.runner import lint_sql
 
@@ -58,6 +59,7 @@ def lint_migrations(
 
 
 __all__ = [
+    "IN_DO_BLOCK",
     "POLICIES",
     "RULES",
     "LintFinding",

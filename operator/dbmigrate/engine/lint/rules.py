@@ -59,6 +59,16 @@ _RULES = (
         "Remove the comment, or put it on the line right before the statement it is for.",
     ),
     Rule(
+        "DM005",
+        "do-block-not-linted",
+        "warning",
+        "syntax",
+        "SQL the linter cannot see: built at run time inside a DO block (EXECUTE), or a DO "
+        "block it cannot read",
+        "Write the statements out as plain SQL so they are linted, or review them by hand and "
+        "waive this finding with a reason.",
+    ),
+    Rule(
         "DM009",
         "linter-internal-error",
         "error",

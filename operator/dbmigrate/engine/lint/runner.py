@@ -18,6 +18,7 @@ from dbmigrate.engine.lint import (
     altertable,
     blocking,
     destructive,
+    doblocks,
     idempotency,
     indexes,
     suppression,
@@ -77,6 +78,8 @@ def _run_rules(parsed: ParsedFile, state: FileState) -> list[RawFinding]:
         context = StatementContext(state, statement, findings)
         for check in DISPATCH.get(type(statement.node), ()):
             check(statement.node, context)
+        if isinstance(statement.node, ast.DoStmt):
+            doblocks.check_do(statement.node, context, DISPATCH, _track)
         _track(statement.node, state)
     return findings
 
