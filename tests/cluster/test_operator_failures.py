@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from dbmigrate.controller.kube import path_of
 from dbmigrate.controller.naming import LABEL_STEP as STEP
 from tests.cluster.operator_harness import (
     Cluster,
@@ -46,17 +47,34 @@ SLOW_TO_STOP = [
 ]
 
 
+def _web_pod(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 20,
+            "containers": [{"name": "web", "image": "example/web:1", "command": SLOW_TO_STOP}],
+        },
+    }
+
+
 def _watch_rollback_start(cluster: Cluster, name: str, timeout: float) -> tuple[bool, list[str]]:
     """Poll until the rollback Job exists: whether the status ever said it waited for the web
-    pods, and the web pods that were still there when the Job was first seen."""
+    pods, and the web pods that were still there when the Job was first seen. Once the web
+    Deployment is scaled to 0 its pods are deleted (gracefully), as its ReplicaSet would."""
     deadline, waited = time.monotonic() + timeout, False
     while time.monotonic() < deadline:
         message = cluster.status(name).get("message") or ""
         waited = waited or "waiting for the application to stop" in message
-        pods = [p["metadata"]["name"] for p in cluster.kube.list("Pod", cluster.ns, "app=web")]
+        pods = cluster.kube.list("Pod", cluster.ns, "app=web")
         jobs = [j for j in cluster.jobs(name) if j["metadata"]["labels"].get(STEP) == "rollback"]
         if jobs:
-            return waited, pods
+            return waited, [p["metadata"]["name"] for p in pods]
+        if cluster.kube.replicas("Deployment", cluster.ns, "web") == 0:
+            for meta in (p["metadata"] for p in pods):
+                if not meta.get("deletionTimestamp"):
+                    cluster.kube.request("DELETE", path_of("Pod", cluster.ns, meta["name"]))
         time.sleep(0.2)
     raise AssertionError(f"no rollback Job for {name} within {timeout} s")
 
@@ -166,16 +184,13 @@ def test_verification_failure_is_rolled_back(
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 20,
-                    "containers": [
-                        {"name": "web", "image": "example/web:1", "command": SLOW_TO_STOP}
-                    ],
-                },
+                "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
             },
         },
     }
     cluster.create(web)  # the application, scaled down during the rollback
+    for pod in ("web-a", "web-b"):  # its pods (the test bed runs no Deployment controller)
+        cluster.create(_web_pod(pod))
     spec = sample_spec(
         verification={"analyze": True, "probes": [probe]},
         rollback={
