@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from dbmigrate.controller.naming import LABEL_GENERATION, LABEL_STEP
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -134,3 +135,50 @@ def test_unsafe_sql_under_strict_policy_stops_before_the_backup(
     assert history_versions(database_url) == {}  # nothing ran
     assert "Failed" in cluster.event_reasons("unsafe")
     print(f"strict lint stop took {time.monotonic() - began:.1f}s")
+
+
+SLOW = {
+    "001_notes.sql": "CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY);\n",
+    "002_slow.sql": "SELECT pg_sleep(4);\n",
+}
+
+
+def test_a_spec_change_mid_run_waits_and_the_run_keeps_its_own_spec(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    """GitOps applies a new revision while the migration runs: the run that is changing the
+    database finishes with the spec it started with (its later Jobs still use its Secret), then
+    the new generation runs with the new spec (here: a Secret that does not exist, so it stalls)."""
+    began = time.monotonic()
+    ready_database(cluster, database_url, files=SLOW)
+    spec = sample_spec(verification={"analyze": True}, backup={"enabled": False})
+    del spec["rollback"]
+    cluster.migration("analytics", spec)
+    cluster.wait_phase("analytics", "Migrating", timeout=120)
+    changed = {**spec, "database": {"secretRef": {"name": "missing-db", "uriKey": "uri"}}}
+    cluster.patch("analytics", {"spec": changed})
+
+    stalled = cluster.wait(
+        "analytics",
+        lambda s: (
+            s.get("observedGeneration") == 2
+            and (condition(s, "Stalled") or {}).get("status") == "True"
+        ),
+        "generation 2 to stall on its missing Secret",
+        timeout=180,
+    )
+    assert "missing-db" in (stalled.get("message") or "")
+    assert "Succeeded" in cluster.event_reasons("analytics")  # generation 1 ended well
+    assert history_versions(database_url) == {1: "applied", 2: "applied"}
+    jobs = cluster.jobs("analytics")
+    first_run = [j for j in jobs if j["metadata"]["labels"].get(LABEL_GENERATION) == "1"]
+    assert {j["metadata"]["labels"][LABEL_STEP] for j in first_run} >= {"apply", "verify"}
+    for job in first_run:
+        env = job["spec"]["template"]["spec"]["containers"][0].get("env") or []
+        secrets = {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in env
+            if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+        }
+        assert secrets == {"analytics-db"}, job["metadata"]["name"]
+    print(f"spec change mid-run took {time.monotonic() - began:.1f}s")

@@ -18,6 +18,7 @@ from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.jobs import build_step_job
 from dbmigrate.controller.kube import ApiError, Kube, Obj, path_of
 from dbmigrate.controller.model import Decision, Observed, status_patch
+from dbmigrate.controller.pinning import build_run_spec_config_map
 
 log = logging.getLogger("dbmigrate.operator")
 
@@ -50,6 +51,8 @@ class DecisionApplier:
             status = self._scale_down(observed, decision, resource)
         if decision.scale_up:
             self._scale_up(observed, status, decision.scale_up)
+        if decision.create_job == "plan":
+            self._keep_run_spec(observed, status)
         if decision.create_job is not None:
             self._create_job(observed, status, decision.create_job)
         for event in decision.events:
@@ -114,6 +117,18 @@ class DecisionApplier:
         self.kube.patch_status(ns, name, {"scaledWorkloads": [w.to_wire() for w in workloads]})
 
     # --- the step Job ------------------------------------------------------------------------
+
+    def _keep_run_spec(self, observed: Observed, status: DatabaseMigrationStatus) -> None:
+        """Keep the spec a run starts with (``pinning``), before its first Job exists."""
+        generation = status.observed_generation
+        if generation != observed.generation:
+            return  # the spec moved on already: the observed one is not this run's
+        ns, name = observed.namespace, observed.name
+        kept = build_run_spec_config_map(name, ns, observed.uid, generation, observed.spec)
+        if kept is None:
+            log.warning("%s/%s: the spec is too large to keep for the run", ns, name)
+            return
+        self.kube.create_or_update(kept, ("data",))
 
     def _create_job(self, observed: Observed, status: DatabaseMigrationStatus, step: str) -> None:
         ns, name, uid, spec = observed.namespace, observed.name, observed.uid, observed.spec

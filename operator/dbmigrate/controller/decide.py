@@ -68,6 +68,11 @@ def decide(observed: Observed) -> Decision:
     return render(ctx, PHASE_HANDLERS[phase](ctx))
 
 
+def starts_new_run(observed: Observed) -> bool:
+    """Whether decide starts a new run for the current generation now."""
+    return _starts_new_run(Ctx(observed, observed.status))
+
+
 def _starts_new_run(ctx: Ctx) -> bool:
     status, generation = ctx.observed.status, ctx.observed.generation
     if status.observed_generation is None:

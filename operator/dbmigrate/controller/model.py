@@ -90,7 +90,8 @@ class Observed:
     spec.source.configMap. ``lock_holder`` is namespace/name of another migration holding the same
     database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
     pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
-    (``recovery.needs_workload_pods``). ``now`` is the only clock decide reads.
+    (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
+    a newer generation waits for it (``pinning``). ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -106,6 +107,7 @@ class Observed:
     config_map_ok: bool | None = None
     lock_holder: str | None = None
     workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    run_spec: DatabaseMigrationSpec | None = None
 
 
 @dataclass(frozen=True)

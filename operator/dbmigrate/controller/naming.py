@@ -88,6 +88,11 @@ def inline_config_map_name(resource: str) -> str:
     return dns_label(resource, "-migrations")
 
 
+def run_spec_config_map_name(resource: str) -> str:
+    """The ConfigMap keeping the spec the run under way started with (``pinning``)."""
+    return dns_label(resource, "-run-spec")
+
+
 def step_service_account_name(resource: str) -> str:
     """The service account of the step pods when ``spec.jobs.serviceAccountName`` is unset."""
     return dns_label(resource, "-dbmigrate-step")

@@ -44,7 +44,8 @@ from dbmigrate.controller.model import (
     observe_job,
     settle_with_step_exit,
 )
-from dbmigrate.controller.naming import job_selector
+from dbmigrate.controller.naming import job_selector, run_spec_config_map_name
+from dbmigrate.controller.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.controller.recovery import needs_workload_pods
 from dbmigrate.controller.requeue import Requeuer
 
@@ -116,7 +117,7 @@ class Reconciler:
             metrics.forget_resource(namespace, name)
             return
         try:
-            observed = self.observe(resource)
+            observed = self._pin(self.observe(resource))
         except ValidationError as exc:
             self._stall(namespace, name, "InvalidResource", _validation_message(exc))
             return
@@ -154,7 +155,39 @@ class Reconciler:
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
             workload_pods=self._workload_pods(namespace, spec, status),
+            run_spec=self._run_spec(namespace, name, int(meta.get("generation") or 1), status),
         )
+
+    def _pin(self, observed: Observed) -> Observed:
+        """Decide with the run's kept spec while it goes on (``pinning``); the Secret and the
+        ConfigMap are then the ones that spec names."""
+        effective = pinned(observed)
+        if effective is observed:
+            return observed
+        spec = effective.spec
+        return replace(
+            effective,
+            secret=self._secret(observed.namespace, spec),
+            config_map_ok=self._config_map_ok(observed.namespace, spec),
+        )
+
+    def _run_spec(
+        self, namespace: str, name: str, generation: int, status: DatabaseMigrationStatus
+    ) -> DatabaseMigrationSpec | None:
+        if not needs_run_spec(generation, status):
+            return None
+        kept = self.kube.get("ConfigMap", namespace, run_spec_config_map_name(name))
+        spec = read_run_spec(kept, status.observed_generation)
+        if spec is None:
+            log.warning(
+                "%s/%s: no spec was kept for the run of generation %s; its remaining steps use "
+                "generation %s",
+                namespace,
+                name,
+                status.observed_generation,
+                generation,
+            )
+        return spec
 
     def _workload_pods(
         self, namespace: str, spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus
