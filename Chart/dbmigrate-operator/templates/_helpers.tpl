@@ -71,7 +71,8 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create, delete]
-# spec.source.configMap must exist; spec.source.inline becomes a ConfigMap the operator owns.
+# spec.source.configMap must exist; spec.source.inline becomes a ConfigMap the operator owns, and
+# so does the spec a run started with (<name>-run-spec).
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
