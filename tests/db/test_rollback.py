@@ -58,7 +58,8 @@ def test_bad_backups_change_nothing(migrated: tuple[str, str], tmp_path: Path) -
     before = fingerprint(url, tables)
     cases = {
         "missing": (str(tmp_path / "gone.dump"), "does not exist"),
-        "corrupt": (str(_corrupt(tmp_path, good)), "could not read .* nothing was changed"),
+        # the rollback drops the run's objects before pg_restore: the whole archive is read first
+        "corrupt": (str(_corrupt(tmp_path, good)), "damaged or truncated"),
         "newer": (str(_newer(tmp_path, good)), "unsupported version"),
         "not-a-dump": (str(tmp_path / "plain.sql"), "not a pg_dump custom-format archive"),
     }
@@ -68,6 +69,8 @@ def test_bad_backups_change_nothing(migrated: tuple[str, str], tmp_path: Path) -
             rollback.rollback(url, "restoreBackup", f"rb-{name}", backup_path=path)
     with pytest.raises(restore.RestoreError, match="damaged or truncated"):  # read before -j
         rollback.rollback(url, "restoreBackup", "rb-j", backup_path=cases["corrupt"][0], jobs=2)
+    with pytest.raises(restore.RestoreError, match=r"could not read .* nothing was changed"):
+        restore.restore(url, cases["corrupt"][0])  # one transaction, no full read first
     with pytest.raises(restore.RestoreError, match="does not match the recorded sha256"):
         rollback.rollback(
             url, "restoreBackup", "rb-sha", backup_path=good, expected_sha256="0" * 64
@@ -84,8 +87,8 @@ def test_cli_rollback_errors(
     argv = ["rollback", "--database-url", url, "--strategy", "restore"]
     assert run_cli([*argv, "--backup", str(tmp_path / "nope.dump")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert run_cli([*argv, "--backup", str(_corrupt(tmp_path, good))]) == 1  # the restore ran
-    assert "nothing was changed" in capsys.readouterr().err
+    assert run_cli([*argv, "--backup", str(_corrupt(tmp_path, good))]) == 2  # read before it
+    assert "damaged or truncated" in capsys.readouterr().err
     unreachable = make_conninfo(url, port="1", connect_timeout="3")
     assert run_cli(["rollback", "--database-url", unreachable]) == 3
     wrong = make_conninfo(url, password="wrong-password")
@@ -205,3 +208,33 @@ def test_cli_rollback_json(migrated: tuple[str, str], capsys: pytest.CaptureFixt
     assert data["strategy"] == "restoreBackup" and data["verified"]
     assert data["versionsMarkedRolledBack"] == ["5"] and data["restoredFrom"] == good
     assert Path(good).stat().st_mode & stat.S_IFREG
+
+
+def test_restore_when_a_new_table_references_a_restored_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A table the run created with a foreign key to a table in the backup would stop
+    ``pg_restore --clean`` (it cannot drop the referenced table): the run's objects go first."""
+    migrate(database_url, MIGRATIONS, 4)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        load_sample_data(conn, users=30, sessions=60, views=200)
+    before = fingerprint(database_url, app_tables(database_url))
+    options = backup.BackupOptions(folder=str(tmp_path), identity="ns/m")
+    path = backup.take_backup(database_url, options).path
+    notes = tmp_path / "migrations"
+    notes.mkdir()
+    for source in sorted(Path(MIGRATIONS).glob("00[1-4]_*.sql")):
+        (notes / source.name).write_text(source.read_text())
+    (notes / "005_user_notes.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS user_notes (\n"
+        "    id bigint PRIMARY KEY,\n"
+        "    user_id bigint NOT NULL REFERENCES users (id)\n"
+        ");\n"
+    )
+    migrate(database_url, str(notes))
+    record = rollback.rollback(database_url, "restoreBackup", "rb-fk", backup_path=path)
+    assert record.verified, record.message
+    assert fingerprint(database_url, app_tables(database_url)) == before
+    dropped = {(d.kind, d.name) for d in record.dropped_objects if d.existed}
+    assert ("table", "user_notes") in dropped and all(d.gone for d in record.dropped_objects)
+    assert record.versions_marked_rolled_back == ["5"]

@@ -3,7 +3,9 @@
 Before anything is touched the artefact is checked: it exists, is a custom or directory archive,
 matches the recorded sha256 when one is given, and ``pg_restore --list`` reads it. A one-job
 restore into the same database runs with ``--single-transaction``, so a failure changes nothing;
-with several jobs (``-j``) it is faster but not atomic. Restoring into a new database (for
+with several jobs (``-j``) it is faster but not atomic, and when the caller changes the database
+just before it (the rollback drops the run's objects first) the whole archive is read before that,
+so a damaged one is found while nothing is changed yet. Restoring into a new database (for
 inspection) refuses an existing name and drops the new database again if the restore fails.
 
 The checks cost little next to the restore: one connection reads the server version, checks the
@@ -121,17 +123,20 @@ def restore(
     pg_bin: str | None = None,
     expected_sha256: str | None = None,
     meanwhile: Callable[[], object] = pgtools.nothing,
+    first: Callable[[], object] = pgtools.nothing,
 ) -> RestoreOutcome:
     """Restore PATH into the URL's database (clean) or into a new database INTO_DATABASE.
 
-    MEANWHILE is called while pg_restore runs (work the caller needs next, done in its shadow).
+    MEANWHILE is called while pg_restore runs (work the caller needs next, done in its shadow);
+    FIRST, for a restore into the URL's database, once the archive passed its checks and before
+    pg_restore starts (the rollback drops what the run created there).
     """
     backup = Path(path)
     fmt = archive_format(backup)
     # a one-job restore into the same database is one transaction and a restore into a new
-    # database is dropped on failure; only a parallel restore into this database needs a full
-    # read of the archive before it starts
-    read_data = jobs > 1 and not into_database
+    # database is dropped on failure; a parallel restore into this database, or one that FIRST
+    # changes it, needs a full read of the archive before anything is changed
+    read_data = not into_database and (jobs > 1 or first is not pgtools.nothing)
     facts, pg_restore, listing = _prepare(
         url, backup, into_database, pg_bin, expected_sha256, read_data
     )
@@ -139,6 +144,7 @@ def restore(
     if into_database:
         _restore_new(url, backup, pg_restore, jobs, into_database, meanwhile)
     else:
+        first()
         _run_restore(url, backup, pg_restore, (jobs, facts.database, True), meanwhile)
     return RestoreOutcome(
         target_database=into_database or facts.database,

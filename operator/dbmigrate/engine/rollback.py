@@ -3,8 +3,9 @@ the backup; then check the state and mark the versions rolled back in the histor
 
 Tier 1 (dropCreatedObjects) drops exactly the objects in the apply step's manifest, newest first:
 indexes with DROP INDEX CONCURRENTLY IF EXISTS (no table lock held for long), tables only when the
-run created them. Tier 2 (restoreBackup) restores the pg_dump taken before the run, then drops what
-the run created outside the dump (new tables survive ``pg_restore --clean``). The history rows of
+run created them. Tier 2 (restoreBackup) first drops what the run created (``pg_restore --clean``
+cannot drop a table of the dump that a new table references, and new tables would survive it),
+then restores the pg_dump taken before the run over the same database. The history rows of
 the rolled-back versions are read before a restore and written back afterwards, marked rolled
 back, so the history stays honest. The backup is never deleted.
 
@@ -24,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.plan import CreatedObject
-from dbmigrate.engine import history, restore
+from dbmigrate.engine import history, pgtools, restore
 from dbmigrate.engine.connect import connect
 from dbmigrate.engine.pgtools import StepError
 
@@ -152,9 +153,13 @@ def rollback(
     """Roll the database back; the record says what was done and whether it was verified."""
     started, clock = datetime.now(UTC), time.monotonic()
     chosen, captured, manifest, dbname = _read_state(url, run_id, versions)
-    outcome = None
+    outcome: restore.RestoreOutcome | None = None
+    dropped_first: list[DroppedObject] = []
     if strategy == "restoreBackup":
-        outcome = _restore_step(url, backup_path, into_database, jobs, pg_bin, expected_sha256)
+        tools = (jobs, pg_bin, expected_sha256)
+        outcome, dropped_first = _restore_over(
+            url, (run_id, manifest, lock_timeout), backup_path, into_database, tools
+        )
     record = _record(strategy, chosen, into_database or dbname, jobs, started)
     if outcome is not None:
         record.restored_from, record.restored_sha256 = backup_path, expected_sha256
@@ -162,7 +167,8 @@ def rollback(
     error = None
     if into_database is None:
         with connect(url, "rollback", run_id) as conn:
-            record.dropped_objects, error = drop_objects(conn, manifest, lock_timeout)
+            dropped, error = drop_objects(conn, manifest, lock_timeout)
+            record.dropped_objects = _merged(dropped_first, dropped)
             if error is None:
                 record.versions_marked_rolled_back = _mark(conn, captured, run_id)
     record.verified = error is None and all(d.gone for d in record.dropped_objects)
@@ -205,19 +211,65 @@ def _read_state(
         return chosen, captured, history.created_objects(conn, chosen), str(conn.info.dbname)
 
 
-def _restore_step(
+def _restore_over(
     url: str,
+    run: tuple[str, Sequence[CreatedObject], str],
     backup_path: str | None,
     into_database: str | None,
-    jobs: int,
-    pg_bin: str | None,
-    expected_sha256: str | None,
-) -> restore.RestoreOutcome:
+    tools: tuple[int, str | None, str | None],
+) -> tuple[restore.RestoreOutcome, list[DroppedObject]]:
+    """pg_restore with TOOLS = (jobs, pg_bin, expected sha256). Into the same database, once the
+    archive passed its checks, RUN's objects (run id, manifest, lock timeout) are dropped first
+    (``_drop_before_restore``); what those drops found is returned with the outcome."""
     if not backup_path:
         raise RollbackError("--strategy restore needs --backup PATH (status.backup.path)")
-    return restore.restore(
-        url, backup_path, jobs, into_database, pg_bin, expected_sha256, _load_result_model
-    )
+    jobs, pg_bin, expected_sha256 = tools
+    dropped: list[DroppedObject] = []
+
+    def drop_first() -> None:
+        dropped.extend(_drop_before_restore(url, *run))
+
+    first = drop_first if run[1] else pgtools.nothing  # with it, the whole archive is read first
+    try:
+        outcome = restore.restore(
+            url, backup_path, jobs, into_database, pg_bin, expected_sha256,
+            _load_result_model, first,
+        )  # fmt: skip
+    except restore.RestoreError as exc:
+        if not any(d.existed for d in dropped):
+            raise
+        raise restore.RestoreError(
+            f"{exc}. Before the restore the objects this run created were dropped, so the "
+            "database is as a dropCreatedObjects rollback leaves it",
+            exit_code=exc.exit_code,
+        ) from exc
+    return outcome, dropped
+
+
+def _drop_before_restore(
+    url: str, run_id: str, manifest: Sequence[CreatedObject], lock_timeout: str
+) -> list[DroppedObject]:
+    """Drop what the run created before the backup is restored over it: ``pg_restore --clean``
+    cannot drop a table of the backup that a table of the run references (a foreign key, a
+    view), and the restore would stop (atomically, changing nothing)."""
+    with connect(url, "rollback", run_id) as conn:
+        dropped, error = drop_objects(conn, manifest, lock_timeout)
+    if error is not None:
+        gone = ", ".join(f"{d.kind} {d.schema_name}.{d.name}" for d in dropped if d.gone)
+        raise restore.RestoreError(
+            f"before the restore, the objects this run created are dropped, and {error}; "
+            f"nothing was restored (dropped so far: {gone or 'none'}). Fix the cause and run the "
+            "rollback again",
+            exit_code=1,
+        )
+    return dropped
+
+
+def _merged(first: list[DroppedObject], then: list[DroppedObject]) -> list[DroppedObject]:
+    """Per manifest object, the drop that found it (before the restore, else after it)."""
+    if not first:
+        return then
+    return [a if a.existed else b for a, b in zip(first, then, strict=True)]
 
 
 def _load_result_model() -> None:
