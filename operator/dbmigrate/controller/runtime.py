@@ -159,16 +159,17 @@ class Reconciler:
         )
 
     def _pin(self, observed: Observed) -> Observed:
-        """Decide with the run's kept spec while it goes on (``pinning``); the Secret and the
-        ConfigMap are then the ones that spec names."""
+        """Decide with the run's kept spec while it goes on (``pinning``); the Secret, the
+        ConfigMap and the workloads observed are then the ones that spec names."""
         effective = pinned(observed)
         if effective is observed:
             return observed
-        spec = effective.spec
+        ns, spec = observed.namespace, effective.spec
         return replace(
             effective,
-            secret=self._secret(observed.namespace, spec),
-            config_map_ok=self._config_map_ok(observed.namespace, spec),
+            secret=self._secret(ns, spec),
+            config_map_ok=self._config_map_ok(ns, spec),
+            workload_pods=self._workload_pods(ns, spec, effective.status),
         )
 
     def _run_spec(

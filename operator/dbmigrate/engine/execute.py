@@ -135,8 +135,8 @@ class FileRunner:
         previous: history.HistoryRow | None,
     ) -> None:
         start = resume_point(prepared.migration, previous)
-        restarted = previous is not None and previous.statements_done > 0 and start == 0
-        if restarted and previous and previous.status in ("failed", "running"):
+        interrupted = previous is not None and previous.status in ("failed", "running")
+        if interrupted and start == 0 and previous and previous.statements_done:  # file changed
             log.warning(
                 "%s changed since its interrupted run (%s -> %s); running it from the start",
                 prepared.migration.filename,
