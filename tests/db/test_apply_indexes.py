@@ -71,11 +71,12 @@ def test_cancelled_concurrent_build_is_replaced_on_rerun(database_url: str) -> N
         wait_until(lambda: _apply_pid(database_url) is not None, what="the apply session")
         pid = _apply_pid(database_url)
         assert pid is not None
-        wait_until(
+        wait_until(  # seconds on a quiet machine; generous for a loaded one
             lambda: _building_phase(database_url, pid) == "waiting for old snapshots",
+            timeout=120,
             what="the build to wait for the old snapshot",
         )
-        wait_until(lambda: any(s.blockers for s in samples), what="a progress sample")
+        wait_until(lambda: any(s.blockers for s in samples), timeout=60, what="a progress sample")
         query(database_url, "SELECT pg_cancel_backend(%s)", (pid,))
         result = run.outcome()
     assert isinstance(result, ApplyResult)
