@@ -234,15 +234,16 @@ def _apply(run: _Run) -> None:
     result.status = "succeeded" if result.versions else "nothing_to_do"
 
 
-def _statements_of(
+def _file_of(
     migration_set: MigrationSet, version: int, parsed: dict[int, list[Statement]]
-) -> tuple[Migration, list[Statement]]:
+) -> PreparedFile:
+    """A pending file with its parsed statements (before any CONCURRENTLY rewrite)."""
     migration = migration_set.get(version)
     assert migration is not None
     statements = parsed.get(version)
     if statements is None:
         statements = executable_statements(migration.sql, migration.filename)
-    return migration, statements
+    return PreparedFile(migration=migration, statements=statements)
 
 
 def _run_files(
@@ -258,15 +259,18 @@ def _run_files(
     monitor = ProgressMonitor(
         run.conninfo, run.run_id, conn.info.backend_pid, run.on_progress, interval
     )
-    files = [_statements_of(run.migration_set, item.version, parsed) for item in current.pending]
+    files = [_file_of(run.migration_set, item.version, parsed) for item in current.pending]
     monitor.start()
     try:
         runner = FileRunner(conn, monitor, run.settings, run.run_id)
-        for position, (migration, statements) in enumerate(files):
-            prepared = _prepare(conn, migration, statements, run.settings)
+        for position, file in enumerate(files):
+            version = file.migration.version
+            prepared = _prepare(conn, file.migration, file.statements, run.settings)
             after = files[position + 1] if position + 1 < len(files) else None
-            following = first_step_objects(*after, previous.get(after[0].version)) if after else []
-            record = runner.run(prepared, previous.get(migration.version), following)
+            following = (
+                first_step_objects(after, previous.get(after.migration.version)) if after else []
+            )
+            record = runner.run(prepared, previous.get(version), following)
             run.result.versions.append(record)
             if runner.error is not None:
                 raise runner.error

@@ -30,10 +30,11 @@ from dbmigrate.engine.errors import (
     MigrationError,
     from_database_error,
 )
+from dbmigrate.engine.planning import resume_point
 from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor, describe_blockers
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.statements import Statement, created_objects_of
-from dbmigrate.engine.steps import PreparedFile, resume_point
+from dbmigrate.engine.steps import PreparedFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

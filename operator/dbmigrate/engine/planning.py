@@ -17,7 +17,7 @@ import psycopg
 from dbmigrate.api.plan import AppliedVersion, DriftError, PlannedVersion, PlanResult
 from dbmigrate.engine import history
 from dbmigrate.engine.connect import connect, database_label
-from dbmigrate.engine.sources import MigrationSet
+from dbmigrate.engine.sources import Migration, MigrationSet
 
 RESUMABLE = ("failed", "running")
 
@@ -79,6 +79,14 @@ def _out_of_order(pending: Sequence[PlannedVersion], applied: Sequence[int]) -> 
     ]
 
 
+def resume_point(migration: Migration, previous: history.HistoryRow | None) -> int:
+    """Where an autocommit file resumes: after the statements its interrupted run committed,
+    unless the file changed since (then from the start, 0)."""
+    if previous is None or previous.status not in RESUMABLE:
+        return 0
+    return previous.statements_done if previous.checksum == migration.checksum else 0
+
+
 def _pending(
     rows: Sequence[history.HistoryRow], migration_set: MigrationSet, applied: Sequence[int]
 ) -> list[PlannedVersion]:
@@ -86,15 +94,13 @@ def _pending(
     by_version = {r.version: r for r in rows}
     pending = []
     for migration in migration_set.pending(applied):
-        row = by_version.get(migration.version)
-        resumable = row is not None and row.status in RESUMABLE and row.statements_done > 0
-        same_file = row is not None and row.checksum == migration.checksum
+        start = resume_point(migration, by_version.get(migration.version))
         pending.append(
             PlannedVersion(
                 version=migration.version,
                 name=migration.name,
                 checksum=migration.checksum,
-                resume_from=row.statements_done if row and resumable and same_file else None,
+                resume_from=start or None,
             )
         )
     return pending
