@@ -123,7 +123,7 @@ def restore(
     pg_bin: str | None = None,
     expected_sha256: str | None = None,
     meanwhile: Callable[[], object] = pgtools.nothing,
-    first: Callable[[], object] = pgtools.nothing,
+    first: Callable[[], object] | None = None,
 ) -> RestoreOutcome:
     """Restore PATH into the URL's database (clean) or into a new database INTO_DATABASE.
 
@@ -136,7 +136,7 @@ def restore(
     # a one-job restore into the same database is one transaction and a restore into a new
     # database is dropped on failure; a parallel restore into this database, or one that FIRST
     # changes it, needs a full read of the archive before anything is changed
-    read_data = not into_database and (jobs > 1 or first is not pgtools.nothing)
+    read_data = not into_database and (jobs > 1 or first is not None)
     facts, pg_restore, listing = _prepare(
         url, backup, into_database, pg_bin, expected_sha256, read_data
     )
@@ -144,7 +144,8 @@ def restore(
     if into_database:
         _restore_new(url, backup, pg_restore, jobs, into_database, meanwhile)
     else:
-        first()
+        if first is not None:
+            first()
         _run_restore(url, backup, pg_restore, (jobs, facts.database, True), meanwhile)
     return RestoreOutcome(
         target_database=into_database or facts.database,

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.plan import CreatedObject
-from dbmigrate.engine import history, pgtools, restore
+from dbmigrate.engine import history, restore
 from dbmigrate.engine.connect import connect
 from dbmigrate.engine.pgtools import StepError
 
@@ -229,7 +229,7 @@ def _restore_over(
     def drop_first() -> None:
         dropped.extend(_drop_before_restore(url, *run))
 
-    first = drop_first if run[1] else pgtools.nothing  # with it, the whole archive is read first
+    first = drop_first if run[1] else None  # with it, the whole archive is read first
     try:
         outcome = restore.restore(
             url, backup_path, jobs, into_database, pg_bin, expected_sha256,
