@@ -924,6 +924,9 @@ def test_workload_pods_are_observed_only_while_a_rollback_scales_down() -> None:
     assert not needs_workload_pods(plain.spec, plain.status)
     migrating = obs("Migrating", spec=SCALE)
     assert not needs_workload_pods(migrating.spec, migrating.status)
+    record = JobRecord(step="rollback", name="orders-rollback-g1", generation=1, created_at=NOW)
+    started = obs("RollingBack", spec=SCALE, failed_step="apply", jobs_records=[record])
+    assert not needs_workload_pods(started.spec, started.status)  # the rollback Job exists
 
 
 def test_rolled_back_keeps_the_cause() -> None:

@@ -68,8 +68,12 @@ def _unrecorded(ctx: Ctx) -> list[str]:
 
 
 def needs_workload_pods(spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus) -> bool:
-    """Whether decide needs ``Observed.workload_pods``: a rollback that scales workloads down."""
-    return status.phase == "RollingBack" and bool(spec.rollback.scale_down)
+    """Whether decide needs ``Observed.workload_pods``: a rollback that scales workloads down
+    and has not started its Job yet (afterwards nobody waits for the pods)."""
+    if status.phase != "RollingBack" or not spec.rollback.scale_down:
+        return False
+    run = status.observed_generation
+    return not any(j.step == "rollback" and j.generation == run for j in status.jobs)
 
 
 def _pods_left(ctx: Ctx) -> str:

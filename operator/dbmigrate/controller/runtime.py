@@ -117,7 +117,7 @@ class Reconciler:
             metrics.forget_resource(namespace, name)
             return
         try:
-            observed = self._pin(self.observe(resource))
+            observed = self.observe(resource)
         except ValidationError as exc:
             self._stall(namespace, name, "InvalidResource", _validation_message(exc))
             return
@@ -137,39 +137,36 @@ class Reconciler:
 
     def observe(self, resource: Obj) -> Observed:
         """Everything decide() reads about this resource, from the API server (Secret values are
-        never read); the lock holder is added by the reconcile, under the gate's mutex."""
+        never read); the lock holder is added by the reconcile, under the gate's mutex. While a
+        run goes on under a newer generation it decides with the run's kept spec (``pinning``),
+        so the Secret, ConfigMap and workloads observed are the ones that spec names."""
         meta = resource["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        generation = int(meta.get("generation") or 1)
         spec = DatabaseMigrationSpec.model_validate(resource.get("spec") or {})
         status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
-        return Observed(
-            name=name,
-            namespace=namespace,
-            uid=meta["uid"],
-            generation=int(meta.get("generation") or 1),
-            spec=spec,
-            status=status,
-            now=self.clock(),
-            annotations=dict(meta.get("annotations") or {}),
-            jobs=settle_with_step_exit(self._jobs(namespace, name, meta["uid"]), status.step_exit),
+        observed = pinned(
+            Observed(
+                name=name,
+                namespace=namespace,
+                uid=meta["uid"],
+                generation=generation,
+                spec=spec,
+                status=status,
+                now=self.clock(),
+                annotations=dict(meta.get("annotations") or {}),
+                jobs=settle_with_step_exit(
+                    self._jobs(namespace, name, meta["uid"]), status.step_exit
+                ),
+                run_spec=self._run_spec(namespace, name, generation, status),
+            )
+        )
+        spec = observed.spec
+        return replace(
+            observed,
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
             workload_pods=self._workload_pods(namespace, spec, status),
-            run_spec=self._run_spec(namespace, name, int(meta.get("generation") or 1), status),
-        )
-
-    def _pin(self, observed: Observed) -> Observed:
-        """Decide with the run's kept spec while it goes on (``pinning``); the Secret, the
-        ConfigMap and the workloads observed are then the ones that spec names."""
-        effective = pinned(observed)
-        if effective is observed:
-            return observed
-        ns, spec = observed.namespace, effective.spec
-        return replace(
-            effective,
-            secret=self._secret(ns, spec),
-            config_map_ok=self._config_map_ok(ns, spec),
-            workload_pods=self._workload_pods(ns, spec, effective.status),
         )
 
     def _run_spec(
