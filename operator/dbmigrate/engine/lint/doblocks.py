@@ -20,7 +20,7 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError, parse_plpgsql_json
 
-from dbmigrate.engine.lint.context import FileState, StatementContext
+from dbmigrate.engine.lint.context import FileState, RawFinding, StatementContext
 from dbmigrate.engine.lint.transactions import non_transactional
 
 IN_DO_BLOCK = "In the DO block: "  # how the findings of statements inside a block begin
@@ -78,7 +78,7 @@ def _check_inner(
         ctx.report("DM005", f"A statement in the DO block could not be read on its own ({exc}).")
         return
     for node in nodes:
-        found: list[Any] = []
+        found: list[RawFinding] = []
         inner = StatementContext(ctx.state, replace(ctx.statement, node=node), found)
         what = non_transactional(node)
         if what is not None:
