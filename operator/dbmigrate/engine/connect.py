@@ -1,8 +1,9 @@
 """Opening connections to the migrated database, and showing its address without the password.
 
 Every connection the engine opens goes through ``connect`` so it carries an ``application_name``
-that names the run (other sessions see who is migrating in pg_stat_activity), and connection
-failures become ``ConnectionFailedError`` with the URL redacted.
+that names the run (other sessions see who is migrating in pg_stat_activity), asks for
+client_encoding UTF8 (on a SQL_ASCII database psycopg would otherwise return every name and text
+as bytes), and connection failures become ``ConnectionFailedError`` with the URL redacted.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def connect(conninfo: str, purpose: str, run_id: str | None = None) -> psycopg.C
     """An autocommit connection named ``dbmigrate <purpose> <run id>`` in pg_stat_activity."""
     name = " ".join(part for part in (APPLICATION_NAME, purpose, run_id) if part)
     try:
-        return psycopg.connect(conninfo, autocommit=True, application_name=name[:63])
+        return psycopg.connect(
+            conninfo, autocommit=True, application_name=name[:63], client_encoding="UTF8"
+        )
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConnectionFailedError(
