@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import dbmigrate
+from dbmigrate.controller.jobs import RUN_AS, pod_security_context
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -111,6 +112,15 @@ def test_runtime_stage_is_slim_non_root_and_runs_dbmigrate() -> None:
     assert ("ENTRYPOINT", '["dbmigrate"]') in steps
     template = (CHART / "templates" / "deployment.yaml").read_text()
     assert "runAsUser: 10001" in template and "runAsGroup: 10001" in template
+
+
+def test_step_jobs_run_as_the_image_user() -> None:
+    """One uid everywhere: the image's USER, the chart's operator pod and the step Jobs (whose
+    backups on a PVC must be readable by the rollback pod and by the next run's retention)."""
+    (user,) = [args for word, args in instructions() if word == "USER"]
+    assert user == f"{RUN_AS}:{RUN_AS}"
+    assert pod_security_context()["runAsUser"] == RUN_AS
+    assert pod_security_context()["fsGroup"] == RUN_AS
 
 
 def test_pg_client_major_is_pinned_once() -> None:

@@ -4,10 +4,10 @@ The Job is deterministic for (resource, step, generation, attempt): the same nam
 (``naming.job_name``), labels and owner, so creating it again after a restart is a harmless
 AlreadyExists. The attempt is read from the Job records ``decide`` wrote into the status before the
 Job is created (a plan made again after waiting for the database lock is attempt 2, ...). Its pod
-passes Pod Security "restricted": non-root user 65532, no privilege escalation, every capability
-dropped, seccomp RuntimeDefault, a read-only root filesystem with an emptyDir at /tmp as the only
-scratch space. Database credentials reach the container only as ``secretKeyRef`` env vars (the
-operator never reads the Secret); the command line carries no secret. Jobs have no
+passes Pod Security "restricted": the image's non-root user 10001, no privilege escalation, every
+capability dropped, seccomp RuntimeDefault, a read-only root filesystem with an emptyDir at /tmp as
+the only scratch space. Database credentials reach the container only as ``secretKeyRef`` env vars
+(the operator never reads the Secret); the command line carries no secret. Jobs have no
 ``ttlSecondsAfterFinished``: they are kept as evidence and collected with the resource.
 ``commands.py`` documents the command line of each step.
 """
@@ -36,7 +36,7 @@ from dbmigrate.controller.naming import (
 )
 from dbmigrate.controller.objects import owned_metadata, step_service_account
 
-RUN_AS = 65532
+RUN_AS = 10001  # the image's user (Dockerfile USER), as the operator's own pod in the chart
 CONTAINER = "step"
 RUN_ID_ANNOTATION = "dbmigrate.io/run-id"
 EXIT_FAILED = 1
