@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,8 +147,24 @@ def _report_exit(ctx: StepContext, step: str, code: int) -> None:
     ctx.report("stepExit", ended)
 
 
+class StepTerminated(KeyboardInterrupt):
+    """SIGTERM reached the step (its pod is being evicted, drained or deleted). A subclass of
+    KeyboardInterrupt so that psycopg cancels the statement running on the server, as on Ctrl-C,
+    and the transaction rolls back instead of running on after the pod is gone."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise StepTerminated(signal.Signals(signum).name)
+
+
 def run_step(args: argparse.Namespace) -> int:
-    """Dispatch ``dbmigrate job <step>`` with the documented exit codes."""
+    """Dispatch ``dbmigrate job <step>`` with the documented exit codes.
+
+    The step runs as the container's PID 1, which the kernel shields from any signal it has no
+    handler for: without one, SIGTERM would be ignored and the pod killed at the end of its grace
+    period, mid-statement. With it, the step stops at once, cancelling what runs on the server,
+    and exits 3 (unavailable): the Job's next pod resumes where it stopped."""
+    signal.signal(signal.SIGTERM, _terminate)
     from dbmigrate.controller import step_runs
 
     steps: dict[str, Callable[[StepContext], int]] = {
@@ -161,6 +178,13 @@ def run_step(args: argparse.Namespace) -> int:
     ctx = StepContext(args=args, reporter=reporter, conninfo=conninfo_from(args))
     try:
         code = steps[args.step](ctx)
+    except StepTerminated as stop:
+        print(
+            f"dbmigrate job {args.step}: stopped by {stop} (the pod is being evicted or deleted); "
+            "what ran on the server was cancelled; the next pod of the Job resumes",
+            file=sys.stderr,
+        )
+        code = EXIT_UNAVAILABLE
     except Exception as exc:
         name = f"dbmigrate job {args.step}"
         failed = report_failure(exc, args, prefix=name, context=name)
