@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-cluster \
-        testbed-up testbed-down demo bench clean
+        testbed-up testbed-down demo bench clean kind-images kind-up kind-down test-kind demo-kind
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,22 @@ testbed-down: install
 
 demo: install controlplane  ## the main job on the embedded default (see README)
 	$(PY) -m testbed.demo
+
+# --- the kind tier: the project's image on a real kubelet (testbed/kindcluster.py) ------------
+kind-images:  ## build (cached) Docker, kind, the node image and the project's image, no registry
+	testbed/kind/build-images.sh
+
+kind-up: install controlplane  ## create (or reuse) the kind cluster; prints its exports
+	$(PY) -m testbed kind-up
+
+kind-down: install  ## delete the kind cluster
+	$(PY) -m testbed kind-down
+
+test-kind: kind-up  ## the cluster tier against the kind cluster (image, PSA, PVC, DNS for real)
+	eval "$$($(PY) -m testbed kind-env)" && $(PY) -m pytest tests/cluster
+
+demo-kind: kind-up  ## the sample migration run by the Helm-installed operator on kind
+	eval "$$($(PY) -m testbed kind-env)" && $(PY) -m testbed.demo --kind
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
