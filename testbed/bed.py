@@ -3,7 +3,9 @@
 `LocalTestbed` starts everything in this process's care (the pytest session fixture uses it) and
 `ExternalTestbed` wraps an existing cluster named by a kubeconfig (kind, say), where Jobs run
 the built image for real and no local kubelet is needed. Both offer the same interface:
-`.kubeconfig`, `.api_client()`, `.kubectl(*args)`, `.pg_admin_url` and `.kubelet` (or None).
+`.kubeconfig`, `.api_client()`, `.kubectl(*args)`, `.pg_admin_url`, `.kubelet` (or None),
+`.real_kubelet` and `.pod_url(url)`: the same database as pods reach it (on kind, PostgreSQL runs
+in the cluster: the tests reach it through a port on loopback, pods by its Service's DNS name).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -25,11 +28,26 @@ from testbed.postgres import PostgresServer
 from testbed.proc import TestbedError
 
 
+def with_host(url: str, host: str | None) -> str:
+    """``url`` with its host:port replaced by ``host`` (unchanged if None)."""
+    if not host:
+        return url
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}" if userinfo else host))
+
+
 class _Base:
     kubeconfig: Path
     pg_admin_url: str
     kubelet: LocalKubelet | None
     kubectl_bin: str
+    pod_database_host: str | None = None  # host:port of the database as pods reach it
+    real_kubelet = False  # True where pods are containers run by a kubelet (kind, say)
+
+    def pod_url(self, url: str) -> str:
+        """``url`` with the host and port that pods use for the same database."""
+        return with_host(url, self.pod_database_host)
 
     def api_client(self) -> k8s.ApiClient:
         """A new kubernetes ApiClient for the test bed's admin (close it when done)."""
@@ -112,11 +130,17 @@ class LocalTestbed(_Base):
 
 class ExternalTestbed(_Base):
     """An existing cluster (env DBMIGRATE_TEST_KUBECONFIG) and database
-    (env DBMIGRATE_TEST_DATABASE_URL)."""
+    (env DBMIGRATE_TEST_DATABASE_URL; env DBMIGRATE_TEST_POD_DATABASE_HOST is its host:port as
+    pods reach it, when that differs). Its pods run on real kubelets."""
 
-    def __init__(self, kubeconfig: Path, pg_admin_url: str) -> None:
+    real_kubelet = True
+
+    def __init__(
+        self, kubeconfig: Path, pg_admin_url: str, pod_database_host: str | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.pg_admin_url = pg_admin_url
+        self.pod_database_host = pod_database_host
         self.kubelet = None
         built = bin_dir() / "kubectl"
         found = shutil.which("kubectl")
@@ -133,4 +157,4 @@ class ExternalTestbed(_Base):
                 "DBMIGRATE_TEST_KUBECONFIG is set, so the cluster tier needs a database its Jobs "
                 "can reach: set DBMIGRATE_TEST_DATABASE_URL to a superuser URL of it"
             )
-        return cls(kubeconfig, url)
+        return cls(kubeconfig, url, os.environ.get("DBMIGRATE_TEST_POD_DATABASE_HOST") or None)

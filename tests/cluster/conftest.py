@@ -4,7 +4,11 @@
 (`testbed.bed.LocalTestbed`), or, when env DBMIGRATE_TEST_KUBECONFIG names a kubeconfig, uses that
 cluster instead (no local control plane or kubelet; the database then comes from
 DBMIGRATE_TEST_DATABASE_URL). Its interface: `.kubeconfig`, `.api_client()`, `.kubectl(*args)`,
-`.pg_admin_url`, `.kubelet` (a `LocalKubelet`, or None on an external cluster).
+`.pg_admin_url`, `.kubelet` (a `LocalKubelet`, or None on an external cluster), `.pod_url()`.
+
+Markers: `local_testbed(reason=...)` tests run only on the local test bed (they drive its process
+kubelet, or play a controller it lacks) and are skipped elsewhere with their reason;
+`real_kubelet` tests run only where pods are containers (`make test-kind`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,25 @@ from testbed.proc import teardown_on_sigterm
 Testbed = LocalTestbed | ExternalTestbed
 
 
+def on_external_cluster() -> bool:
+    return bool(os.environ.get("DBMIGRATE_TEST_KUBECONFIG"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    external = on_external_cluster()
+    for item in items:
+        local = item.get_closest_marker("local_testbed")
+        if local is not None and external:
+            reason = local.kwargs.get("reason") or "needs the local test bed"
+            item.add_marker(pytest.mark.skip(reason=f"local test bed only: {reason}"))
+        if item.get_closest_marker("real_kubelet") is not None and not external:
+            why = "needs a real kubelet running the image (make test-kind)"
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    if os.environ.get("DBMIGRATE_TEST_KUBECONFIG"):
+    if on_external_cluster():
         yield ExternalTestbed.from_env()
         return
     teardown_on_sigterm()

@@ -24,6 +24,7 @@ import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.controller.kube import Kube, Obj, load_api_client
+from testbed.bed import with_host
 from testbed.crd import install_crd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -355,8 +356,21 @@ def operator(testbed: Any, namespace: str, crd: None, tmp_path: Path) -> Iterato
         print(proc.log()[-20000:])
 
 
+def app_image() -> str:
+    """An image for an application's pods: the project's own where a kubelet runs images (it
+    has python3), a name that is never pulled on the local test bed (which runs the command)."""
+    return os.environ.get("DBMIGRATE_IMAGE") or "example/web:1"
+
+
+def pod_url(url: str) -> str:
+    """The database URL as the cluster's pods reach it (see `testbed.bed`)."""
+    external = bool(os.environ.get("DBMIGRATE_TEST_KUBECONFIG"))
+    return with_host(url, os.environ.get("DBMIGRATE_TEST_POD_DATABASE_HOST") if external else None)
+
+
 def ready_database(cluster: Cluster, database_url: str, *, files: dict[str, str] | None) -> None:
-    """Secret analytics-db (uri), ConfigMap analytics-migrations, PVC dbmigrate-backups."""
-    cluster.secret("analytics-db", {"uri": database_url})
+    """Secret analytics-db (uri, as pods reach the database), ConfigMap analytics-migrations,
+    PVC dbmigrate-backups."""
+    cluster.secret("analytics-db", {"uri": pod_url(database_url)})
     cluster.config_map("analytics-migrations", files if files is not None else migration_files())
     cluster.pvc("dbmigrate-backups")

@@ -22,6 +22,7 @@ from tests.cluster.operator_harness import (
     crd,
     migration_files,
     operator,
+    pod_url,
     ready_database,
     sample_spec,
 )
@@ -129,7 +130,7 @@ def test_live_status_of_a_lint_failure(
     tmp_path: Path,
 ) -> None:
     began = time.monotonic()
-    cluster.secret("analytics-db", {"uri": database_url})
+    cluster.secret("analytics-db", {"uri": pod_url(database_url)})
     spec = sample_spec(
         source={"inline": UNSAFE_INLINE}, verification={"analyze": False}, backup={"enabled": False}
     )

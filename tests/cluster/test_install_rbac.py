@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from testbed.crd import wait_established
+from tests.cluster.operator_harness import pod_url
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(1800)
@@ -112,7 +113,11 @@ def install(
         "health": {"port": free_port()},
         "metrics": {"enabled": True, "port": free_port()},
         "operator": {"logFormat": "json", "resyncSeconds": 2},
+        "replicaCount": 0,  # the test runs the operator itself, as a local process
     }
+    if os.environ.get("DBMIGRATE_IMAGE"):  # a cluster whose kubelet runs the image (kind)
+        repository, tag = os.environ["DBMIGRATE_IMAGE"].rsplit(":", 1)
+        values["image"] = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
     if request.param == "namespaced":
         values["watchNamespaces"] = [served]
     text = ct.helm_template_text(values, namespace=operator_ns)
@@ -238,7 +243,7 @@ def test_operator_with_the_chart_credentials_reconciles(
     install: Install, testbed: Any, database_url: str, tmp_path: Path
 ) -> None:
     ns = install.served_ns
-    uri = base64.b64encode(database_url.encode()).decode()
+    uri = base64.b64encode(pod_url(database_url).encode()).decode()
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tiny-db"}}
     secret["data"] = {"uri": uri}
     kubectl_ok(testbed, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump(secret))

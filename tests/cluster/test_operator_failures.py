@@ -12,6 +12,7 @@ from dbmigrate.controller.naming import LABEL_STEP as STEP
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
+    app_image,
     cluster,
     columns,
     condition,
@@ -21,6 +22,7 @@ from tests.cluster.operator_harness import (
     indexes,
     migration_files,
     operator,
+    pod_url,
     ready_database,
     sample_spec,
     seed_analytics,
@@ -54,7 +56,7 @@ def _web_pod(name: str) -> dict[str, object]:
         "metadata": {"name": name, "labels": {"app": "web"}},
         "spec": {
             "terminationGracePeriodSeconds": 20,
-            "containers": [{"name": "web", "image": "example/web:1", "command": SLOW_TO_STOP}],
+            "containers": [{"name": "web", "image": app_image(), "command": SLOW_TO_STOP}],
         },
     }
 
@@ -105,7 +107,7 @@ def test_missing_secret_stalls_with_a_clear_message_then_heals(
         "needs-secret", lambda e: e["type"] == "Warning" and "Secret analytics-db" in e["message"]
     )
 
-    cluster.secret("analytics-db", {"uri": database_url})  # the fix: it goes on by itself
+    cluster.secret("analytics-db", {"uri": pod_url(database_url)})  # the fix: it goes on by itself
     done = cluster.wait_terminal("needs-secret", timeout=120)
     assert done["phase"] == "Succeeded", done.get("message")
     assert condition(done, "Stalled")["status"] == "False"
@@ -184,7 +186,10 @@ def test_verification_failure_is_rolled_back(
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
+                "spec": {
+                    "terminationGracePeriodSeconds": 20,
+                    "containers": [{"name": "web", "image": app_image(), "command": SLOW_TO_STOP}],
+                },
             },
         },
     }

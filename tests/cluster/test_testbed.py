@@ -20,6 +20,10 @@ from testbed.proc import TestbedError, pid_alive, start_process, wait_until
 Testbed = LocalTestbed | ExternalTestbed
 Obj = dict[str, Any]
 
+pytestmark = pytest.mark.local_testbed(
+    reason="tests the local test bed itself (its process kubelet, start and stop)"
+)
+
 
 def _json(resp: Any) -> Obj:
     body: Obj = json.loads(resp.data)

@@ -1,0 +1,298 @@
+"""What only a real kubelet and container runtime can show (the kind tier, `make test-kind`): the
+project's image runs every step as uid 10001 under the restricted Pod Security profile, writes its
+backup onto a PersistentVolume and restores from it, reads migrations from a mounted ConfigMap and
+from a folder baked into an image, reaches PostgreSQL by its Service's DNS name; and a run
+survives its operator pod being killed (the Helm-installed operator) and its apply pod's node
+being drained, finishing exactly once.
+
+On the local test bed these are skipped (`real_kubelet`): there, pods are host processes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from dbmigrate.controller.commands import BACKUP_MOUNT
+from dbmigrate.controller.jobs import container_security_context, pod_security_context
+from dbmigrate.controller.kube import path_of
+from dbmigrate.controller.naming import LABEL_STEP
+from testbed.postgres import fresh_database
+from tests.cluster.operator_harness import (
+    Cluster,
+    OperatorProcess,
+    cluster,
+    crd,
+    fingerprint,
+    history_versions,
+    kube_for,
+    migration_files,
+    operator,
+    pod_url,
+    ready_database,
+    sample_spec,
+    seed_analytics,
+)
+
+__all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+
+pytestmark = [pytest.mark.real_kubelet, pytest.mark.timeout(900)]
+
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+OPERATOR_NS = "dbmigrate-system"
+OPERATOR_POD_SELECTOR = "app.kubernetes.io/name=dbmigrate-operator"
+
+
+def restrict(cluster: Cluster) -> None:
+    """Enforce the restricted Pod Security profile on the test's namespace."""
+    cluster.kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{cluster.ns}",
+        {"metadata": {"labels": RESTRICTED}},
+        content_type="application/merge-patch+json",
+    )
+
+
+def step_pods(cluster: Cluster, step: str | None = None) -> list[dict[str, Any]]:
+    selector = f"{LABEL_STEP}={step}" if step else LABEL_STEP
+    return cluster.kube.list("Pod", cluster.ns, selector)
+
+
+def run_pod(
+    testbed: Any, cluster: Cluster, name: str, command: list[str], volumes: list[Any]
+) -> str:
+    """Run the project's image once as a restricted, non-root pod (``volumes`` mounted at the
+    step pods' backup folder); return its log."""
+    mounts = [{"name": v["name"], "mountPath": BACKUP_MOUNT} for v in volumes]
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": pod_security_context(),
+                "volumes": volumes,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": os.environ["DBMIGRATE_IMAGE"],
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": command,
+                        "securityContext": container_security_context(),
+                        "volumeMounts": mounts,
+                    }
+                ],
+            },
+        }
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pod = cluster.kube.get("Pod", cluster.ns, name) or {}
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            logs = testbed.kubectl("-n", cluster.ns, "logs", name)
+            assert phase == "Succeeded", logs.stdout + logs.stderr
+            return str(logs.stdout)
+        time.sleep(1)
+    pytest.fail(f"pod {name} did not finish within 120 s")
+
+
+def test_restricted_namespace_configmap_mount_and_service_dns(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    restrict(cluster)
+    seed_analytics(database_url, rows=100)
+    ready_database(cluster, database_url, files=None)  # a ConfigMap, mounted with ..data links
+    secret_host = urlsplit(pod_url(database_url)).hostname
+    assert secret_host is not None and secret_host.endswith(".svc.cluster.local")
+    cluster.migration("analytics", sample_spec())
+
+    status = cluster.wait_terminal("analytics", timeout=420)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert history_versions(database_url) == dict.fromkeys(range(1, 6), "applied")
+    cluster.finished_jobs("analytics")
+    pods = step_pods(cluster)
+    steps = {p["metadata"]["labels"][LABEL_STEP] for p in pods}
+    assert {"plan", "backup", "apply", "verify"} <= steps
+    for pod in pods:  # admitted under "restricted", and run as the image's non-root user
+        assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+        assert (pod.get("status") or {}).get("phase") == "Succeeded"
+    # The Secret named the Service's DNS name; the server the plan step reached is its pod.
+    (postgres,) = cluster.kube.list("Pod", "dbmigrate-db", "app=postgres")
+    assert status["database"]["serverAddress"] == postgres["status"]["podIP"]
+    # And the profile is really enforced: a privileged pod is refused.
+    with pytest.raises(Exception, match="violates PodSecurity"):
+        cluster.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "privileged"},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": os.environ["DBMIGRATE_IMAGE"],
+                            "securityContext": {"privileged": True},
+                        }
+                    ]
+                },
+            }
+        )
+
+
+def test_backup_written_by_uid_10001_on_a_pvc_is_restored_from_it(
+    cluster: Cluster, operator: OperatorProcess, database_url: str, testbed: Any
+) -> None:
+    restrict(cluster)
+    seed_analytics(database_url, rows=100)
+    before = fingerprint(database_url)
+    files = migration_files(2)
+    files["003_fails.sql"] = (
+        "ALTER TABLE users ADD COLUMN email_hash text;\n"
+        "UPDATE users SET email_hash = md5(email);\n"
+        "SELECT 1 / 0;  -- fails after changing data\n"
+    )
+    ready_database(cluster, database_url, files=files)
+    spec = sample_spec(rollback={"strategy": "RestoreBackup"})
+    spec["safety"] = {**spec["safety"], "lintPolicy": "warn"}
+    cluster.migration("restored", spec)
+
+    status = cluster.wait_terminal("restored", timeout=420)
+    assert status["phase"] == "RolledBack", status.get("message")
+    assert status["rollback"]["strategy"].lower() == "restorebackup"
+    assert status["rollback"]["verified"] is True
+    assert fingerprint(database_url) == before
+    # The dump on the volume belongs to the step pods' user, as pg_dump wrote it.
+    path = status["backup"]["path"]
+    assert path.startswith(BACKUP_MOUNT + "/")
+    claim = {"name": "backups", "persistentVolumeClaim": {"claimName": "dbmigrate-backups"}}
+    out = run_pod(testbed, cluster, "stat-backup", ["stat", "-c", "%u %s", path], [claim])
+    uid, size = out.split()
+    assert uid == "10001"
+    assert int(size) == status["backup"]["sizeBytes"]
+
+
+def test_migrations_from_a_folder_in_the_image(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    restrict(cluster)
+    seed_analytics(database_url, rows=50)
+    ready_database(cluster, database_url, files={})
+    spec = sample_spec(source={"image": {"path": "/migrations"}})
+    spec["jobs"] = {**spec.get("jobs", {}), "image": os.environ["DBMIGRATE_TEST_MIGRATIONS_IMAGE"]}
+    cluster.migration("baked", spec)
+
+    status = cluster.wait_terminal("baked", timeout=420)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert history_versions(database_url) == dict.fromkeys(range(1, 6), "applied")
+    images = {p["spec"]["containers"][0]["image"] for p in step_pods(cluster)}
+    assert images == {os.environ["DBMIGRATE_TEST_MIGRATIONS_IMAGE"]}
+
+
+SLOW = {
+    "001_slow_table.sql": "CREATE TABLE IF NOT EXISTS slow_notes (id bigint PRIMARY KEY);\n"
+    "SELECT pg_sleep(12);\n",
+    "002_slow_index.sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_slow_notes_id "
+    "ON slow_notes (id);\n",
+}
+
+
+@pytest.fixture
+def e2e_namespace(testbed: Any, crd: None) -> Iterator[Cluster]:
+    """The namespace the Helm-installed operator watches (testbed.kindcluster), emptied after."""
+    namespaces = os.environ.get("DBMIGRATE_TEST_OPERATOR_NAMESPACES", "").split(",")
+    if not namespaces[0]:
+        pytest.skip("no namespace watched by an in-cluster operator (make kind-up makes one)")
+    cluster = Cluster(kube_for(testbed.kubeconfig), namespaces[0])
+    yield cluster
+    for kind in ("databasemigrations", "jobs", "configmaps", "secrets", "pvc"):
+        testbed.kubectl("-n", cluster.ns, "delete", kind, "--all", "--wait=false")
+
+
+def _jobs_by_step(cluster: Cluster, name: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for job in cluster.jobs(name):
+        out.setdefault(job["metadata"]["labels"][LABEL_STEP], []).append(job["metadata"]["name"])
+    return out
+
+
+def test_operator_pod_killed_mid_run_finishes_exactly_once(
+    e2e_namespace: Cluster, pg_admin_url: str
+) -> None:
+    cluster = e2e_namespace
+    name = f"killed-{secrets.token_hex(3)}"
+    with fresh_database(pg_admin_url) as url:
+        cluster.secret(f"{name}-db", {"uri": pod_url(url)})
+        cluster.config_map(f"{name}-sql", SLOW)
+        spec = sample_spec(
+            database={"secretRef": {"name": f"{name}-db", "uriKey": "uri"}},
+            source={"configMap": {"name": f"{name}-sql"}},
+            backup={"enabled": False},
+            verification={"analyze": False, "probes": []},
+        )
+        cluster.migration(name, spec)
+        cluster.wait_phase(name, "Migrating", timeout=240)
+        (old,) = cluster.kube.list("Pod", OPERATOR_NS, OPERATOR_POD_SELECTOR)
+        cluster.kube.request("DELETE", path_of("Pod", OPERATOR_NS, old["metadata"]["name"]))
+
+        status = cluster.wait_terminal(name, timeout=420)
+        assert status["phase"] == "Succeeded", status.get("message")
+        pods = cluster.kube.list("Pod", OPERATOR_NS, OPERATOR_POD_SELECTOR)
+        assert old["metadata"]["uid"] not in {p["metadata"]["uid"] for p in pods}
+        assert history_versions(url) == {1: "applied", 2: "applied"}
+        jobs = _jobs_by_step(cluster, name)
+        assert all(len(names) == 1 for names in jobs.values()), jobs  # each step ran once
+        assert set(jobs) >= {"plan", "apply", "verify"}
+
+
+def test_apply_pod_node_drained_mid_apply_resumes_on_another_node(
+    cluster: Cluster, operator: OperatorProcess, database_url: str, testbed: Any
+) -> None:
+    ready_database(cluster, database_url, files=SLOW)
+    spec = sample_spec(verification={"analyze": False, "probes": []})
+    cluster.migration("drained", spec)
+
+    deadline = time.monotonic() + 300
+    running: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not running:
+        running = [
+            p
+            for p in step_pods(cluster, "apply")
+            if (p.get("status") or {}).get("phase") == "Running"
+        ]
+        time.sleep(0.5)
+    assert running, "the apply pod never ran"
+    time.sleep(3)  # inside 001's pg_sleep
+    node = running[0]["spec"]["nodeName"]
+    try:
+        drained = testbed.kubectl(
+            "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
+            f"--pod-selector={LABEL_STEP}=apply", "--timeout=120s", timeout=150,
+        )  # fmt: skip
+        assert drained.returncode == 0, drained.stderr
+        status = cluster.wait_terminal("drained", timeout=420)
+    finally:
+        testbed.kubectl("uncordon", node)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert history_versions(database_url) == {1: "applied", 2: "applied"}
+    (job,) = _jobs_by_step(cluster, "drained")["apply"]  # the same Job, a second pod
+    events = cluster.kube.list("Event", cluster.ns)
+    created = [
+        e["message"].rsplit(" ", 1)[1]
+        for e in sorted(events, key=lambda e: e.get("firstTimestamp") or e.get("eventTime") or "")
+        if e["reason"] == "SuccessfulCreate" and e["involvedObject"]["name"] == job
+    ]
+    placed = {
+        e["involvedObject"]["name"]: e["message"].rsplit(" ", 1)[1]
+        for e in events
+        if e["reason"] == "Scheduled"
+    }
+    assert len(created) == 2, created
+    assert placed[created[0]] == node and placed[created[1]] != node, (created, placed)
