@@ -20,9 +20,10 @@ from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
 from dbmigrate.cli.engine_args import EXIT_CODES, add_apply_options, add_common, add_target
 from dbmigrate.cli.engine_output import ProgressView, apply_text, history_text, plan_text
 from dbmigrate.cli.reporting import Reporter, add_reporting_args, reporter_from_args
+from dbmigrate.cli.step_errors import print_failure, scrub
 from dbmigrate.engine import history
 from dbmigrate.engine.apply import ApplySettings, apply_migrations, plan
-from dbmigrate.engine.connect import connect, database_label
+from dbmigrate.engine.connect import check_conninfo, connect, database_label
 from dbmigrate.engine.errors import EXIT_USAGE, MigrationError, exit_code_for
 from dbmigrate.engine.sources import MigrationSet, MigrationSourceError, load_directory
 
@@ -78,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _url(args: argparse.Namespace) -> str:
     if not args.database_url:
         raise UsageError("no database: give --database-url or set DATABASE_URL")
+    check_conninfo(args.database_url)
     return str(args.database_url)
 
 
@@ -89,13 +91,14 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """Turn the engine's errors into a message on stderr and the documented exit code."""
 
     def run(args: argparse.Namespace) -> int:
+        prefix = f"dbmigrate {args.command}"
         try:
             return command(args)
         except (UsageError, MigrationSourceError) as exc:
-            print(f"dbmigrate {args.command}: {exc}", file=sys.stderr)
+            print_failure(args, prefix, scrub(str(exc), args), type(exc).__name__)
             return EXIT_USAGE
         except MigrationError as exc:
-            print(f"dbmigrate {args.command}: {exc}", file=sys.stderr)
+            print_failure(args, prefix, scrub(str(exc), args), exc.code)
             return exc.exit_code
 
     run.__doc__ = command.__doc__
