@@ -32,6 +32,7 @@ COMMAND_MODULES = {
     "apply": "dbmigrate.cli.engine_cmds",
     "status": "dbmigrate.cli.engine_cmds",
     "history": "dbmigrate.cli.engine_cmds",
+    "repair": "dbmigrate.cli.engine_cmds",
     "lint": "dbmigrate.cli.lint_cmds",
     "preflight": "dbmigrate.cli.step_cmds",
     "backup": "dbmigrate.cli.step_cmds",
