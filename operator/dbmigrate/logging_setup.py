@@ -16,9 +16,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 MASK = "***"
 # scheme://user:password@host: keep scheme and user, mask the password.
@@ -41,16 +42,37 @@ def register_secret(value: str | None) -> None:
         _literals.add(value)
 
 
-def register_env_secrets(environ: dict[str, str] | None = None) -> None:
+def passwords_in(conninfo: str) -> set[str]:
+    """Every value that may be the password of a URL or libpq string, whatever its shape.
+
+    Parsing cannot be trusted here: the strings that most need masking are the malformed ones
+    (``postgres:PASSWORD@host``, a port that is not a number, a lost ``//``), which no parser
+    reads. So every stretch between a ``:`` and a later ``@`` counts (the userinfo's password in
+    any shape, percent-decoded too), and every ``password=`` value."""
+    found: set[str] = set()
+    for match in _KEY_VALUE_PASSWORD.finditer(conninfo):
+        value = match.group("pw")
+        found.add(value)
+        if value[:1] in ("'", '"'):
+            found.add(value[1:-1].replace("\\" + value[0], value[0]))
+    colons = [i for i, ch in enumerate(conninfo) if ch == ":"]
+    ats = [i for i, ch in enumerate(conninfo) if ch == "@"]
+    found.update(conninfo[i + 1 : j] for i in colons for j in ats if j > i + 1)
+    found.update({unquote(value) for value in found})
+    return {value for value in found if value}
+
+
+def register_conninfo(conninfo: str | None) -> None:
+    """Mask every password candidate of this URL or libpq string from now on."""
+    for value in passwords_in(conninfo or ""):
+        register_secret(value)
+
+
+def register_env_secrets(environ: Mapping[str, str] | None = None) -> None:
     """Register the password of PGPASSWORD and of DATABASE_URL (the step Jobs' credentials)."""
     env = os.environ if environ is None else environ
     register_secret(env.get("PGPASSWORD"))
-    url = env.get("DATABASE_URL")
-    if url:
-        try:
-            register_secret(urlsplit(url).password)
-        except ValueError:
-            register_secret(url)  # not parseable: mask the whole value rather than guess
+    register_conninfo(env.get("DATABASE_URL"))
 
 
 def _mask_key_value(match: re.Match[str]) -> str:
@@ -66,6 +88,34 @@ def redact(text: str) -> str:
     for literal in sorted(_literals, key=len, reverse=True):
         text = text.replace(literal, MASK)
     return text
+
+
+def redact_tree(value: Any) -> Any:
+    """A JSON-shaped value (dicts, lists, strings) with every string redacted; for the status
+    patches a step sends, which carry error messages too."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(item) for item in value]
+    return value
+
+
+class RedactingStream:
+    """A text stream that redacts every write before passing it on: what a command prints on
+    stdout and stderr (results, errors, JSON, progress) goes through ``redact`` like the logs."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        """Write ``text`` without passwords; returns the length the caller asked to write."""
+        self.stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 class RedactionFilter(logging.Filter):

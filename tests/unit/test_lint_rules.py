@@ -44,6 +44,8 @@ FIRES = [
     ("DM211", "ALTER TABLE users ADD COLUMN IF NOT EXISTS c text NOT NULL;"),
     ("DM212", "DROP INDEX IF EXISTS idx;"),
     ("DM213", "ALTER TABLE p DETACH PARTITION p2019;"),
+    ("DM214", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;"),
+    ("DM215", "SET lock_timeout = 0;"),
     ("DM301", "CREATE TABLE t (id bigint);"),
     ("DM301", "CREATE INDEX CONCURRENTLY i ON t (a);"),
     ("DM301", "CREATE INDEX CONCURRENTLY ON t (a);"),

@@ -16,8 +16,9 @@ EXIT_CODES = """exit codes:
   0  success: everything applied, nothing to do, or (plan) no drift
   1  the step ran and found a failure: drift, lint errors under --lint-policy strict, a failing
      statement, an index left invalid, a changed plan hash
-  2  bad input or usage: no database URL, bad migration file names, duplicate versions, SQL that
-     does not parse, an unknown --target
+  2  bad input or usage: no database URL or one that cannot be parsed, bad migration file names,
+     duplicate versions, an empty folder or file, an unreadable file, SQL that does not parse,
+     an unknown --target
   3  unavailable, may heal: cannot connect, the migration lock is held by another run, a lock or
      statement timeout after the retries (rerun later; a rerun resumes)"""
 

@@ -17,12 +17,19 @@ from collections.abc import Callable
 from datetime import datetime
 
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
-from dbmigrate.cli.engine_args import EXIT_CODES, add_apply_options, add_common, add_target
+from dbmigrate.cli.engine_args import (
+    EXIT_CODES,
+    add_apply_options,
+    add_common,
+    add_target,
+    duration_ms,
+)
 from dbmigrate.cli.engine_output import ProgressView, apply_text, history_text, plan_text
 from dbmigrate.cli.reporting import Reporter, add_reporting_args, reporter_from_args
+from dbmigrate.cli.step_errors import print_failure, scrub
 from dbmigrate.engine import history
 from dbmigrate.engine.apply import ApplySettings, apply_migrations, plan
-from dbmigrate.engine.connect import connect, database_label
+from dbmigrate.engine.connect import check_conninfo, connect, database_label
 from dbmigrate.engine.errors import EXIT_USAGE, MigrationError, exit_code_for
 from dbmigrate.engine.sources import MigrationSet, MigrationSourceError, load_directory
 
@@ -45,6 +52,12 @@ COMMANDS = {
     ),
     "status": ("applied, failed and pending versions", "The history's state, and the plan."),
     "history": ("the history table, row by row", "Every row of dbmigrate.schema_migrations."),
+    "repair": (
+        "rebuild missing or INVALID indexes of applied versions",
+        "For each index the applied files create that is missing or INVALID (dropped by hand, a "
+        "failed build), drop it concurrently and build it again with CREATE INDEX CONCURRENTLY. "
+        "The remedy verify prints.",
+    ),
 }
 
 
@@ -64,6 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common(parsers["apply"], "required")
     add_common(parsers["status"], "optional")
     add_common(parsers["history"], None)
+    add_common(parsers["repair"], "required")
+    parsers["repair"].add_argument(
+        "--lock-timeout", type=duration_ms, default=5000, metavar="D", help="default 5s"
+    )
     for name in ("plan", "apply", "status"):
         add_target(parsers[name])
     add_apply_options(parsers["apply"])
@@ -73,11 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parsers["apply"].set_defaults(func=cmd_apply)
     parsers["status"].set_defaults(func=cmd_status)
     parsers["history"].set_defaults(func=cmd_history)
+    parsers["repair"].set_defaults(func=cmd_repair)
 
 
 def _url(args: argparse.Namespace) -> str:
     if not args.database_url:
         raise UsageError("no database: give --database-url or set DATABASE_URL")
+    check_conninfo(args.database_url)
     return str(args.database_url)
 
 
@@ -89,13 +108,14 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """Turn the engine's errors into a message on stderr and the documented exit code."""
 
     def run(args: argparse.Namespace) -> int:
+        prefix = f"dbmigrate {args.command}"
         try:
             return command(args)
         except (UsageError, MigrationSourceError) as exc:
-            print(f"dbmigrate {args.command}: {exc}", file=sys.stderr)
+            print_failure(args, prefix, scrub(str(exc), args), type(exc).__name__)
             return EXIT_USAGE
         except MigrationError as exc:
-            print(f"dbmigrate {args.command}: {exc}", file=sys.stderr)
+            print_failure(args, prefix, scrub(str(exc), args), exc.code)
             return exc.exit_code
 
     run.__doc__ = command.__doc__
@@ -211,6 +231,21 @@ def cmd_history(args: argparse.Namespace) -> int:
         _print_json([_row_dict(r) for r in rows])
     else:
         print("\n".join(history_text(rows)))
+    return 0
+
+
+@_guarded
+def cmd_repair(args: argparse.Namespace) -> int:
+    """``dbmigrate repair``: rebuild the missing or INVALID indexes of the applied versions."""
+    from dbmigrate.engine.repair import repair_indexes
+
+    url, migration_set = _url(args), _set(args)
+    with connect(url, "repair") as conn:
+        rebuilt = repair_indexes(conn, list(migration_set), args.lock_timeout)
+    if args.output == "json":
+        _print_json({"database": database_label(url), "rebuilt": rebuilt})
+    else:
+        print("\n".join(f"rebuilt index {name}" for name in rebuilt) or "nothing to repair")
     return 0
 
 

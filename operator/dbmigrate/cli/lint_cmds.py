@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dbmigrate.api.lint import LintFinding, LintPolicy, LintReport
 from dbmigrate.engine.lint import POLICIES, RULES, build_report, lint_sql
+from dbmigrate.engine.sources import MigrationSourceError, load_directory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -46,15 +47,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def collect_files(files: list[str], migrations: str | None) -> list[Path]:
-    """The files to lint, in order: the folder's *.sql by name, then the named files."""
+    """The files to lint, in order: the folder's migrations by version (the folder read and
+    refused exactly as ``apply`` reads it), then the named files."""
     paths: list[Path] = []
     if migrations:
-        folder = Path(migrations)
-        if not folder.is_dir():
-            raise LintInputError(f"--migrations {migrations!r} is not a folder")
-        paths.extend(sorted(p for p in folder.glob("*.sql") if p.is_file()))
-        if not paths:
-            raise LintInputError(f"no *.sql files in {migrations!r}")
+        try:  # the folder rules of apply: names, versions, readable, non-empty files
+            folder = load_directory(migrations)
+        except MigrationSourceError as exc:
+            raise LintInputError(str(exc)) from exc
+        paths.extend(Path(migrations) / m.filename for m in folder)
     for name in files:
         path = Path(name)
         if not path.is_file():

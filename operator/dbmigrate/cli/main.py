@@ -5,14 +5,24 @@ sub-command sets ``func`` (returning the process exit code). Exit codes are docu
 README: 0 success, 1 the step ran and found a failure, 2 bad input or usage, 3 could not connect
 or a lock/timeout that may heal. Only the module of the command asked for is imported, so a
 step starts in a fraction of a second instead of loading the operator's Kopf and API client.
+
+Whatever a command prints goes through ``logging_setup.RedactingStream``: the password of
+``--database-url`` / DATABASE_URL / PGPASSWORD is masked in stdout and stderr whatever the URL's
+shape, even where no message was written with it in mind. A reader that goes away early
+(``dbmigrate history --output json | head -1``) ends the command quietly with 141, as a Unix tool
+killed by SIGPIPE does, instead of a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import itertools
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from dbmigrate import __version__
 
@@ -22,6 +32,7 @@ COMMAND_MODULES = {
     "apply": "dbmigrate.cli.engine_cmds",
     "status": "dbmigrate.cli.engine_cmds",
     "history": "dbmigrate.cli.engine_cmds",
+    "repair": "dbmigrate.cli.engine_cmds",
     "lint": "dbmigrate.cli.lint_cmds",
     "preflight": "dbmigrate.cli.step_cmds",
     "backup": "dbmigrate.cli.step_cmds",
@@ -35,6 +46,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
 def _modules_for(argv: Sequence[str]) -> list[str]:
@@ -58,15 +70,56 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _database_urls(arguments: Sequence[str]) -> list[str]:
+    """The values given to --database-url, read before parsing (argparse may print them)."""
+    found = [a.split("=", 1)[1] for a in arguments if a.startswith("--database-url=")]
+    found += [b for a, b in itertools.pairwise(arguments) if a == "--database-url"]
+    return found
+
+
+@contextlib.contextmanager
+def redacted_output(arguments: Sequence[str]) -> Iterator[None]:
+    """stdout and stderr without the passwords of the URLs given or in the environment."""
+    from dbmigrate.logging_setup import RedactingStream, register_conninfo, register_env_secrets
+
+    register_env_secrets()
+    for url in _database_urls(arguments):
+        register_conninfo(url)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(saved[0]), RedactingStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _detach_stdout() -> None:
+    """Point stdout's descriptor at /dev/null so the interpreter's last flush cannot fail too."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (io.UnsupportedOperation, AttributeError, ValueError):
+        return  # an in-memory stream (tests): there is no descriptor to detach
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments and run the chosen sub-command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(arguments)
-    args = parser.parse_args(arguments)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    return int(args.func(args))
+    with redacted_output(arguments):
+        parser = build_parser(arguments)
+        args = parser.parse_args(arguments)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        try:
+            code = int(args.func(args))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _detach_stdout()
+            return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

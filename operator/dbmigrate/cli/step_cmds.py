@@ -119,6 +119,9 @@ def _register_rollback(subparsers: argparse._SubParsersAction) -> None:
 def _url(args: argparse.Namespace) -> str:
     if not args.database_url:
         raise StepError("no database: give --database-url or set DATABASE_URL")
+    from dbmigrate.engine.connect import check_conninfo
+
+    check_conninfo(args.database_url)
     return str(args.database_url)
 
 

@@ -1,13 +1,16 @@
 """How the step commands fail: a clear message on stderr and the documented exit code.
 
 2 for bad input, 1 when the step ran and failed, 3 when the database is unavailable; passwords
-are scrubbed from every message. The error classes are imported only when a command fails, so a
+are scrubbed from every message. With ``--output json`` the failure is also printed on stdout as
+one JSON object (``error``, ``errorCode``, ``exitCode``), so a machine reading stdout gets JSON on
+every path. The error classes are imported only when a command fails, so a
 command that succeeds never loads the SQL parser or the models it cannot fail in.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 
@@ -18,19 +21,27 @@ EXIT_USAGE = 2
 
 def scrub(message: str, args: argparse.Namespace) -> str:
     """The message, still readable, without passwords: those in URLs or ``password=`` settings,
-    and the --database-url's own password wherever it appears."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    and every password candidate of the --database-url, whatever the URL's shape."""
+    from dbmigrate.logging_setup import redact, register_conninfo
 
-    from dbmigrate.logging_setup import MASK, redact
+    register_conninfo(getattr(args, "database_url", None))
+    return redact(message)
 
-    url = getattr(args, "database_url", None)
-    try:
-        password = conninfo_to_dict(url).get("password") if url else None
-    except psycopg.ProgrammingError:
-        password = None
-    text = redact(message)
-    return text.replace(str(password), MASK) if password else text
+
+def print_failure(args: argparse.Namespace, prefix: str, message: str, code: str) -> None:
+    """``prefix: message`` on stderr and, for ``--output json``, the failure as JSON on stdout."""
+    print(f"{prefix}: {message}", file=sys.stderr)
+    if getattr(args, "output", None) == "json":
+        document = {"error": message, "errorCode": code}
+        print(json.dumps(document, indent=2))
+
+
+def _failure(args: argparse.Namespace, prefix: str, exc: Exception, exit_code: int) -> int:
+    code = getattr(exc, "code", None)
+    print_failure(
+        args, prefix, scrub(str(exc), args), code if isinstance(code, str) else type(exc).__name__
+    )
+    return exit_code
 
 
 def report_failure(
@@ -48,15 +59,12 @@ def report_failure(
     from dbmigrate.engine.sources import MigrationSourceError
 
     if isinstance(exc, StepError | MigrationError):
-        print(f"{prefix}: {scrub(str(exc), args)}", file=sys.stderr)
-        return exc.exit_code
+        return _failure(args, prefix, exc, exc.exit_code)
     if isinstance(exc, MigrationSourceError | ValidationError | ParseError):
-        print(f"{prefix}: {scrub(str(exc), args)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failure(args, prefix, exc, EXIT_USAGE)
     if isinstance(exc, psycopg.Error):
         err = from_database_error(exc, context or f"dbmigrate {args.command}")
-        print(f"{prefix}: {scrub(str(err), args)}", file=sys.stderr)
-        return err.exit_code
+        return _failure(args, prefix, err, err.exit_code)
     return None
 
 

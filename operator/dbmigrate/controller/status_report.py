@@ -9,7 +9,8 @@ a stale value of an earlier report (say, the index being built) is removed rathe
 Credentials: the pod's service account (``step_api``: the standard library's HTTPS, so a step
 pod does not pay for importing the kubernetes client). Progress is throttled (at most one patch
 every ``min_interval`` seconds); a final result is always sent, with retries. A failed patch is
-logged, never raised: the step's own outcome must not depend on reporting.
+logged, never raised: the step's own outcome must not depend on reporting. Every string of a
+patch is redacted first (``logging_setup.redact_tree``): error messages may quote a URL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.controller.step_api import ApiCallError, ServiceAccountClient
+from dbmigrate.logging_setup import redact_tree
 
 log = logging.getLogger("dbmigrate.status")
 
@@ -136,7 +138,7 @@ class StatusReporter:
 
     def _send(self, parts: dict[str, ApiModel], *, attempts: int, what: str) -> bool:
         target, key = f"{self.namespace}/{self.name}", ", ".join(parts)
-        body = {"status": {k: _wire_with_nulls(m) for k, m in parts.items()}}
+        body = redact_tree({"status": {k: _wire_with_nulls(m) for k, m in parts.items()}})
         delay = self._retry_delay
         for attempt in range(1, attempts + 1):
             try:

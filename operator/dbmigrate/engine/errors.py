@@ -92,6 +92,13 @@ class ConnectionFailedError(MigrationError):
     sqlstate = "08000"
 
 
+class ConnectionStringError(MigrationError):
+    """The database URL or libpq string cannot be parsed or has a bad value (a port that is not a
+    number): no retry can heal it, so it is bad input. The message never repeats the string."""
+
+    exit_code = EXIT_USAGE
+
+
 class LockHeldError(MigrationError):
     """Another run holds the migration advisory lock and did not release it within the wait."""
 

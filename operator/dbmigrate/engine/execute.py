@@ -8,7 +8,10 @@ autocommit statement is followed by a progress update, so a rerun resumes after 
 that committed. lock_timeout/statement_timeout are in force for every statement: the runner sets
 them on the session when they differ from what it last set, and again after any statement that may
 have changed them (SET, DO, a query...; see ``Statement.may_change_settings``) or after an error.
-Attempts that timed out waiting for a lock are retried with backoff.
+The timeouts belong to the run, not to the file: right after a statement that may have changed
+them, the runner reads them back and puts the run's own value back wherever the file raised or
+disabled one (``SET lock_timeout = 0``, as pg_dump's header writes), so a file can only lower
+them, for its own statements. Attempts that timed out waiting for a lock are retried with backoff.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ from dbmigrate.engine.steps import PreparedFile
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = (LockTimeoutError, DeadlockError)
+# For each timeout with a bound (> 0): the bound again if the session's value is 0 (none) or
+# above it. pg_settings gives both in milliseconds.
+_KEEP_BOUNDS = """
+SELECT set_config(name, bound::text, false)
+FROM pg_settings
+JOIN (VALUES ('lock_timeout', %(lock)s::bigint), ('statement_timeout', %(statement)s::bigint))
+    AS b (name, bound) USING (name)
+WHERE bound > 0 AND (setting::bigint = 0 OR setting::bigint > bound)
+"""
 
 
 def now() -> datetime:
@@ -61,6 +73,7 @@ class FileRunner:
         self._context = ""
         self._retries = 0
         self._timeouts: tuple[int, int] | None = None  # (lock, statement) the session has now
+        self._bound: tuple[int, int] = (settings.lock_timeout_ms, settings.statement_timeout_ms)
         self.catalog = catalog.LookAhead(conn)
         self._following: list[CreatedObject] = []
 
@@ -237,6 +250,8 @@ class FileRunner:
             if stmt.may_change_settings:
                 self._timeouts = None  # whatever it does, set the timeouts again before the next
             self.conn.execute(stmt.text)
+            if stmt.may_change_settings:
+                self._keep_bounds()
         finally:
             self.monitor.end()
 
@@ -248,12 +263,20 @@ class FileRunner:
         if self._timeouts == wanted:
             return
         self._timeouts = None
+        self._bound = wanted
         self.conn.execute(
             "SELECT set_config('lock_timeout', %s, false),"
             " set_config('statement_timeout', %s, false)",
             (str(wanted[0]), str(wanted[1])),
         )
         self._timeouts = wanted
+
+    def _keep_bounds(self) -> None:
+        """Put the run's timeouts back where the statement raised or disabled one (0 = none);
+        a lower value the file chose stays. Session-level, so it also holds after the file's
+        transaction commits; a rollback restores the run's own values anyway."""
+        lock, statement = self._bound
+        self.conn.execute(_KEEP_BOUNDS, {"lock": lock, "statement": statement})
 
     def _attempt(self, action: Callable[[], T]) -> T:
         """Run ``action``; retry with backoff after a lock timeout or deadlock, up to the bound."""

@@ -157,8 +157,9 @@ def created_schemas(sql_texts: Iterable[str]) -> list[str]:
     return names
 
 
-def index_sql_on(index: IndexDef, schema: str, table: str) -> str:
-    """The index's CREATE INDEX re-targeted at SCHEMA.TABLE, without CONCURRENTLY/IF NOT EXISTS.
+def index_sql_on(index: IndexDef, schema: str, table: str, concurrent: bool = False) -> str:
+    """The index's CREATE INDEX re-targeted at SCHEMA.TABLE, without IF NOT EXISTS (and without
+    CONCURRENTLY unless asked: ``repair`` rebuilds the real index concurrently).
 
     Used to let PostgreSQL render the file's definition on an empty copy of the table, so it can
     be compared with pg_get_indexdef of the real index in PostgreSQL's own normal form.
@@ -167,7 +168,7 @@ def index_sql_on(index: IndexDef, schema: str, table: str) -> str:
     slots: dict[str, object] = getattr(stmt, "__slots__", {})
     copy = ast.IndexStmt(**{name: getattr(stmt, name) for name in slots if hasattr(stmt, name)})
     copy.relation = ast.RangeVar(schemaname=schema, relname=table, inh=True, relpersistence="p")
-    copy.concurrent = False
+    copy.concurrent = concurrent
     copy.if_not_exists = False
     return deparse(copy)
 

@@ -116,29 +116,76 @@ def build_set(migrations: Iterable[Migration], allow_gaps: bool = True) -> Migra
     return MigrationSet(tuple(ordered))
 
 
-def load_mapping(files: Mapping[str, str], allow_gaps: bool = True) -> MigrationSet:
-    """Load a ConfigMap-shaped mapping of file name to SQL. Keys not ending in .sql are refused."""
+def _refuse_empty_sql(filename: str, sql: str) -> None:
+    if not sql.strip():
+        raise MigrationSourceError(
+            f"migration file {filename!r} is empty: an empty file would be recorded as an applied "
+            "version that did nothing; write its SQL or remove the file"
+        )
+
+
+def load_mapping(
+    files: Mapping[str, str], allow_gaps: bool = True, allow_empty: bool = False
+) -> MigrationSet:
+    """Load a ConfigMap-shaped mapping of file name to SQL. Keys not ending in .sql are refused,
+    so are empty files and (unless ``allow_empty``) an empty mapping."""
+    if not files and not allow_empty:
+        raise MigrationSourceError("no migration files: the set is empty")
     migrations = []
     for filename, sql in files.items():
         version, name = parse_filename(filename)
+        _refuse_empty_sql(filename, sql)
         migrations.append(Migration(version=version, name=name, filename=filename, sql=sql))
     return build_set(migrations, allow_gaps=allow_gaps)
 
 
-def load_directory(path: str | Path, allow_gaps: bool = True) -> MigrationSet:
-    """Load every ``*.sql`` file of a folder (not recursive). Other files are ignored."""
+def migration_paths(path: str | Path) -> list[Path]:
+    """The ``*.sql`` entries of a migrations folder, by name; each must be a readable file.
+
+    Every command that reads a folder (plan, apply, lint, the steps) goes through here, so they
+    all accept and refuse the same folders. A ``.sql`` entry that is a dangling symlink, a folder
+    or unreadable is refused with its name rather than skipped: skipping it would let later
+    versions run first. Other files (a README, ConfigMap mount links) are ignored."""
     folder = Path(path)
     if not folder.is_dir():
         raise MigrationSourceError(f"migrations folder {str(folder)!r} does not exist")
-    files: dict[str, str] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.suffix != ".sql" or not entry.is_file():
-            continue
-        try:
-            files[entry.name] = entry.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MigrationSourceError(f"cannot read {str(entry)!r}: {exc}") from exc
-    return load_mapping(files, allow_gaps=allow_gaps)
+    entries = sorted(e for e in folder.iterdir() if e.name.endswith(".sql"))
+    for entry in entries:
+        if not entry.is_file():
+            what = "a dangling symlink" if entry.is_symlink() else "not a regular file"
+            raise MigrationSourceError(
+                f"cannot read migration {str(entry)!r}: it is {what}; fix or remove it"
+            )
+    return entries
+
+
+def _read_file(entry: Path) -> str:
+    try:
+        return entry.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MigrationSourceError(
+            f"cannot read migration {str(entry)!r}: it is not UTF-8 ({exc.reason} at byte "
+            f"{exc.start})"
+        ) from exc
+    except OSError as exc:
+        raise MigrationSourceError(
+            f"cannot read migration {str(entry)!r}: {exc.strerror or exc}"
+        ) from exc
+
+
+def load_directory(
+    path: str | Path, allow_gaps: bool = True, allow_empty: bool = False
+) -> MigrationSet:
+    """Load every ``*.sql`` file of a folder (not recursive); see ``migration_paths``. A folder
+    without any is refused unless ``allow_empty`` (an empty ConfigMap mount is a mistake)."""
+    entries = migration_paths(path)
+    if not entries and not allow_empty:
+        raise MigrationSourceError(
+            f"no migration files (NNN_name.sql) in {str(path)!r}; an empty set would apply "
+            "nothing and report success"
+        )
+    files = {entry.name: _read_file(entry) for entry in entries}
+    return load_mapping(files, allow_gaps=allow_gaps, allow_empty=allow_empty)
 
 
 def _inline_entry(index: int, entry: Mapping[str, object]) -> Migration:

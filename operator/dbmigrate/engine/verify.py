@@ -22,6 +22,7 @@ from dbmigrate.engine.probes import Probe
 from dbmigrate.engine.sources import Migration
 
 TEMP_TABLE = "dbmigrate_verify_shape"
+REPAIR_COMMAND = "dbmigrate repair --migrations DIR"
 
 _FIND_INDEX = """
 SELECT n.nspname, t.relname, i.indisvalid, i.indisready,
@@ -88,8 +89,8 @@ def check_index(conn: psycopg.Connection, idx: IndexDef) -> IndexCheck:
             table=idx.table,
             exists=False,
             passed=False,
-            message=f"index {idx.name!r} does not exist; the migration did not build it: "
-            "run apply again or roll back",
+            message=f"index {idx.name} does not exist (dropped, or never built): rebuild the "
+            f"indexes of the applied versions with `{REPAIR_COMMAND}`, or roll back",
         )
     schema, table, valid, ready, actual, size = row
     check = IndexCheck(
@@ -105,7 +106,8 @@ def check_index(conn: psycopg.Connection, idx: IndexDef) -> IndexCheck:
     )
     _compare_definition(conn, idx, check)
     check.passed = bool(valid and ready and check.definition_matches)
-    check.message = _index_message(check)
+    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, idx.name))
+    check.message = _index_message(check, drop.as_string(conn))
     return check
 
 
@@ -121,12 +123,13 @@ def _compare_definition(conn: psycopg.Connection, idx: IndexDef, check: IndexChe
     check.definition_matches = matches
 
 
-def _index_message(check: IndexCheck) -> str:
+def _index_message(check: IndexCheck, drop_sql: str) -> str:
     problems = []
     if check.valid is False:
         problems.append(
-            "it is INVALID (an interrupted or failed CONCURRENTLY build): "
-            f"DROP INDEX CONCURRENTLY {check.name!r} and apply again"
+            "it is INVALID (an interrupted or failed CONCURRENTLY build): rebuild it with "
+            f"`{REPAIR_COMMAND}` (which runs {drop_sql}; and the file's CREATE INDEX "
+            "CONCURRENTLY)"
         )
     if check.ready is False:
         problems.append("it is not ready for inserts")

@@ -263,6 +263,25 @@ _RULES = (
         "DETACH PARTITION without CONCURRENTLY locks the parent table (ACCESS EXCLUSIVE)",
         "Use ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+).",
     ),
+    Rule(
+        "DM214",
+        "explicit-lock",
+        "warning",
+        "blocking",
+        "LOCK TABLE holds the named lock until the file's transaction ends",
+        "Let each statement take the lock it needs; if an explicit lock is needed, take the "
+        "weakest mode that works, with NOWAIT or a short lock_timeout, and keep the statements "
+        "after it few and fast (a file of its own).",
+    ),
+    Rule(
+        "DM215",
+        "timeout-disabled",
+        "error",
+        "blocking",
+        "SET lock_timeout / statement_timeout = 0 (or RESET / DEFAULT) in a file",
+        "Remove it (pg_dump writes it in its header): the run sets both timeouts, and a file "
+        "may only lower them (e.g. SET lock_timeout = '1s').",
+    ),
     # -- idempotency ---------------------------------------------------------------------------
     Rule(
         "DM301",

@@ -21,6 +21,7 @@ from dbmigrate.engine.lint import (
     doblocks,
     idempotency,
     indexes,
+    sessionlocks,
     suppression,
     transactions,
 )
@@ -35,7 +36,15 @@ Check = Callable[[Any, StatementContext], None]
 
 def _dispatch_table() -> dict[type, list[Check]]:
     table: dict[type, list[Check]] = {}
-    for module in (transactions, destructive, blocking, altertable, idempotency, indexes):
+    for module in (
+        transactions,
+        destructive,
+        blocking,
+        altertable,
+        idempotency,
+        indexes,
+        sessionlocks,
+    ):
         for node_type, checks in module.CHECKS.items():
             table.setdefault(node_type, []).extend(checks)
     return table
