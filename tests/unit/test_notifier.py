@@ -4,81 +4,26 @@ URL that never shows up in an error or a log line."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from dbmigrate.api.spec import UrlSecretRef
 from dbmigrate.controller.notifications import DeliveryKey, DeliveryResult, Target
 from dbmigrate.controller.notifier import Delivery, Notifier, RetryPolicy, post_with_retries
+from tests.webhook_receiver import TOKEN, Receiver, free_port, running_receiver
 
-TOKEN = "T0KEN-s3cr3t-abc123"
 BODY = {"event": "Succeeded", "name": "orders"}
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver answering from a script of (status, delay) and recording requests."""
-
-    script: list[tuple[int, float]]
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/{TOKEN}"
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(script=[])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length))
-            state.requests.append(
-                {"path": self.path, "type": self.headers.get("Content-Type"), "body": body}
-            )
-            status, delay = state.script.pop(0) if state.script else (200, 0.0)
-            time.sleep(delay)
-            try:
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the client gave up waiting (the slow case): nothing to answer
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running_receiver() as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then closed): connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class Waits:
@@ -99,10 +44,10 @@ def post(url: str, policy: RetryPolicy, waits: Waits) -> DeliveryResult:
 def test_500_then_200_is_delivered_on_the_second_attempt(receiver: Receiver) -> None:
     receiver.script = [(500, 0.0), (200, 0.0)]
     waits = Waits()
-    result = post(receiver.url, RetryPolicy(attempts=4, timeout=2, backoff=1.5), waits)
+    result = post(receiver.url(), RetryPolicy(attempts=4, timeout=2, backoff=1.5), waits)
     assert result == DeliveryResult(True, 2)
     assert waits.seen == [1.5]
-    assert [r["body"] for r in receiver.requests] == [BODY, BODY]
+    assert receiver.received() == [BODY, BODY]
     assert receiver.requests[0]["type"] == "application/json"
     assert receiver.requests[0]["path"] == f"/hooks/{TOKEN}"
 
@@ -112,7 +57,7 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_the_last_attempt(
 ) -> None:
     receiver.script = [(503, 0.0)] * 5
     waits = Waits()
-    result = post(receiver.url, RetryPolicy(attempts=4, backoff=1, max_backoff=3), waits)
+    result = post(receiver.url(), RetryPolicy(attempts=4, backoff=1, max_backoff=3), waits)
     assert result == DeliveryResult(False, 4, "the receiver answered HTTP 503")
     assert waits.seen == [1, 2, 3]  # doubling, capped
     assert len(receiver.requests) == 4
@@ -121,7 +66,7 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_the_last_attempt(
 def test_a_permanent_refusal_is_not_retried(receiver: Receiver) -> None:
     receiver.script = [(404, 0.0), (200, 0.0)]
     waits = Waits()
-    result = post(receiver.url, RetryPolicy(attempts=4), waits)
+    result = post(receiver.url(), RetryPolicy(attempts=4), waits)
     assert result == DeliveryResult(False, 1, "the receiver answered HTTP 404")
     assert waits.seen == [] and len(receiver.requests) == 1
 
@@ -137,7 +82,7 @@ def test_a_receiver_that_is_down_refuses_every_attempt() -> None:
 def test_a_slow_receiver_exceeds_the_timeout_of_each_attempt(receiver: Receiver) -> None:
     receiver.script = [(200, 1.5), (200, 1.5)]
     began = time.monotonic()
-    result = post(receiver.url, RetryPolicy(attempts=2, timeout=0.3, backoff=0.1), Waits())
+    result = post(receiver.url(), RetryPolicy(attempts=2, timeout=0.3, backoff=0.1), Waits())
     elapsed = time.monotonic() - began
     assert result == DeliveryResult(False, 2, "no answer within 0.3s")
     assert elapsed < 1.4  # both attempts gave up before the receiver answered either
@@ -148,7 +93,7 @@ def test_the_real_backoff_waits(receiver: Receiver) -> None:
     receiver.script = [(500, 0.0), (429, 0.0), (200, 0.0)]
     began = time.monotonic()
     result = asyncio.run(
-        post_with_retries(receiver.url, BODY, RetryPolicy(attempts=3, backoff=0.2))
+        post_with_retries(receiver.url(), BODY, RetryPolicy(attempts=3, backoff=0.2))
     )
     assert result == DeliveryResult(True, 3)
     assert time.monotonic() - began >= 0.6  # 0.2 + 0.4
@@ -181,7 +126,7 @@ def test_notifier_delivers_once_in_the_background_and_reports(
     receiver.script = [(200, 0.5)]
     results: list[tuple[Delivery, DeliveryResult]] = []
     done = threading.Event()
-    notifier = _notifier(receiver.url, results, done)
+    notifier = _notifier(receiver.url(), results, done)
     try:
         began = time.monotonic()
         future = notifier.submit(_delivery())
@@ -193,7 +138,7 @@ def test_notifier_delivers_once_in_the_background_and_reports(
     finally:
         notifier.close()
     assert [r for _, r in results] == [DeliveryResult(True, 1)]
-    assert [r["body"] for r in receiver.requests] == [BODY]
+    assert receiver.received() == [BODY]
     assert TOKEN not in caplog.text
     assert "delivered after 1 attempt(s)" in caplog.text
 
@@ -227,7 +172,7 @@ def test_notifier_reads_an_operator_target_from_its_environment(receiver: Receiv
     results: list[tuple[Delivery, DeliveryResult]] = []
     done = threading.Event()
     notifier = _notifier(None, results, done)
-    notifier.environ = {"OPS_URL": receiver.url}
+    notifier.environ = {"OPS_URL": receiver.url()}
     try:
         notifier.submit(_delivery(Target(name="ops", source="Operator", url_env="OPS_URL")))
         assert done.wait(10)
