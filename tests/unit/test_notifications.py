@@ -9,6 +9,7 @@ import pytest
 
 from dbmigrate.api.spec import NOTIFICATION_EVENTS
 from dbmigrate.api.status import DatabaseMigrationStatus, NotificationDelivery
+from dbmigrate.cli.main import main
 from dbmigrate.controller.decide import decide
 from dbmigrate.controller.gates import approve_command
 from dbmigrate.controller.model import Observed
@@ -233,3 +234,25 @@ def test_parse_operator_target() -> None:
     ]:
         with pytest.raises(ValueError, match=complaint):
             parse_operator_target(wrong)
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--notify", "name=ops,url-env=DBMIGRATE_TEST_UNSET_VAR"], "is not set"),
+        (["--notify", "name=ops"], "required"),
+        (["--notify", "name=ops,url-env=HOOK", "--notify", "name=ops,url-env=HOOK"], "twice"),
+        (["--notify-attempts", "0"], "choose 1 to 10"),
+        (["--notify-timeout", "0"], "seconds"),
+    ],
+)
+def test_operator_refuses_wrong_notify_flags(
+    argv: list[str],
+    complaint: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK", "https://hooks.example/T0")
+    monkeypatch.delenv("DBMIGRATE_TEST_UNSET_VAR", raising=False)
+    assert main(["operator", "--namespace", "apps", *argv]) == 2  # before Kopf ever starts
+    assert complaint in capsys.readouterr().err
