@@ -43,10 +43,20 @@ def migration_files(up_to: int = 5) -> dict[str, str]:
 class OperatorProcess:
     """``dbmigrate operator`` as a child process that can be stopped, killed and restarted."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: list[str],
+        log_path: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
+        self.extra_args = extra_args
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -55,7 +65,8 @@ class OperatorProcess:
         argv += ["--kubeconfig", str(self.kubeconfig), "--resync-seconds", "3"]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv += self.extra_args
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {self.starts} =====\n".encode())

@@ -46,6 +46,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 
 PROBE = {"name": "by-path", "sql": "SELECT 1"}
+HOOK = {"name": "team", "secretRef": {"name": "hooks"}}
 MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("no database", _with("database", "DELETE"), "spec.database: Required value"),
     ("no secret reference", _with("database", {}), "secretRef: Required value"),
@@ -126,6 +127,31 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         "should match",
     ),
     ("short job deadline", _with("jobs.activeDeadlineSeconds", 10), "greater than or equal to 60"),
+    (
+        "two notification targets of one name",
+        _with("notifications", [HOOK, {**HOOK, "format": "slack"}]),
+        "notification target names must be unique",
+    ),
+    (
+        "notification event listed twice",
+        _with("notifications", [{**HOOK, "events": ["Failed", "Failed"]}]),
+        "events must not list an event twice",
+    ),
+    (
+        "unknown notification event",
+        _with("notifications", [{**HOOK, "events": ["Exploded"]}]),
+        'Unsupported value: "Exploded"',
+    ),
+    (
+        "unknown notification format",
+        _with("notifications", [{**HOOK, "format": "teams"}]),
+        'Unsupported value: "teams"',
+    ),
+    (
+        "notification target without a Secret",
+        _with("notifications", [{"name": "team"}]),
+        "secretRef: Required value",
+    ),
     (
         "unknown top-level field",
         {**VALID, "bakup": {"enabled": True}},

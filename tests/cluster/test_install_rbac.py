@@ -28,6 +28,7 @@ import yaml
 
 from testbed.crd import wait_established
 from tests.cluster.operator_harness import pod_url
+from tests.webhook_receiver import TOKEN, running_receiver
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(1800)
@@ -114,6 +115,10 @@ def install(
         "metrics": {"enabled": True, "port": free_port()},
         "operator": {"logFormat": "json", "resyncSeconds": 2},
         "replicaCount": 0,  # the test runs the operator itself, as a local process
+        "notifications": {
+            "targets": [{"name": "platform", "format": "slack", "secretRef": {"name": "hook"}}],
+            "attempts": 2,
+        },
     }
     if os.environ.get("DBMIGRATE_IMAGE"):  # a cluster whose kubelet runs the image (kind)
         repository, tag = os.environ["DBMIGRATE_IMAGE"].rsplit(":", 1)
@@ -166,11 +171,14 @@ def test_can_i_list_is_exactly_what_the_operator_needs(install: Install, testbed
 class Operator:
     """``dbmigrate operator`` with the rendered Deployment's args and env, as the chart's SA."""
 
-    def __init__(self, install: Install, log_path: Path) -> None:
+    def __init__(self, install: Install, log_path: Path, testbed: Any) -> None:
         (container,) = install.deployment["spec"]["template"]["spec"]["containers"]
         self.args = [*container["args"], f"--kubeconfig={install.kubeconfig}"]
         self.ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {
+            e["name"]: e["value"] if "value" in e else secret_env(testbed, install, e["valueFrom"])
+            for e in container["env"]
+        }
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         self.env.update(env)
         self.log_path = log_path
@@ -199,6 +207,20 @@ class Operator:
         return self.log_path.read_text(errors="replace")
 
 
+def secret_env(testbed: Any, install: Install, source: dict[str, Any]) -> str:
+    """What the kubelet puts in an env variable ``valueFrom.secretKeyRef`` (operator's ns)."""
+    ref = source["secretKeyRef"]
+    path = f"jsonpath={{.data.{ref['key']}}}"
+    raw = kubectl_ok(testbed, "-n", install.operator_ns, "get", "secret", ref["name"], "-o", path)
+    return base64.b64decode(raw).decode()
+
+
+def create_secret(testbed: Any, namespace: str, name: str, data: dict[str, str]) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
+    secret["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    kubectl_ok(testbed, "-n", namespace, "apply", "-f", "-", stdin=yaml.safe_dump(secret))
+
+
 def migration(namespace: str) -> str:
     """A tiny DatabaseMigration (one CREATE TABLE, no backup) so the flow is quick."""
     obj = {
@@ -209,6 +231,7 @@ def migration(namespace: str) -> str:
             "database": {"secretRef": {"name": "tiny-db", "uriKey": "uri"}},
             "source": {"inline": [{"name": "001_tiny.sql", "sql": TINY_SQL}]},
             "backup": {"enabled": False},
+            "notifications": [{"name": "team", "secretRef": {"name": "tiny-hooks"}}],
         },
     }
     return yaml.safe_dump(obj)
@@ -243,29 +266,63 @@ def test_operator_with_the_chart_credentials_reconciles(
     install: Install, testbed: Any, database_url: str, tmp_path: Path
 ) -> None:
     ns = install.served_ns
-    uri = base64.b64encode(pod_url(database_url).encode()).decode()
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tiny-db"}}
-    secret["data"] = {"uri": uri}
-    kubectl_ok(testbed, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump(secret))
-    operator = Operator(install, tmp_path / "operator.log")
-    operator.start()
-    try:
-        kubectl_ok(testbed, "apply", "--server-side", "-f", "-", stdin=migration(ns))
-        status = wait_terminal(testbed, ns, operator)
-        assert status["phase"] == "Succeeded", status
-        assert operator.get("health", "/healthz")[0] == 200
-        code, metrics = operator.get("metrics", "/metrics")
-        assert code == 200 and 'dbmigrate_migrations{phase="Succeeded"} 1.0' in metrics
-        events = kubectl_ok(testbed, "-n", ns, "get", "events", "-o", "json")
-        assert '"reason"' in events, "the operator posted no Event"
-        password = urlsplit(database_url).password
-        assert not password or password not in events, "an Event carries the database password"
-    finally:
-        remove_migration(testbed, ns)
-        operator.stop()
-        print(operator.log()[-20000:])
+    create_secret(testbed, ns, "tiny-db", {"uri": pod_url(database_url)})
+    with running_receiver() as receiver:
+        # the resource's target: a Secret the operator reads with the chart's RBAC; the
+        # operator-wide one: a Secret of the operator's namespace, through its environment
+        create_secret(testbed, ns, "tiny-hooks", {"url": receiver.url("json")})
+        create_secret(testbed, install.operator_ns, "hook", {"url": receiver.url("slack")})
+        operator = Operator(install, tmp_path / "operator.log", testbed)
+        operator.start()
+        try:
+            kubectl_ok(testbed, "apply", "--server-side", "-f", "-", stdin=migration(ns))
+            status = wait_terminal(testbed, ns, operator)
+            assert status["phase"] == "Succeeded", status
+            receiver.wait_for(1, "json")
+            receiver.wait_for(1, "slack")
+            assert [b["event"] for b in receiver.received("json")] == ["Succeeded"]
+            [chat] = receiver.received("slack")
+            assert chat["text"].startswith(f"DatabaseMigration {ns}/tiny succeeded")
+            wait_delivered(testbed, ns)
+            _check_operator(install, testbed, operator, database_url)
+        finally:
+            remove_migration(testbed, ns)
+            operator.stop()
+            print(operator.log()[-20000:])
+
+
+def wait_delivered(testbed: Any, namespace: str, timeout: float = 30) -> None:
+    """Until both deliveries are recorded Delivered in status.notifications."""
+    deadline = time.monotonic() + timeout
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        out = kubectl_ok(testbed, "-n", namespace, "get", "dbm", "tiny", "-o", "yaml")
+        records = (yaml.safe_load(out).get("status") or {}).get("notifications") or []
+        states = [d["state"] for r in records for d in r["deliveries"]]
+        if states == ["Delivered", "Delivered"]:
+            return
+        time.sleep(1)
+    pytest.fail(f"deliveries not recorded: {states}")
+
+
+def _check_operator(install: Install, testbed: Any, operator: Operator, database_url: str) -> None:
+    """Health, metrics, Events and log of the operator that drove the migration."""
+    ns = install.served_ns
+    assert operator.get("health", "/healthz")[0] == 200
+    code, metrics = operator.get("metrics", "/metrics")
+    assert code == 200 and 'dbmigrate_migrations{phase="Succeeded"} 1.0' in metrics
+    for target in ("platform", "team"):
+        assert (
+            f'dbmigrate_notifications_total{{event="Succeeded",name="tiny",namespace="{ns}",'
+            f'outcome="delivered",target="{target}"}} 1.0'
+        ) in metrics
+    events = kubectl_ok(testbed, "-n", ns, "get", "events", "-o", "json")
+    assert '"reason"' in events, "the operator posted no Event"
+    password = urlsplit(database_url).password
+    assert not password or password not in events, "an Event carries the database password"
+    assert TOKEN not in events, "an Event carries a webhook URL"
     log = operator.log()
     assert "is forbidden: User" not in log, "an API call was refused by RBAC"
     assert "Not enough permissions" not in log, "Kopf lacked a permission"
-    password = urlsplit(database_url).password
     assert not password or password not in log, "the database password was logged"
+    assert TOKEN not in log, "a webhook URL was logged"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dbmigrate.controller.notifications import parse_operator_target
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(2400)  # the first run builds helm (minutes on two cores)
@@ -24,6 +25,7 @@ VALUES = ct.CHART / "values.yaml"
 SCHEMA = json.loads((ct.CHART / "values.schema.json").read_text())
 CRD_SOURCE = ct.ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
 KEEP = {"helm.sh/resource-policy": "keep"}
+HOOK = {"name": "platform", "secretRef": {"name": "platform-hook"}}
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a", "team-b"]}])
@@ -47,6 +49,11 @@ def test_helm_lint_strict(values: dict[str, Any]) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"podLabels": {"team": 7}}, "podLabels"),
         ({"metric": {"enabled": True}}, "metric"),  # a typo of a key is refused, not ignored
+        ({"notifications": {"targets": [{"name": "ops"}]}}, "secretRef"),
+        ({"notifications": {"targets": [{**HOOK, "format": "teams"}]}}, "format"),
+        ({"notifications": {"targets": [{**HOOK, "events": ["Exploded"]}]}}, "events"),
+        ({"notifications": {"targets": [{**HOOK, "url": "https://x"}]}}, "url"),
+        ({"notifications": {"attempts": 0}}, "attempts"),
     ],
 )
 def test_schema_refuses_wrong_values(values: dict[str, Any], complaint: str) -> None:
@@ -115,6 +122,32 @@ def test_args_follow_the_mode() -> None:
     args = _deployment(values)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:3] == ["operator", "--namespace=a", "--namespace=b"]
     assert not any(a.startswith(("--all-namespaces", "--metrics-port")) for a in args)
+
+
+def test_operator_wide_notification_targets() -> None:
+    targets = [
+        {**HOOK, "format": "slack", "events": ["Failed", "RolledBack"]},
+        {"name": "audit", "secretRef": {"name": "audit-hook", "key": "endpoint"}},
+    ]
+    values = {"notifications": {"targets": targets, "attempts": 3, "timeoutSeconds": 2}}
+    (container,) = _deployment(values)["spec"]["template"]["spec"]["containers"]
+    notify = [a for a in container["args"] if a.startswith("--notify")]
+    assert notify == [
+        "--notify=name=platform,url-env=DBMIGRATE_NOTIFY_URL_0,format=slack,"
+        "events=Failed+RolledBack",
+        "--notify=name=audit,url-env=DBMIGRATE_NOTIFY_URL_1,format=json",
+        "--notify-attempts=3",
+        "--notify-timeout=2",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DBMIGRATE_NOTIFY_URL_0"]["valueFrom"] == {
+        "secretKeyRef": {"name": "platform-hook", "key": "url"}
+    }
+    assert env["DBMIGRATE_NOTIFY_URL_1"]["valueFrom"] == {
+        "secretKeyRef": {"name": "audit-hook", "key": "endpoint"}
+    }
+    for arg in notify[:2]:  # the CLI accepts what the chart writes
+        parse_operator_target(arg.removeprefix("--notify="))
 
 
 def test_image_and_step_image_follow_values() -> None:

@@ -76,7 +76,8 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
-# Which keys the database Secret holds (the operator never logs or stores values).
+# Which keys the database Secret holds (never its values); the URL of a spec.notifications
+# target, read from its Secret when a notification is sent (never logged or stored).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

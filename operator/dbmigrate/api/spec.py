@@ -319,6 +319,64 @@ class JobSpec(ApiModel):
     tolerations: list[Toleration] | None = Field(default=None, description="Tolerations.")
 
 
+NotificationEvent = Literal[
+    "WaitingForApproval",
+    "WaitingForWindow",
+    "Succeeded",
+    "Failed",
+    "RollingBack",
+    "RolledBack",
+    "Stalled",
+]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
+    "WaitingForApproval",
+    "WaitingForWindow",
+    "Succeeded",
+    "Failed",
+    "RollingBack",
+    "RolledBack",
+    "Stalled",
+)
+
+
+class UrlSecretRef(ApiModel):
+    """A Secret key holding a webhook URL (URLs of chat webhooks carry their token)."""
+
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret in the same namespace."
+    )
+    key: str = Field(default="url", min_length=1, description="Key holding the URL.")
+
+
+class NotificationTarget(ApiModel):
+    """A webhook told about the transitions a person cares about (see the README)."""
+
+    model_config = _extra(
+        {
+            "rule": "!has(self.events) || self.events.all(e, self.events.exists_one(f, f == e))",
+            "message": "events must not list an event twice",
+        }
+    )
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Name of the target, shown in status.notifications, Events and metrics.",
+    )
+    secret_ref: UrlSecretRef = Field(
+        description="The Secret key holding the webhook URL; the URL is never logged or shown."
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json",
+        description='json: the full notification document; slack: a {"text": ...} message '
+        "for a Slack (or compatible) incoming webhook.",
+    )
+    events: list[NotificationEvent] | None = Field(
+        default=None,
+        max_length=7,
+        description="Notify these transitions only; all of them when unset.",
+    )
+
+
 class DatabaseMigrationSpec(ApiModel):
     """A migration of one PostgreSQL database to a target version, done safely."""
 
@@ -347,3 +405,17 @@ class DatabaseMigrationSpec(ApiModel):
     verification: VerificationSpec = _defaulted(VerificationSpec, "Verification after applying.")
     rollback: RollbackSpec = _defaulted(RollbackSpec, "Emergency rollback.")
     jobs: JobSpec = _defaulted(JobSpec, "Settings of the step Jobs.")
+    notifications: list[NotificationTarget] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Webhooks notified of approval and window waits, success, failure, "
+        "rollback and stalls; they add to the operator-wide targets. Names must be unique.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(t, self.exists_one(u, u.name == t.name))",
+                    "message": "notification target names must be unique",
+                }
+            ]
+        },
+    )

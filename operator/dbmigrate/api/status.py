@@ -25,6 +25,7 @@ from dbmigrate.api.evidence import (
 )
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
+from dbmigrate.api.spec import NotificationEvent
 
 Phase = Literal[
     "Pending",
@@ -119,6 +120,42 @@ class DatabaseIdentity(ApiModel):
         return f"{self.system_identifier}/{self.database}"
 
 
+class NotificationDelivery(ApiModel):
+    """The delivery of one notification to one target (never its URL)."""
+
+    target: str = Field(description="Name of the target.")
+    source: Literal["Resource", "Operator"] = Field(
+        description="Resource: from spec.notifications; Operator: an operator-wide target."
+    )
+    state: Literal["Pending", "Delivered", "Failed"] = Field(
+        default="Pending",
+        description="Pending until delivered or given up; a restarted operator sends Pending.",
+    )
+    attempts: int = Field(default=0, ge=0, description="HTTP attempts made.")
+    finished_at: datetime | None = Field(
+        default=None, description="When it was delivered or given up."
+    )
+    error: str | None = Field(default=None, description="Why the delivery failed, if it did.")
+
+
+class NotificationRecord(ApiModel):
+    """A transition a person cares about, notified once per run to each target."""
+
+    event: NotificationEvent = Field(description="The transition.")
+    run_id: str = Field(description="The run it belongs to.")
+    at: datetime = Field(description="When the transition happened.")
+    reason: str = Field(description="The Ready condition's reason at the transition.")
+    message: str = Field(max_length=2048, description="The status message at the transition.")
+    plan_hash: str | None = Field(default=None, description="The plan hash awaiting approval.")
+    next_open: datetime | None = Field(
+        default=None, description="When the maintenance window opens next."
+    )
+    failed_step: Step | None = Field(default=None, description="The step that failed, if any.")
+    deliveries: list[NotificationDelivery] = Field(
+        default_factory=list, description="One delivery per target."
+    )
+
+
 class DatabaseMigrationStatus(ApiModel):
     """What happened, step by step, with the evidence of each."""
 
@@ -168,4 +205,8 @@ class DatabaseMigrationStatus(ApiModel):
     )
     step_exit: StepExit | None = Field(
         default=None, description="How the last step's command ended, written by the step."
+    )
+    notifications: list[NotificationRecord] = Field(
+        default_factory=list,
+        description="Transitions notified to webhooks in this run, with each delivery's state.",
     )

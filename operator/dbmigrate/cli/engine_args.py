@@ -59,8 +59,11 @@ APPLY_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
 )  # fmt: skip
 
 
-def add_common(parser: argparse.ArgumentParser, migrations: str | None) -> None:
-    """--database-url, --output and (required, optional or absent) --migrations."""
+def add_common(
+    parser: argparse.ArgumentParser, migrations: str | None, outputs: tuple[str, ...] = ()
+) -> None:
+    """--database-url, --output (text, json and ``outputs``) and (required, optional or absent)
+    --migrations."""
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
@@ -73,7 +76,30 @@ def add_common(parser: argparse.ArgumentParser, migrations: str | None) -> None:
             required=migrations == "required",
             help="folder of NNN_name.sql files",
         )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument("--output", choices=("text", "json", *outputs), default="text")
+
+
+def add_plan_report_options(parser: argparse.ArgumentParser) -> None:
+    """What ``plan --output markdown`` adds to the plan: the lint report and the preflight."""
+    parser.add_argument(
+        "--lint-policy",
+        choices=("strict", "warn", "off"),
+        default="strict",
+        help="markdown: lint the pending files under this policy (default strict)",
+    )
+    parser.add_argument(
+        "--auto-concurrently",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="markdown: lint as an apply with --auto-concurrently will run (plain CREATE INDEX "
+        "is rewritten, so its finding is moot)",
+    )
+    parser.add_argument(
+        "--preflight",
+        action="store_true",
+        help="markdown: also run the read-only preflight checks (sizes, index build estimates, "
+        "privileges, long transactions)",
+    )
 
 
 def add_target(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,9 @@
 Each command takes ``--database-url`` (or env DATABASE_URL; libpq's PG* variables fill in what the
 URL leaves out) and, where it needs the files, ``--migrations DIR``. Text output is for people
 (apply draws a progress bar and names the sessions it waits for); ``--output json`` prints the
-result model for machines. Passwords are never printed: addresses appear as host:port/dbname.
+result model for machines; ``plan --output markdown`` adds the lint report (and with
+``--preflight`` the preflight's estimates) and prints a pull-request comment (``plan_markdown``).
+Passwords are never printed: addresses appear as host:port/dbname.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
+from dbmigrate.api.evidence import PreflightResult
+from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
 from dbmigrate.cli.engine_args import (
     EXIT_CODES,
     add_apply_options,
     add_common,
+    add_plan_report_options,
     add_target,
     duration_ms,
 )
 from dbmigrate.cli.engine_output import ProgressView, apply_text, history_text, plan_text
 from dbmigrate.cli.reporting import Reporter, add_reporting_args, reporter_from_args
 from dbmigrate.cli.step_errors import print_failure, scrub
-from dbmigrate.engine import history
-from dbmigrate.engine.apply import ApplySettings, apply_migrations, plan
+from dbmigrate.engine import history, planning
+from dbmigrate.engine.apply import ApplySettings, apply_migrations, made_moot_by_rewrite, plan
 from dbmigrate.engine.connect import check_conninfo, connect, database_label
 from dbmigrate.engine.errors import EXIT_USAGE, MigrationError, exit_code_for
 from dbmigrate.engine.sources import MigrationSet, MigrationSourceError, load_directory
@@ -73,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         for name, (text, about) in COMMANDS.items()
     }
-    add_common(parsers["plan"], "required")
+    add_common(parsers["plan"], "required", outputs=("markdown",))
+    add_plan_report_options(parsers["plan"])
     add_common(parsers["apply"], "required")
     add_common(parsers["status"], "optional")
     add_common(parsers["history"], None)
@@ -126,10 +132,40 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _plan_report(
+    args: argparse.Namespace,
+) -> tuple[PlanResult, LintReport, PreflightResult | None]:
+    """The plan, the lint report of its pending files and (with --preflight) the preflight, as
+    the operator's plan step computes them, on one connection."""
+    from dbmigrate.engine import lint, preflight
+
+    url, migration_set = _url(args), _set(args)
+    with connect(url, "plan") as conn:
+        result, _ = planning.plan_on(conn, migration_set, args.target, database_label(url))
+        pending_versions = {p.version for p in result.pending}
+        pending = [m for m in migration_set if m.version in pending_versions]
+        report = lint.lint_migrations(pending, args.lint_policy)
+        if args.auto_concurrently:
+            kept = [f for f in report.findings if not made_moot_by_rewrite(f)]
+            report = lint.build_report(kept, args.lint_policy, report.files)
+        checks = None
+        if args.preflight:
+            checks = preflight.run_preflight(conn, pending, preflight.PreflightOptions())
+    return result, report, checks
+
+
 @_guarded
 def cmd_plan(args: argparse.Namespace) -> int:
     """``dbmigrate plan``."""
-    result: PlanResult = plan(_url(args), _set(args), args.target)
+    if args.output == "markdown":
+        from dbmigrate.cli.plan_markdown import plan_markdown
+
+        result, report, checks = _plan_report(args)
+        reporter_from_args(args).result("plan", result)
+        print(plan_markdown(result, report, checks), end="")
+        refused = not report.passed or (checks is not None and not checks.passed)
+        return 1 if result.drift_errors or refused else 0
+    result = plan(_url(args), _set(args), args.target)
     reporter_from_args(args).result("plan", result)
     if args.output == "json":
         _print_json(result.to_wire())

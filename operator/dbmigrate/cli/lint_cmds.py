@@ -3,7 +3,8 @@
 Works without a database. Exit codes: 0 the files pass the policy, 1 the policy is strict and an
 unsuppressed error remains, 2 bad usage or unreadable input. Human output is one line per finding
 (``file:line:col severity rule message``) followed by its fix hint; ``--output json`` prints the
-``LintReport`` as written into a DatabaseMigration's status.
+``LintReport`` as written into a DatabaseMigration's status; ``--output sarif`` a SARIF 2.1.0 log
+for code scanning and ``--output github`` GitHub Actions annotations (see ``lint_output``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from dbmigrate.api.lint import LintFinding, LintPolicy, LintReport
+from dbmigrate.cli.lint_output import github_lines, sarif_log
 from dbmigrate.engine.lint import POLICIES, RULES, build_report, lint_sql
 from dbmigrate.engine.sources import MigrationSourceError, load_directory
 
@@ -41,7 +43,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="strict",
         help="strict: errors fail (exit 1); warn: report only; off: do not lint",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--output",
+        choices=("text", "json", "sarif", "github"),
+        default="text",
+        help="text (default); json: the LintReport; sarif: a SARIF 2.1.0 log for code scanning; "
+        "github: GitHub Actions annotations (::error file=...,line=...::) on the diff",
+    )
     parser.add_argument("--list-rules", action="store_true", help="print the rule table and exit")
     parser.set_defaults(func=run_lint)
 
@@ -91,14 +99,19 @@ def format_finding(finding: LintFinding) -> str:
     return "\n".join(lines)
 
 
-def format_report(report: LintReport) -> str:
-    """Every finding, then a one-line verdict."""
-    lines = [format_finding(f) for f in report.findings]
+def format_verdict(report: LintReport) -> str:
+    """The counts and the policy's verdict on one line."""
     verdict = "passed" if report.passed else "FAILED"
-    lines.append(
+    return (
         f"{report.files} file(s): {report.error_count} error(s), {report.warning_count} "
         f"warning(s), {report.suppressed_count} suppressed; policy {report.policy}: {verdict}"
     )
+
+
+def format_report(report: LintReport) -> str:
+    """Every finding, then a one-line verdict."""
+    lines = [format_finding(f) for f in report.findings]
+    lines.append(format_verdict(report))
     return "\n".join(lines)
 
 
@@ -117,8 +130,13 @@ def run_lint(args: argparse.Namespace) -> int:
     except LintInputError as exc:
         print(f"dbmigrate lint: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    code = EXIT_OK if report.passed else EXIT_FAILED
     if args.output == "json":
         print(json.dumps(report.to_wire(), indent=2))
+    elif args.output == "sarif":
+        print(json.dumps(sarif_log(report, code), indent=2))
+    elif args.output == "github":
+        print("\n".join(github_lines(report, format_verdict(report))))
     else:
         print(format_report(report))
-    return EXIT_OK if report.passed else EXIT_FAILED
+    return code

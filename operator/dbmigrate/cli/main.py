@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "history": "dbmigrate.cli.engine_cmds",
     "repair": "dbmigrate.cli.engine_cmds",
     "lint": "dbmigrate.cli.lint_cmds",
+    "wait": "dbmigrate.cli.wait_cmds",
     "preflight": "dbmigrate.cli.step_cmds",
     "backup": "dbmigrate.cli.step_cmds",
     "verify": "dbmigrate.cli.step_cmds",

@@ -5,7 +5,9 @@ either for a list of namespaces or for all of them, logged in with ``--kubeconfi
 It accepts exactly the arguments the Helm chart's Deployment passes: ``--namespace``/
 ``--all-namespaces``, ``--liveness``, ``--metrics-port`` (``/metrics`` and ``/healthz``; 0 for
 none), ``--log-format text|json`` (redacting handler of ``dbmigrate.logging_setup``),
-``--resync-seconds`` and ``--verbose``.
+``--resync-seconds``, ``--verbose``, and the operator-wide notification targets: ``--notify``
+(repeatable; the URL comes from an environment variable, which the chart fills from a Secret),
+``--notify-attempts`` and ``--notify-timeout``.
 
 ``dbmigrate job plan|backup|apply|verify|rollback`` are the composite commands of the step Jobs
 (the contract is in ``dbmigrate.controller.commands``): each calls the engine, prints a readable
@@ -20,9 +22,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbmigrate.cli.reporting import add_reporting_args
+
+if TYPE_CHECKING:
+    from dbmigrate.controller.notifications import Target
 
 STEP_HELP = {
     "plan": "load the migrations, compute the plan, lint, preflight; report the database identity",
@@ -61,6 +66,30 @@ def register(subparsers: Any) -> None:
         default=0,
         metavar="PORT",
         help="serve Prometheus /metrics (and /healthz) on this port (default 0: no server)",
+    )
+    op.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="an operator-wide webhook notified about every DatabaseMigration, as "
+        "name=N,url-env=VAR[,format=json|slack][,events=Failed+RolledBack+...]; the URL is read "
+        "from the environment variable VAR (repeatable; a resource's spec.notifications adds to "
+        "these)",
+    )
+    op.add_argument(
+        "--notify-attempts",
+        type=int,
+        default=4,
+        metavar="N",
+        help="POSTs per notification at most, with exponential backoff (default 4)",
+    )
+    op.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time limit of each POST (default 5)",
     )
     _log_format_arg(op)
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -126,13 +155,21 @@ def operator_command(args: argparse.Namespace) -> int:
     if not 0 <= args.metrics_port <= 65535:
         print(f"--metrics-port {args.metrics_port}: not a port number", file=sys.stderr)
         return 2
+    targets = _notify_targets(args)
+    if targets is None:
+        return 2
     os.environ["DBMIGRATE_RESYNC_SECONDS"] = str(args.resync_seconds)
     from dbmigrate.controller import handlers
     from dbmigrate.controller.metrics import start_metrics_server
+    from dbmigrate.controller.notifier import RetryPolicy
 
     clusterwide = args.all_namespaces or not args.namespace
     handlers.OperatorConfig.kubeconfig = args.kubeconfig
     handlers.OperatorConfig.namespaces = () if clusterwide else tuple(args.namespace)
+    handlers.OperatorConfig.notify_targets = targets
+    handlers.OperatorConfig.notify_policy = RetryPolicy(
+        attempts=args.notify_attempts, timeout=args.notify_timeout
+    )
     if args.metrics_port:
         start_metrics_server(args.metrics_port)
     kopf.run(
@@ -142,3 +179,34 @@ def operator_command(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _notify_targets(args: argparse.Namespace) -> tuple[Target, ...] | None:
+    """The ``--notify`` targets, or None (with a message on stderr) when one is wrong."""
+    from dbmigrate.controller.notifications import parse_operator_target
+
+    if not 1 <= args.notify_attempts <= 10:
+        print(f"--notify-attempts {args.notify_attempts}: choose 1 to 10", file=sys.stderr)
+        return None
+    if not 0 < args.notify_timeout <= 60:
+        print(f"--notify-timeout {args.notify_timeout}: choose (0, 60] seconds", file=sys.stderr)
+        return None
+    targets: list[Target] = []
+    for text in args.notify:
+        try:
+            target = parse_operator_target(text)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return None
+        if target.url_env is not None and not os.environ.get(target.url_env):
+            print(
+                f"--notify {target.name}: the environment variable {target.url_env} that should "
+                "hold its URL is not set",
+                file=sys.stderr,
+            )
+            return None
+        if any(t.name == target.name for t in targets):
+            print(f"--notify: the name {target.name} is given twice", file=sys.stderr)
+            return None
+        targets.append(target)
+    return tuple(targets)

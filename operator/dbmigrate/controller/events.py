@@ -19,6 +19,9 @@ from dbmigrate.controller.kube import ApiError, Kube
 log = logging.getLogger("dbmigrate.events")
 
 COMPONENT = "dbmigrate-operator"
+# Reasons of the Events posted outside ``decide`` (its Events carry the phase or the condition
+# reason): a webhook that could not be notified (``runtime``; the migration goes on).
+NOTIFICATION_FAILED = "NotificationFailed"
 MAX_MESSAGE = 1024
 EventType = Literal["Normal", "Warning"]
 

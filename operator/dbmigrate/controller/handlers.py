@@ -26,6 +26,8 @@ import kopf
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.status import TERMINAL_PHASES
 from dbmigrate.controller.naming import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
+from dbmigrate.controller.notifications import Target
+from dbmigrate.controller.notifier import RetryPolicy
 from dbmigrate.controller.runtime import Reconciler
 
 log = logging.getLogger("dbmigrate.operator")
@@ -39,6 +41,8 @@ class OperatorConfig:
 
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()  # the watched namespaces; empty: cluster-wide
+    notify_targets: tuple[Target, ...] = ()  # operator-wide notification targets (--notify)
+    notify_policy: RetryPolicy | None = None
     reconciler: Reconciler | None = None
 
 
@@ -72,7 +76,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         from dbmigrate.controller.kube import Kube, load_api_client
 
         kube = Kube(load_api_client(OperatorConfig.kubeconfig))
-        OperatorConfig.reconciler = Reconciler(kube, namespaces=OperatorConfig.namespaces)
+        OperatorConfig.reconciler = Reconciler(
+            kube,
+            namespaces=OperatorConfig.namespaces,
+            notify_targets=OperatorConfig.notify_targets,
+            notify_policy=OperatorConfig.notify_policy,
+        )
 
 
 @kopf.on.login()

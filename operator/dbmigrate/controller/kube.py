@@ -7,11 +7,15 @@ status code, so callers can tell "already exists" (success for a deterministic J
 and "forbidden" from what may heal (5xx, 429, timeouts).
 
 Secrets: ``secret_keys`` reads a Secret object to learn which keys it has and returns only their
-names. Values are never returned, logged or stored by the operator.
+names: the database credentials are never read by the operator. ``secret_value`` returns one
+value, for one purpose only: the URL of a notification target (``notifier``), which is used to
+send and never logged or stored.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from typing import Any
@@ -146,6 +150,21 @@ class Kube:
         if secret is None:
             return None
         return frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """The text of one key of a Secret (None if the Secret or key is missing, or the value is
+        not UTF-8). Used for notification URLs only; the caller never logs it."""
+        secret = self.get("Secret", namespace, name)
+        if secret is None:
+            return None
+        raw = (secret.get("data") or {}).get(key)
+        if raw is None:
+            text = (secret.get("stringData") or {}).get(key)
+            return str(text) if text is not None else None
+        try:
+            return base64.b64decode(raw, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
 
     def replicas(self, kind: str, namespace: str, name: str) -> int | None:
         """spec.replicas of a Deployment or StatefulSet (None if it does not exist)."""

@@ -104,6 +104,12 @@ class OperatorMetrics:
         )
         self._backup_age = _BackupAgeCollector(clock)
         self.registry.register(self._backup_age)
+        self.notifications = Counter(
+            "dbmigrate_notifications",
+            "Webhook notifications that finished, by target, event and outcome.",
+            [*labels, "target", "event", "outcome"],
+            registry=self.registry,
+        )
         self.lint_findings = Gauge(
             "dbmigrate_lint_findings",
             "Unsuppressed lint findings of the latest plan, by severity, per resource.",
@@ -163,6 +169,12 @@ class OperatorMetrics:
         """Unsuppressed findings of the latest plan, by severity (missing severities are 0)."""
         for severity in LINT_SEVERITIES:
             self.lint_findings.labels(namespace, name, severity).set(counts.get(severity, 0))
+
+    def observe_notification(
+        self, namespace: str, name: str, target: str, event: str, outcome: str
+    ) -> None:
+        """A notification finished: ``outcome`` delivered, or failed (after its retries)."""
+        self.notifications.labels(namespace, name, target, event, outcome).inc()
 
     def observe_status(self, namespace: str, name: str, status: DatabaseMigrationStatus) -> None:
         """Derive every metric from a status; safe to call on each reconcile (deduplicated)."""
@@ -225,6 +237,7 @@ observe_success = METRICS.observe_success
 observe_rollback = METRICS.observe_rollback
 observe_backup = METRICS.observe_backup
 observe_lint = METRICS.observe_lint
+observe_notification = METRICS.observe_notification
 observe_status = METRICS.observe_status
 forget_resource = METRICS.forget
 heartbeat = METRICS.heartbeat

@@ -57,6 +57,7 @@ OPERATOR_FIELDS = (
     "window",
     "jobs",
     "scaled_workloads",
+    "notifications",
 )
 
 

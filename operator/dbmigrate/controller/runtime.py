@@ -5,8 +5,14 @@ reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, 
 and its keys exist, whether the ConfigMap exists, which other migration holds the same database),
 calls ``decide`` and carries out the Decision in the order ``model.py`` documents: status patch,
 scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions, and a
-requeue. One resource is reconciled by one thread at a time; a restart simply reconciles again,
-because Job names are deterministic and the database's history table is the truth of what ran.
+requeue. The notifications a transition makes due (``notifications``) are recorded in that same
+status patch, and their Pending deliveries are handed to the ``Notifier`` last, which sends them
+in the background: a webhook never holds or fails a reconcile. A delivery's result is written
+back under the resource's lock (so a reconcile never overwrites it with an older list), with a
+Warning Event and a metric when it failed.
+
+One resource is reconciled by one thread at a time; a restart simply reconciles again, because
+Job names are deterministic and the database's history table is the truth of what ran.
 
 What may heal (API server unavailable, throttling) raises ``kopf.TemporaryError``; what will not
 (a spec that no longer parses, a forbidden call) is written as ``Stalled`` with a reason.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -32,9 +39,10 @@ from dbmigrate.api import conditions as cond
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
 from dbmigrate.controller import gates, metrics
+from dbmigrate.controller import notifications as notify
 from dbmigrate.controller.apply_decision import DecisionApplier
 from dbmigrate.controller.decide import decide
-from dbmigrate.controller.events import EventRecorder
+from dbmigrate.controller.events import NOTIFICATION_FAILED, EventRecorder
 from dbmigrate.controller.jobs import required_secret_keys
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.model import (
@@ -45,6 +53,7 @@ from dbmigrate.controller.model import (
     settle_with_step_exit,
 )
 from dbmigrate.controller.naming import job_selector, run_spec_config_map_name
+from dbmigrate.controller.notifier import Delivery, Notifier, RetryPolicy
 from dbmigrate.controller.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.controller.recovery import needs_workload_pods
 from dbmigrate.controller.requeue import Requeuer
@@ -52,6 +61,7 @@ from dbmigrate.controller.requeue import Requeuer
 log = logging.getLogger("dbmigrate.operator")
 
 DEFAULT_IMAGE = f"ghcr.io/dbmigrate/dbmigrate:{__version__}"
+RECORD_ATTEMPTS = 3  # writes of a delivery's result into the status
 
 
 def operator_image() -> str:
@@ -69,10 +79,15 @@ class Reconciler:
         namespaces: Sequence[str] = (),
         image: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        notify_targets: Sequence[notify.Target] = (),
+        notify_policy: RetryPolicy | None = None,
     ) -> None:
         self.kube = kube
         self.namespaces = tuple(namespaces)  # empty: all namespaces
         self.clock = clock
+        self.notify_targets = tuple(notify_targets)  # operator-wide (``--notify``)
+        self.notify_policy = notify_policy or RetryPolicy()
+        self._notifier: Notifier | None = None
         self.events = EventRecorder(kube)
         self.applier = DecisionApplier(kube, self.events, image or operator_image())
         self.requeuer = Requeuer(self._requeued)
@@ -126,12 +141,80 @@ class Reconciler:
             # two resources of one database never both read "nobody holds it" before either
             # has written that it does; the Job and Events follow outside it
             observed = replace(observed, lock_holder=self._lock_holder(observed))
-            decision = decide(observed)
+            targets = notify.targets_for(observed.spec, self.notify_targets)
+            decision = notify.with_notifications(
+                observed.status, decide(observed), targets, observed.now
+            )
             self.applier.write_status(observed, decision)
         self.applier.act(resource, observed, decision)
         metrics.observe_status(namespace, name, decision.status)
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
+        self._send_pending(namespace, name, decision.status, targets)
+
+    # --- notifications -----------------------------------------------------------------------
+
+    def _send_pending(
+        self,
+        namespace: str,
+        name: str,
+        status: DatabaseMigrationStatus,
+        targets: Sequence[notify.Target],
+    ) -> None:
+        """Hand every Pending delivery to the notifier (it skips those already under way)."""
+        due = notify.pending(status)
+        if not due:
+            return
+        by_key = {(t.source, t.name): t for t in targets}
+        for key, record in due:
+            target = by_key.get((key.source, key.target))
+            fmt: notify.Format = target.format if target is not None else "json"
+            body = notify.build_payload(record, fmt, namespace, name)
+            self.notifier().submit(Delivery(namespace, name, key, target, body))
+
+    def notifier(self) -> Notifier:
+        """The notifier, started on first use (its loop thread lives as long as the process)."""
+        with self._guard:
+            if self._notifier is None:
+                self._notifier = Notifier(
+                    self.kube.secret_value, self._delivered, self.notify_policy
+                )
+            return self._notifier
+
+    def _delivered(self, delivery: Delivery, result: notify.DeliveryResult) -> None:
+        """Record a delivery's result in the status (under the resource's lock, so no reconcile
+        writes an older list over it); a failure also gets a Warning Event and the metric."""
+        namespace, name, key = delivery.namespace, delivery.name, delivery.key
+        outcome = "delivered" if result.delivered else "failed"
+        metrics.observe_notification(namespace, name, key.target, key.event, outcome)
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                resource = self._record_delivery(delivery, result)
+                break
+            except ApiError as exc:
+                if not exc.transient or attempt == RECORD_ATTEMPTS:
+                    raise  # logged by the notifier; the delivery stays Pending (sent again)
+                time.sleep(attempt)
+        if resource is not None and not result.delivered:
+            message = (
+                f"notification {key.event} to target {key.target} ({key.source.lower()}) failed "
+                f"after {result.attempts} attempt(s): {result.error}; the migration goes on"
+            )
+            self.events.emit(resource, "Warning", NOTIFICATION_FAILED, message)
+
+    def _record_delivery(self, delivery: Delivery, result: notify.DeliveryResult) -> Obj | None:
+        """Mark the delivery in status.notifications; the resource, or None when it is gone."""
+        namespace, name = delivery.namespace, delivery.name
+        with self._lock(namespace, name):
+            resource = self._live(namespace, name)
+            if resource is None:
+                return None
+            status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
+            records = notify.record_result(status.notifications, delivery.key, result, self.clock())
+            if records is not None:
+                wire = [r.to_wire() for r in records]
+                self.kube.patch_status(namespace, name, {"notifications": wire})
+            return resource
 
     # --- observing ---------------------------------------------------------------------------
 
