@@ -6,6 +6,10 @@ starts ``dbmigrate operator``, creates the Secret, the ConfigMap of ``database/m
 the backup PVC, applies ``manifests/samples/analytics-migration.yaml`` and follows it: every phase
 change, the live progress of the index builds, then ``kubectl get dbm`` and a summary of the
 backup, the applied versions and the verification. ``--keep`` leaves everything running.
+
+``--kind`` (``make demo-kind``) runs the same sample on the kind cluster of ``make kind-up``
+instead: the operator is the one the Helm chart installed there, the steps run the project's image
+on real kubelets, and PostgreSQL is the cluster's StatefulSet (reached by its Service's name).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from typing import Any
 
 import psycopg
 
-from testbed.bed import LocalTestbed
+from testbed.bed import ExternalTestbed, LocalTestbed
 from testbed.crd import install_crd
-from testbed.postgres import create_database
+from testbed.postgres import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
@@ -68,7 +72,11 @@ def load_analytics(url: str, page_views: int) -> None:
     print(f"    {users} users, {sessions} sessions, {page_views} page views")
 
 
-def kubectl(bed: LocalTestbed, *args: str, stdin: str | None = None) -> str:
+Bed = LocalTestbed | ExternalTestbed
+KIND_NAMESPACE = "dbmigrate-demo"  # watched by the Helm-installed operator (testbed.kindcluster)
+
+
+def kubectl(bed: Bed, *args: str, stdin: str | None = None) -> str:
     result = bed.kubectl(*args, input=stdin)
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -82,23 +90,32 @@ def start_operator(bed: LocalTestbed, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def create_inputs(bed: LocalTestbed, url: str) -> None:
-    kubectl(bed, "create", "namespace", NAMESPACE)
+def create_inputs(bed: Bed, url: str, namespace: str) -> None:
+    if namespace == NAMESPACE:
+        kubectl(bed, "create", "namespace", NAMESPACE)
     secret = ("create", "secret", "generic", "analytics-db", "--from-file=uri=/dev/stdin")
-    kubectl(bed, "-n", NAMESPACE, *secret, stdin=url)  # the URL never appears on a command line
+    kubectl(bed, "-n", namespace, *secret, stdin=url)  # the URL never appears on a command line
     files = ("create", "configmap", "analytics-migrations", f"--from-file={MIGRATIONS}")
-    kubectl(bed, "-n", NAMESPACE, *files)
+    kubectl(bed, "-n", namespace, *files)
     pvc = (
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: dbmigrate-backups}\n"
         "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"
     )
-    kubectl(bed, "-n", NAMESPACE, "apply", "-f", "-", stdin=pvc)
+    kubectl(bed, "-n", namespace, "apply", "-f", "-", stdin=pvc)
 
 
-def status_of(bed: LocalTestbed) -> dict[str, Any]:
+def clear_previous(bed: Bed, namespace: str) -> None:
+    """A previous demo's objects in the kind namespace (it is kept between runs)."""
+    for kind in ("dbm", "secret", "configmap", "pvc"):
+        name = {"dbm": "analytics", "secret": "analytics-db", "configmap": "analytics-migrations"}
+        args = (kind, name.get(kind, "dbmigrate-backups"), "--ignore-not-found", "--wait=true")
+        kubectl(bed, "-n", namespace, "delete", *args)
+
+
+def status_of(bed: Bed, namespace: str) -> dict[str, Any]:
     import json
 
-    out = bed.kubectl("-n", NAMESPACE, "get", "dbm", "analytics", "-o", "json")
+    out = bed.kubectl("-n", namespace, "get", "dbm", "analytics", "-o", "json")
     if out.returncode != 0:
         return {}
     status: dict[str, Any] = json.loads(out.stdout).get("status") or {}
@@ -116,15 +133,17 @@ def progress_line(progress: dict[str, Any]) -> str:
     )
 
 
-def follow(bed: LocalTestbed, operator: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+def follow(
+    bed: Bed, operator: subprocess.Popen[bytes] | None, namespace: str, timeout: float
+) -> dict[str, Any]:
     """Print each phase change and progress sample until the migration ends."""
     seen_phase, seen_progress = None, None
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        if operator.poll() is not None:
+        if operator is not None and operator.poll() is not None:
             raise RuntimeError(f"the operator exited with {operator.returncode}")
-        status = status_of(bed)
+        status = status_of(bed, namespace)
         phase = status.get("phase")
         if phase and phase != seen_phase:
             seen_phase = phase
@@ -198,14 +217,8 @@ def run(args: argparse.Namespace) -> int:
             "creating Secret analytics-db, ConfigMap analytics-migrations and PVC "
             f"dbmigrate-backups in namespace {NAMESPACE}"
         )
-        create_inputs(bed, url)
-        step(f"applying {SAMPLE.relative_to(ROOT)}")
-        print("    " + kubectl(bed, "-n", NAMESPACE, "apply", "-f", str(SAMPLE)).strip())
-        status = follow(bed, operator, args.timeout)
-        step("kubectl get dbm")
-        print(kubectl(bed, "-n", NAMESPACE, "get", "dbm", "-o", "wide"))
-        step("summary")
-        print("\n".join(summary(status)))
+        create_inputs(bed, url, NAMESPACE)
+        status = apply_and_follow(bed, operator, NAMESPACE, args.timeout)
         if args.keep:
             step(f"left running (Ctrl-C stops it): export KUBECONFIG={bed.kubeconfig}")
             signal.pause()
@@ -219,6 +232,54 @@ def run(args: argparse.Namespace) -> int:
         bed.stop()
 
 
+def apply_and_follow(
+    bed: Bed, operator: subprocess.Popen[bytes] | None, namespace: str, timeout: float
+) -> dict[str, Any]:
+    step(f"applying {SAMPLE.relative_to(ROOT)}")
+    print("    " + kubectl(bed, "-n", namespace, "apply", "-f", str(SAMPLE)).strip())
+    status = follow(bed, operator, namespace, timeout)
+    step("kubectl get dbm")
+    print(kubectl(bed, "-n", namespace, "get", "dbm", "-o", "wide"))
+    step("summary")
+    print("\n".join(summary(status)))
+    return status
+
+
+def run_kind(args: argparse.Namespace) -> int:
+    """The sample on the kind cluster, run by the operator the Helm chart installed there."""
+    bed = ExternalTestbed.from_env()
+    namespace = KIND_NAMESPACE
+    step(f"kind cluster: KUBECONFIG={bed.kubeconfig}")
+    print(kubectl(bed, "get", "nodes", "-o", "wide"))
+    print(kubectl(bed, "-n", "dbmigrate-system", "get", "deployment,pods"))
+    step("loading the analytics data into the cluster's PostgreSQL (StatefulSet postgres)")
+    drop_database(bed.pg_admin_url, "ial_analytics")
+    url = create_database(bed.pg_admin_url, "ial_analytics")
+    load_analytics(url, args.page_views)
+    step(
+        "creating Secret analytics-db (the database by its Service's DNS name), ConfigMap "
+        f"analytics-migrations and PVC dbmigrate-backups in namespace {namespace}"
+    )
+    clear_previous(bed, namespace)
+    create_inputs(bed, bed.pod_url(url), namespace)
+    status = apply_and_follow(bed, None, namespace, args.timeout)
+    print("\n    step pods (image, node):")
+    pods = kubectl(
+        bed,
+        "-n",
+        namespace,
+        "get",
+        "pods",
+        "-l",
+        "dbmigrate.io/migration=analytics",
+        "-o",
+        "custom-columns=POD:.metadata.name,IMAGE:.spec.containers[0].image,NODE:.spec.nodeName,"
+        "UID:.spec.securityContext.runAsUser,PHASE:.status.phase",
+    )
+    print(pods)
+    return 0 if status.get("phase") == "Succeeded" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed demo", description=__doc__)
     parser.add_argument(
@@ -228,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=600, help="seconds to wait for the migration"
     )
     parser.add_argument("--keep", action="store_true", help="leave the test bed running at the end")
-    return run(parser.parse_args(argv))
+    parser.add_argument(
+        "--kind", action="store_true", help="run on the kind cluster of `make kind-up` instead"
+    )
+    args = parser.parse_args(argv)
+    return run_kind(args) if args.kind else run(args)
 
 
 if __name__ == "__main__":

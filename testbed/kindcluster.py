@@ -142,15 +142,21 @@ class KindCluster:
                 )
 
     def check_docker(self) -> None:
+        path = f"/usr/sbin:/usr/bin:{os.environ.get('PATH', '')}"
+        if shutil.which("docker", path=path) is None:
+            raise TestbedError(
+                "no docker command: `make kind-up` installs Docker from Debian's packages when "
+                "run as root (apt-get install docker.io)"
+            )
         docker = subprocess.run(
-            ["docker", "info"],
+            ["docker", "version", "--format", "{{.Server.Version}}"],
             capture_output=True,
             text=True,
-            env={**os.environ, "PATH": "/usr/sbin:/usr/bin"},
+            env={**os.environ, "PATH": path},
         )
         if docker.returncode != 0:
             raise TestbedError(
-                "no Docker daemon answers (`docker info` failed: "
+                "no Docker daemon answers (`docker version` failed: "
                 f"{docker.stderr.strip()[-300:]}). `make kind-up` starts one when run as root; "
                 "otherwise start dockerd yourself, or add your user to the docker group."
             )
