@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import pytest
 import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.controller.commands import BACKUP_MOUNT
+from dbmigrate.controller.jobs import container_security_context, pod_security_context
 from dbmigrate.controller.kube import Kube, Obj, load_api_client
 from testbed.bed import with_host
 from testbed.crd import install_crd
@@ -377,6 +380,39 @@ def pod_url(url: str) -> str:
     """The database URL as the cluster's pods reach it (see `testbed.bed`)."""
     external = bool(os.environ.get("DBMIGRATE_TEST_KUBECONFIG"))
     return with_host(url, os.environ.get("DBMIGRATE_TEST_POD_DATABASE_HOST") if external else None)
+
+
+def on_backup_volume(testbed: Any, cluster: Cluster, claim: str, command: list[str]) -> str:
+    """Run ``command`` in the project's image as a restricted, non-root pod with the PVC
+    ``claim`` mounted where the step pods mount backups; return its log. (On the local test bed,
+    where that folder is a host folder, run the command here.)"""
+    if not testbed.real_kubelet:
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    name = f"backups-{secrets.token_hex(3)}"
+    volume = {"name": "backups", "persistentVolumeClaim": {"claimName": claim}}
+    container = {
+        "name": "main",
+        "image": os.environ["DBMIGRATE_IMAGE"],
+        "command": command,
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}],
+    }
+    spec = {
+        "restartPolicy": "Never",
+        "securityContext": pod_security_context(),
+        "volumes": [volume],
+        "containers": [container],
+    }
+    cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        phase = ((cluster.kube.get("Pod", cluster.ns, name) or {}).get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            logs = testbed.kubectl("-n", cluster.ns, "logs", name)
+            assert phase == "Succeeded", logs.stdout + logs.stderr
+            return str(logs.stdout)
+        time.sleep(1)
+    pytest.fail(f"pod {name} did not finish within 120 s")
 
 
 def ready_database(cluster: Cluster, database_url: str, *, files: dict[str, str] | None) -> None:

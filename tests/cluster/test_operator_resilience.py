@@ -7,7 +7,7 @@ the garbage collector remove its Jobs and keeps the backup.
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -19,6 +19,7 @@ from tests.cluster.operator_harness import (
     crd,
     history_versions,
     migration_files,
+    on_backup_volume,
     operator,
     ready_database,
     sample_spec,
@@ -112,15 +113,20 @@ def test_step_pods_are_admitted_under_pod_security_restricted(
 
 
 def test_deleting_the_resource_mid_run_removes_jobs_and_keeps_the_backup(
-    cluster: Cluster, operator: OperatorProcess, database_url: str
+    cluster: Cluster, operator: OperatorProcess, database_url: str, testbed: Any
 ) -> None:
     began = time.monotonic()
     seed_analytics(database_url, rows=400)
     ready_database(cluster, database_url, files=None)
     cluster.migration("deleted", sample_spec())
     status = cluster.wait_phase("deleted", "Migrating", "Verifying", "Succeeded", timeout=120)
-    backup = Path(status["backup"]["path"])
-    assert backup.exists()
+    backup = status["backup"]["path"]
+
+    def backup_exists() -> bool:
+        listing = on_backup_volume(testbed, cluster, "dbmigrate-backups", ["ls", "-1", backup])
+        return listing.strip() == backup
+
+    assert backup_exists()
     assert cluster.jobs("deleted")
 
     cluster.delete("deleted")
@@ -139,6 +145,6 @@ def test_deleting_the_resource_mid_run_removes_jobs_and_keeps_the_backup(
     while time.monotonic() < deadline and leftovers():
         time.sleep(0.5)
     assert leftovers() == [], "the resource or objects it owns were not removed"
-    assert backup.exists(), "deleting the resource must never delete its backup"
+    assert backup_exists(), "deleting the resource must never delete its backup"
     assert cluster.kube.get("PersistentVolumeClaim", cluster.ns, "dbmigrate-backups")
     print(f"deletion mid-run took {time.monotonic() - began:.1f}s")

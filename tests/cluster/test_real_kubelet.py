@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from dbmigrate.controller.commands import BACKUP_MOUNT
-from dbmigrate.controller.jobs import container_security_context, pod_security_context
 from dbmigrate.controller.kube import path_of
 from dbmigrate.controller.naming import LABEL_STEP
 from testbed.postgres import fresh_database
@@ -33,6 +32,7 @@ from tests.cluster.operator_harness import (
     history_versions,
     kube_for,
     migration_files,
+    on_backup_volume,
     operator,
     pod_url,
     ready_database,
@@ -62,46 +62,6 @@ def restrict(cluster: Cluster) -> None:
 def step_pods(cluster: Cluster, step: str | None = None) -> list[dict[str, Any]]:
     selector = f"{LABEL_STEP}={step}" if step else LABEL_STEP
     return cluster.kube.list("Pod", cluster.ns, selector)
-
-
-def run_pod(
-    testbed: Any, cluster: Cluster, name: str, command: list[str], volumes: list[Any]
-) -> str:
-    """Run the project's image once as a restricted, non-root pod (``volumes`` mounted at the
-    step pods' backup folder); return its log."""
-    mounts = [{"name": v["name"], "mountPath": BACKUP_MOUNT} for v in volumes]
-    cluster.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name},
-            "spec": {
-                "restartPolicy": "Never",
-                "securityContext": pod_security_context(),
-                "volumes": volumes,
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": os.environ["DBMIGRATE_IMAGE"],
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": command,
-                        "securityContext": container_security_context(),
-                        "volumeMounts": mounts,
-                    }
-                ],
-            },
-        }
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        pod = cluster.kube.get("Pod", cluster.ns, name) or {}
-        phase = (pod.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed"):
-            logs = testbed.kubectl("-n", cluster.ns, "logs", name)
-            assert phase == "Succeeded", logs.stdout + logs.stderr
-            return str(logs.stdout)
-        time.sleep(1)
-    pytest.fail(f"pod {name} did not finish within 120 s")
 
 
 def test_restricted_namespace_configmap_mount_and_service_dns(
@@ -172,8 +132,7 @@ def test_backup_written_by_uid_10001_on_a_pvc_is_restored_from_it(
     # The dump on the volume belongs to the step pods' user, as pg_dump wrote it.
     path = status["backup"]["path"]
     assert path.startswith(BACKUP_MOUNT + "/")
-    claim = {"name": "backups", "persistentVolumeClaim": {"claimName": "dbmigrate-backups"}}
-    out = run_pod(testbed, cluster, "stat-backup", ["stat", "-c", "%u %s", path], [claim])
+    out = on_backup_volume(testbed, cluster, "dbmigrate-backups", ["stat", "-c", "%u %s", path])
     uid, size = out.split()
     assert uid == "10001"
     assert int(size) == status["backup"]["sizeBytes"]
