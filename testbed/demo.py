@@ -264,6 +264,21 @@ def run_kind(args: argparse.Namespace) -> int:
     create_inputs(bed, bed.pod_url(url), namespace)
     status = apply_and_follow(bed, None, namespace, args.timeout)
     print("\n    step pods (image, node):")
+    for _ in range(60):  # the run moves on when a step reports; its pod ends a moment later
+        phases = kubectl(
+            bed,
+            "-n",
+            namespace,
+            "get",
+            "pods",
+            "-l",
+            "dbmigrate.io/migration=analytics",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ).split()
+        if all(p in ("Succeeded", "Failed") for p in phases):
+            break
+        time.sleep(0.5)
     pods = kubectl(
         bed,
         "-n",
