@@ -15,6 +15,7 @@ name) and `DBMIGRATE_IMAGE` (the image the step Jobs run).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -48,6 +49,7 @@ MIN_FREE_GIB = 12
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     """The pinned versions and image names of testbed/kind/versions.sh."""
     out = subprocess.run(
@@ -57,6 +59,7 @@ def versions() -> dict[str, str]:
         check=True,
     ).stdout
     wanted = ("K8S_VERSION", "NODE_IMAGE", "PROJECT_IMAGE", "BUNDLE_IMAGE", "MIGRATIONS_IMAGE")
+    wanted += ("TOOLS_KEY",)
     found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return {k: found[k].strip("'") for k in wanted}
 
@@ -85,7 +88,7 @@ class KindCluster:
 
     @property
     def kind(self) -> str:
-        return str(cache_dir() / "bin" / "kind")
+        return str(cache_dir() / versions()["TOOLS_KEY"] / "bin" / "kind")
 
     def environment(self) -> dict[str, str]:
         """What the cluster tier needs to run against this cluster."""
@@ -190,6 +193,11 @@ class KindCluster:
             return f"{len(ready)} of {len(nodes)} nodes Ready (3 wanted)"
         if images != {versions()["K8S_VERSION"]}:
             return f"its kubelets are {sorted(images)}, not {versions()['K8S_VERSION']} ({want})"
+        image = self.run(
+            "docker", "inspect", "--format", "{{.Config.Image}}", f"{self.name}-control-plane"
+        ).strip()
+        if image != want:
+            return f"its nodes run {image}, not the current node image {want}"
         port = self.run("docker", "port", f"{self.name}-control-plane", f"{PG_NODE_PORT}/tcp")
         if f"127.0.0.1:{self.pg_port}" not in port:
             return f"its PostgreSQL port mapping is {port.strip()!r}, not 127.0.0.1:{self.pg_port}"

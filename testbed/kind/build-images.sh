@@ -18,7 +18,7 @@ repo=$(cd "$here/../.." && pwd)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # Debian's docker client, matching its daemon
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 cache=${DBMIGRATE_KIND_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbmigrate-kind}
-bin="$cache/bin"
+bin="$cache/$TOOLS_KEY/bin"   # keyed by the versions it holds
 mkdir -p "$bin"
 log() { echo "[kind-build $(date +%H:%M:%S)] $*" >&2; }
 die() { echo "kind-build: $*" >&2; exit 1; }

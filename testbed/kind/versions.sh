@@ -11,6 +11,10 @@ DEBIAN_SUITE=bookworm          # Python 3.11 and PostgreSQL 15, as the project t
 BASE_IMAGE=dbmigrate-kind/base:$DEBIAN_SUITE
 BUNDLE_IMAGE=dbmigrate-kind/cluster-tools:$K8S_VERSION
 PAUSE_IMAGE=dbmigrate-kind/pause:$PAUSE_TAG
-NODE_IMAGE=dbmigrate-kind/node:$K8S_VERSION
+# The node image's tag also names the files laid into it, so that a change to one rebuilds it.
+NODE_INPUTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" \
+  && cat versions.sh cni.yaml storage.yaml kubelet-cgroups.sh | sha256sum | cut -c1-10)
+NODE_IMAGE=dbmigrate-kind/node:$K8S_VERSION-$NODE_INPUTS
+TOOLS_KEY=kind-$KIND_VERSION-coredns-$COREDNS_VERSION-local-path-$LOCAL_PATH_VERSION
 PROJECT_IMAGE=dbmigrate:kind
 MIGRATIONS_IMAGE=dbmigrate:kind-migrations   # the project image with database/migrations at /migrations
