@@ -245,6 +245,11 @@ def apply_and_follow(
     return status
 
 
+def step_pods(bed: Bed, namespace: str, output: str) -> str:
+    selector = "dbmigrate.io/migration=analytics"
+    return kubectl(bed, "-n", namespace, "get", "pods", "-l", selector, "-o", output)
+
+
 def run_kind(args: argparse.Namespace) -> int:
     """The sample on the kind cluster, run by the operator the Helm chart installed there."""
     bed = ExternalTestbed.from_env()
@@ -265,33 +270,12 @@ def run_kind(args: argparse.Namespace) -> int:
     status = apply_and_follow(bed, None, namespace, args.timeout)
     print("\n    step pods (image, node):")
     for _ in range(60):  # the run moves on when a step reports; its pod ends a moment later
-        phases = kubectl(
-            bed,
-            "-n",
-            namespace,
-            "get",
-            "pods",
-            "-l",
-            "dbmigrate.io/migration=analytics",
-            "-o",
-            "jsonpath={.items[*].status.phase}",
-        ).split()
+        phases = step_pods(bed, namespace, "jsonpath={.items[*].status.phase}").split()
         if all(p in ("Succeeded", "Failed") for p in phases):
             break
         time.sleep(0.5)
-    pods = kubectl(
-        bed,
-        "-n",
-        namespace,
-        "get",
-        "pods",
-        "-l",
-        "dbmigrate.io/migration=analytics",
-        "-o",
-        "custom-columns=POD:.metadata.name,IMAGE:.spec.containers[0].image,NODE:.spec.nodeName,"
-        "UID:.spec.securityContext.runAsUser,PHASE:.status.phase",
-    )
-    print(pods)
+    columns = "POD:.metadata.name,IMAGE:.spec.containers[0].image,NODE:.spec.nodeName,"
+    print(step_pods(bed, namespace, f"custom-columns={columns}UID:.spec.securityContext.runAsUser"))
     return 0 if status.get("phase") == "Succeeded" else 1
 
 

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.db.engine_support import EXAMPLE, query
+from tests.db.test_engine_cli import run
 
 UNSAFE_006 = (
     "CREATE INDEX IF NOT EXISTS idx_page_views_referrer ON page_views (referrer);\n"
     "-- dbmigrate:ignore DM203 reason: retention_policies holds a handful of rows\n"
     "ALTER TABLE retention_policies ALTER COLUMN updated_at SET NOT NULL;\n"
 )
-
-
-def run(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "dbmigrate.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def rows_of(markdown: str, title: str) -> list[list[str]]:
