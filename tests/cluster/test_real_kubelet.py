@@ -3,7 +3,8 @@ project's image runs every step as uid 10001 under the restricted Pod Security p
 backup onto a PersistentVolume and restores from it, reads migrations from a mounted ConfigMap and
 from a folder baked into an image, reaches PostgreSQL by its Service's DNS name; and a run
 survives its operator pod being killed (the Helm-installed operator) and its apply pod's node
-being drained, finishing exactly once.
+being drained, finishing exactly once; and an application's pod whose init container runs
+`dbmigrate wait` stays in Init until its migration succeeds, then starts.
 
 On the local test bed these are skipped (`real_kubelet`): there, pods are host processes.
 """
@@ -20,8 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from dbmigrate.controller.commands import BACKUP_MOUNT
+from dbmigrate.controller.jobs import container_security_context, pod_security_context
 from dbmigrate.controller.kube import path_of
-from dbmigrate.controller.naming import LABEL_STEP
+from dbmigrate.controller.naming import APPROVE_ANNOTATION, LABEL_STEP
 from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
     Cluster,
@@ -255,3 +257,81 @@ def test_apply_pod_node_drained_mid_apply_resumes_on_another_node(
     }
     assert len(created) == 2, created
     assert placed[created[0]] == node and placed[created[1]] != node, (created, placed)
+
+
+def _app_with_wait_init(database_secret: str, version: int) -> dict[str, Any]:
+    """An application whose pods start only once the schema has versions 1..``version``: an init
+    container runs ``dbmigrate wait`` against the database history (README's recipe)."""
+    wait = {
+        "name": "wait-for-schema",
+        "image": os.environ["DBMIGRATE_IMAGE"],
+        "args": ["wait", "--version", str(version), "--timeout", "5m"],
+        "env": [
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": database_secret, "key": "uri"}},
+            }
+        ],
+        "securityContext": container_security_context(),
+    }
+    app = {
+        "name": "app",
+        "image": os.environ["DBMIGRATE_IMAGE"],
+        "command": ["python3", "-c", "import time\nwhile True: time.sleep(1)"],
+        "securityContext": container_security_context(),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "schema-user"}},
+            "template": {
+                "metadata": {"labels": {"app": "schema-user"}},
+                "spec": {
+                    "securityContext": pod_security_context(),
+                    "initContainers": [wait],
+                    "containers": [app],
+                },
+            },
+        },
+    }
+
+
+def _app_pod(cluster: Cluster) -> dict[str, Any]:
+    pods = cluster.kube.list("Pod", cluster.ns, "app=schema-user")
+    return pods[0] if pods else {}
+
+
+def test_app_pod_stays_in_init_until_its_migration_succeeds(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    restrict(cluster)
+    ready_database(cluster, database_url, files=migration_files(2))
+    cluster.create(_app_with_wait_init("analytics-db", version=2))
+    spec = sample_spec(approval={"mode": "Manual"}, verification={"analyze": False, "probes": []})
+    cluster.migration("gated", spec)
+    waiting = cluster.wait_phase("gated", "WaitingForApproval", timeout=240)
+
+    deadline = time.monotonic() + 120
+    while not (_app_pod(cluster).get("status") or {}).get("initContainerStatuses"):
+        assert time.monotonic() < deadline, "the app's init container never started"
+        time.sleep(1)
+    time.sleep(10)  # the init container keeps waiting: nothing was approved
+    held = _app_pod(cluster)
+    assert held["status"]["phase"] == "Pending", held["status"]
+    (init,) = held["status"]["initContainerStatuses"]
+    assert "running" in init["state"] and init["restartCount"] == 0, init
+
+    cluster.annotate("gated", APPROVE_ANNOTATION, waiting["plan"]["planHash"])
+    done = cluster.wait_terminal("gated", timeout=300)
+    assert done["phase"] == "Succeeded", done.get("message")
+    succeeded_at = time.monotonic()
+    while _app_pod(cluster).get("status", {}).get("phase") != "Running":
+        assert time.monotonic() - succeeded_at < 60, _app_pod(cluster).get("status")
+        time.sleep(0.5)
+    started = time.monotonic() - succeeded_at
+    (init,) = _app_pod(cluster)["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+    print(f"the app started {started:.1f}s after its migration succeeded")

@@ -75,9 +75,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--max-interval",
         type=duration_ms,
-        default=30_000,
+        default=5_000,
         metavar="D",
-        help="longest wait between checks, reached by doubling (default 30s)",
+        help="longest wait between checks, reached by doubling (default 5s: the application "
+        "starts within seconds of its migration; one cheap query per pod each time)",
     )
     parser.set_defaults(func=run_wait)
 
