@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
+from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.leader import (
+    LeaderElector,
     LeaseConfig,
     LeaseRecord,
     Observation,
@@ -94,3 +97,43 @@ def test_micro_time_is_utc_with_microseconds() -> None:
 def test_the_leader_gives_up_before_a_follower_may_take_the_lease() -> None:
     config = LeaseConfig("ns", "lease", "pod-a", duration=15, renew_every=5)
     assert config.renew_every < config.renew_deadline < config.duration
+
+
+class _Unreachable(Kube):
+    """An API server that cannot be reached: every request fails as the real client's do."""
+
+    def __init__(self) -> None:
+        pass
+
+    def request(self, *args: Any, **kwargs: Any) -> Obj:
+        raise ApiError(0, "Unreachable", "cannot reach the API server")
+
+
+class _HeldBy(Kube):
+    """An API server whose Lease another replica holds (answers GET only)."""
+
+    def __init__(self, holder: str) -> None:
+        self.lease = {
+            "metadata": {"resourceVersion": "7"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
+        }
+
+    def request(self, method: str, *args: Any, **kwargs: Any) -> Obj:
+        assert method == "GET", "the elector must not write a Lease it may not take"
+        return self.lease
+
+
+def test_failed_renewals_give_up_at_the_renew_deadline_not_before() -> None:
+    now = [100.0]
+    elector = LeaderElector(_Unreachable(), LeaseConfig("ns", "l", "me"), clock=lambda: now[0])
+    elector.last_renewed = 100.0
+    now[0] = 109.9
+    assert elector._renew_once() == ""
+    now[0] = 110.0
+    assert elector._renew_once() == "the lease could not be renewed for 10s"
+
+
+def test_a_lease_taken_by_another_replica_is_lost_at_once() -> None:
+    elector = LeaderElector(_HeldBy("pod-b"), LeaseConfig("ns", "l", "me"), clock=lambda: 5.0)
+    elector.last_renewed = 4.0
+    assert elector._renew_once() == "the lease was taken by pod-b"
