@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbmigrate.controller.leader import DEFAULT_LEASE_NAME, TOOK_LEASE
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -29,11 +30,11 @@ from tests.cluster.operator_harness import (
 
 __all__ = ["cluster", "crd"]  # fixtures used by name
 
-LEASE = "dbmigrate-operator"
+LEASE = DEFAULT_LEASE_NAME
 DURATION = 15
 RENEW = 5
 RESYNC = 3  # OperatorProcess passes --resync-seconds 3
-TOOK = "took the lease"
+TOOK = TOOK_LEASE
 SLOW_SQL = [  # each version sleeps, so the apply step runs long enough to kill the leader in it
     {
         "name": f"00{v}_slow_{v}.sql",
@@ -159,7 +160,7 @@ def test_sigterm_hands_the_lease_over_at_once(
     print(f"takeover {took_over:.1f}s after SIGTERM")
     assert "released the lease" in a.log()
     assert took_over < DURATION / 2, took_over  # not the expiry: the release
-    wait_log(b, "took the lease")
+    wait_log(b, TOOK)
 
 
 def test_a_leader_whose_lease_is_taken_exits(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+
+from dbmigrate.cli.main import main
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.leader import (
     LeaderElector,
@@ -137,3 +140,19 @@ def test_a_lease_taken_by_another_replica_is_lost_at_once() -> None:
     elector = LeaderElector(_HeldBy("pod-b"), LeaseConfig("ns", "l", "me"), clock=lambda: 5.0)
     elector.last_renewed = 4.0
     assert elector._renew_once() == "the lease was taken by pod-b"
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--all-namespaces", "--leader-elect"], "give --lease-namespace"),
+        (["-n", "apps", "--leader-elect", "--lease-renew", "10"], "--lease-renew 10.0"),
+        (["-n", "apps", "--leader-elect", "--lease-renew", "0"], "--lease-renew 0.0"),
+    ],
+)
+def test_operator_refuses_wrong_lease_flags(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    assert main(["operator", *argv]) == 2  # before any API call or Kopf
+    assert complaint in capsys.readouterr().err

@@ -116,13 +116,15 @@ def register(subparsers: Any) -> None:
 
 
 def _leader_args(op: argparse.ArgumentParser) -> None:
+    from dbmigrate.controller.leader import DEFAULT_LEASE_NAME
+
     op.add_argument(
         "--leader-elect",
         action="store_true",
         help="run as one of several replicas: reconcile only while holding a Lease",
     )
     op.add_argument(
-        "--lease-name", default="dbmigrate-operator", help="name of the Lease (default %(default)s)"
+        "--lease-name", default=DEFAULT_LEASE_NAME, help="name of the Lease (default %(default)s)"
     )
     op.add_argument(
         "--lease-namespace",

@@ -26,6 +26,8 @@ from dbmigrate.controller.kube import ApiError, Kube, Obj, path_of
 log = logging.getLogger("dbmigrate.leader")
 
 LEASE_API_VERSION = "coordination.k8s.io/v1"
+DEFAULT_LEASE_NAME = "dbmigrate-operator"  # the chart passes its release's full name instead
+TOOK_LEASE = "took the lease"  # logged by a replica when it becomes the leader
 RELEASED_DURATION = 1  # seconds: what a released Lease says, so any reader may take it
 
 
@@ -194,7 +196,7 @@ class LeaderElector:
         while not stop.is_set():
             try:
                 if self.try_acquire_or_renew():
-                    log.info("took the lease %s/%s", self.config.namespace, self.config.name)
+                    log.info("%s %s/%s", TOOK_LEASE, self.config.namespace, self.config.name)
                     return True
             except ApiError as exc:
                 log.warning("leader election: %s", exc)
