@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -106,9 +108,10 @@ class _Unreachable(Kube):
     """An API server that cannot be reached: every request fails as the real client's do."""
 
     def __init__(self) -> None:
-        pass
+        self.calls = 0
 
     def request(self, *args: Any, **kwargs: Any) -> Obj:
+        self.calls += 1
         raise ApiError(0, "Unreachable", "cannot reach the API server")
 
 
@@ -134,6 +137,26 @@ def test_failed_renewals_give_up_at_the_renew_deadline_not_before() -> None:
     assert elector._renew_once() == ""
     now[0] = 110.0
     assert elector._renew_once() == "the lease could not be renewed for 10s"
+
+
+def test_keep_retries_failed_renewals_then_reports_the_loss() -> None:
+    kube = _Unreachable()
+    elector = LeaderElector(kube, LeaseConfig("ns", "l", "me", duration=3, renew_every=0.05))
+    elector.last_renewed = time.monotonic()
+    lost: list[str] = []
+    began = time.monotonic()
+    elector.keep(threading.Event(), lost.append)
+    assert [r.split(" for ")[0] for r in lost] == ["the lease could not be renewed"]
+    assert 2.0 <= time.monotonic() - began < 3.0  # the renew deadline, before the duration
+    assert kube.calls >= 10  # retried all along, not once per deadline
+
+
+def test_keep_stops_quietly_when_asked() -> None:
+    stop = threading.Event()
+    stop.set()
+    lost: list[str] = []
+    LeaderElector(_Unreachable(), LeaseConfig("ns", "l", "me")).keep(stop, lost.append)
+    assert lost == []
 
 
 def test_a_lease_taken_by_another_replica_is_lost_at_once() -> None:

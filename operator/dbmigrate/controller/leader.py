@@ -208,17 +208,17 @@ class LeaderElector:
 
     def keep(self, stop: threading.Event, on_lost: Callable[[str], None]) -> None:
         """Renew until ``stop`` is set; call ``on_lost`` once when the Lease is gone to another
-        replica or could not be renewed within the renew deadline."""
-        while not stop.wait(self.config.renew_every if self._fresh() else 1.0):
+        replica or could not be renewed within the renew deadline. A failed renewal is retried
+        every second until then."""
+        interval = self.config.renew_every
+        while not stop.wait(interval):
+            before = self.last_renewed
             reason = self._renew_once()
             if reason:
                 on_lost(reason)
                 return
-
-    def _fresh(self) -> bool:
-        return self.last_renewed is not None and (
-            self.clock() - self.last_renewed < self.config.renew_every * 1.5
-        )
+            renewed = self.last_renewed != before
+            interval = self.config.renew_every if renewed else min(1.0, self.config.renew_every)
 
     def _renew_once(self) -> str:
         """Renew; the reason we lost the Lease, or "" while we may keep going."""
