@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import yaml
 
 from testbed.crd import wait_established
 from tests.cluster.operator_harness import pod_url
-from tests.webhook_receiver import TOKEN, running_receiver
+from tests.webhook_receiver import TOKEN, free_port, running_receiver
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(1800)
@@ -55,12 +54,6 @@ CLUSTER_ONLY_ROWS = {("customresourcedefinitions.apiextensions.k8s.io", "list wa
 LEASE_ROWS = {("leases.coordination.k8s.io", "get create update")}
 POD_NAME = "dbmigrate-operator-7d4b9c-x2k8p"  # what the downward API would give the replica
 TINY_SQL = "CREATE TABLE tiny (id bigint PRIMARY KEY, note text NOT NULL DEFAULT '');"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

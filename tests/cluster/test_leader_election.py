@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.cluster.operator_harness import (
     history_versions,
     pod_url,
 )
+from tests.webhook_receiver import free_port
 
 __all__ = ["cluster", "crd"]  # fixtures used by name
 
@@ -48,7 +50,9 @@ SLOW_SQL = [  # each version sleeps, so the apply step runs long enough to kill 
 
 
 def replica(testbed: Any, namespace: str, tmp_path: Path, name: str) -> OperatorProcess:
+    liveness = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
     args = ("--leader-elect", f"--lease-identity={name}", f"--lease-namespace={namespace}")
+    args += (liveness,)
     args += (f"--lease-duration={DURATION}", f"--lease-renew={RENEW}")
     return OperatorProcess(
         Path(testbed.kubeconfig), [namespace], tmp_path / f"{name}.log", extra_args=args
@@ -66,6 +70,28 @@ def replicas(
         for proc in (a, b):
             proc.stop()
             print(f"----- {proc.log_path.name} -----\n{proc.log()[-15000:]}")
+
+
+def healthz(proc: OperatorProcess) -> tuple[int, str]:
+    """GET the replica's liveness endpoint (the one the kubelet probes)."""
+    url = next(a.split("=", 1)[1] for a in proc.extra_args if a.startswith("--liveness="))
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return int(response.status), response.read().decode()
+
+
+def wait_healthy(proc: OperatorProcess, timeout: float = 15) -> str:
+    """The body of the first 200 answer of the replica's /healthz."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.assert_alive()
+        try:
+            code, body = healthz(proc)
+            if code == 200:
+                return body
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def lease(cluster: Cluster) -> dict[str, Any]:
@@ -168,10 +194,12 @@ def test_sigterm_hands_the_lease_over_at_once(
 ) -> None:
     a, b = leader_and_follower(cluster, replicas)
     assert a.proc is not None
+    assert wait_healthy(b).startswith("standby")  # the kubelet keeps a waiting replica
     os.killpg(a.proc.pid, signal.SIGTERM)
     took_over = wait_holder(cluster, "replica-b", timeout=DURATION)
     assert a.proc.wait(timeout=15) == 0, a.log()[-3000:]
     print(f"takeover {took_over:.1f}s after SIGTERM")
+    assert not wait_healthy(b).startswith("standby")  # Kopf's own endpoint, same port
     assert "released the lease" in a.log()
     assert took_over < DURATION / 2, took_over  # not the expiry: the release
     wait_log(b, TOOK)

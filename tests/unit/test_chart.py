@@ -317,6 +317,8 @@ def test_notes_tell_what_to_do_next(values: dict[str, Any], tmp_path: Path) -> N
     notes = yaml.safe_load(proc.stdout)["notes"]
     assert "kubectl -n APP_NS get dbm -w" in notes
     assert "keeps the CRD" in notes
+    lease = "get lease dbmigrate-dbmigrate-operator -o jsonpath='{.spec.holderIdentity}'"
+    assert lease in notes  # where to find the leader among the replicas
     if values:
         assert "team-a (Roles there only)" in notes
         assert "install the CRD yourself" in notes
