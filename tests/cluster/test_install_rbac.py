@@ -13,7 +13,6 @@ import base64
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import yaml
 
 from testbed.crd import wait_established
 from tests.cluster.operator_harness import pod_url
-from tests.webhook_receiver import TOKEN, running_receiver
+from tests.webhook_receiver import TOKEN, free_port, running_receiver
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(1800)
@@ -52,13 +51,10 @@ OPERATOR_ROWS = {
     ("events", "create"),
 }
 CLUSTER_ONLY_ROWS = {("customresourcedefinitions.apiextensions.k8s.io", "list watch")}
+# ... and in the operator's own namespace, in both modes: the leader election Lease.
+LEASE_ROWS = {("leases.coordination.k8s.io", "get create update")}
+POD_NAME = "dbmigrate-operator-7d4b9c-x2k8p"  # what the downward API would give the replica
 TINY_SQL = "CREATE TABLE tiny (id bigint PRIMARY KEY, note text NOT NULL DEFAULT '');"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -166,7 +162,8 @@ def test_can_i_list_is_exactly_what_the_operator_needs(install: Install, testbed
     assert can_i(testbed, user, install.served_ns) - baseline == expected
     elsewhere = expected if install.mode == "cluster-wide" else set()
     assert can_i(testbed, user, install.other_ns) - baseline == elsewhere
-    assert can_i(testbed, user, install.operator_ns) - baseline == elsewhere
+    lease = {(resource, "[]", verbs) for resource, verbs in LEASE_ROWS}
+    assert can_i(testbed, user, install.operator_ns) - baseline == elsewhere | lease
 
 
 class Operator:
@@ -176,10 +173,7 @@ class Operator:
         (container,) = install.deployment["spec"]["template"]["spec"]["containers"]
         self.args = [*container["args"], f"--kubeconfig={install.kubeconfig}"]
         self.ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        env = {
-            e["name"]: e["value"] if "value" in e else secret_env(testbed, install, e["valueFrom"])
-            for e in container["env"]
-        }
+        env = {e["name"]: env_value(testbed, install, e) for e in container["env"]}
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         self.env.update(env)
         self.log_path = log_path
@@ -206,6 +200,16 @@ class Operator:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def env_value(testbed: Any, install: Install, env: dict[str, Any]) -> str:
+    """What the kubelet puts in an env variable of the rendered container."""
+    if "value" in env:
+        return str(env["value"])
+    field = env["valueFrom"].get("fieldRef", {}).get("fieldPath")
+    if field is not None:  # the downward API
+        return {"metadata.name": POD_NAME, "metadata.namespace": install.operator_ns}[field]
+    return secret_env(testbed, install, env["valueFrom"])
 
 
 def secret_env(testbed: Any, install: Install, source: dict[str, Any]) -> str:
@@ -334,6 +338,9 @@ def _check_operator(install: Install, testbed: Any, operator: Operator, database
     password = urlsplit(database_url).password
     assert not password or password not in events, "an Event carries the database password"
     assert TOKEN not in events, "an Event carries a webhook URL"
+    lease_path = ["-n", install.operator_ns, "get", "lease", SA_NAME, "-o", "yaml"]
+    lease = yaml.safe_load(kubectl_ok(testbed, *lease_path))["spec"]
+    assert lease["holderIdentity"] == POD_NAME and lease["leaseDurationSeconds"] == 15
     log = operator.log()
     assert "is forbidden: User" not in log, "an API call was refused by RBAC"
     assert "Not enough permissions" not in log, "Kopf lacked a permission"

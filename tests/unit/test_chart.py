@@ -26,6 +26,7 @@ SCHEMA = json.loads((ct.CHART / "values.schema.json").read_text())
 CRD_SOURCE = ct.ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
 KEEP = {"helm.sh/resource-policy": "keep"}
 HOOK = {"name": "platform", "secretRef": {"name": "platform-hook"}}
+LEASE_ROLE = "dbmigrate-dbmigrate-operator-leader-election"
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a", "team-b"]}])
@@ -37,7 +38,9 @@ def test_helm_lint_strict(values: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"replicaCount": 2}, "replicaCount"),
+        ({"replicaCount": -1}, "replicaCount"),
+        ({"leaderElection": {"leaseDurationSeconds": 1}}, "leaseDurationSeconds"),
+        ({"podDisruptionBudget": {"minAvailable": 0}}, "minAvailable"),
         ({"replicaCount": "1"}, "replicaCount"),
         ({"watchNamespaces": "team-a"}, "watchNamespaces"),
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
@@ -160,11 +163,16 @@ def test_image_and_step_image_follow_values() -> None:
     assert default["image"].endswith(":0.1.0")  # appVersion
 
 
+def _served_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The (Cluster)Roles or bindings of the served namespaces, not the Lease's."""
+    return [d for d in ct.find(docs, kind) if d["metadata"]["name"] != LEASE_ROLE]
+
+
 def test_rbac_modes() -> None:
     cluster = ct.helm_template()
     (role,) = ct.find(cluster, "ClusterRole")
     (binding,) = ct.find(cluster, "ClusterRoleBinding")
-    assert ct.find(cluster, "Role") == [] and ct.find(cluster, "RoleBinding") == []
+    assert _served_roles(cluster, "Role") == [] and _served_roles(cluster, "RoleBinding") == []
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -176,9 +184,9 @@ def test_rbac_modes() -> None:
     assert (
         ct.find(namespaced, "ClusterRole") == [] and ct.find(namespaced, "ClusterRoleBinding") == []
     )
-    roles = ct.find(namespaced, "Role")
+    roles = _served_roles(namespaced, "Role")
     assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
-    assert [b["metadata"]["namespace"] for b in ct.find(namespaced, "RoleBinding")] == [
+    assert [b["metadata"]["namespace"] for b in _served_roles(namespaced, "RoleBinding")] == [
         "team-a",
         "team-b",
     ]
@@ -193,6 +201,56 @@ def test_rbac_modes() -> None:
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}])
+def test_leader_election_by_default(values: dict[str, Any]) -> None:
+    """Two replicas elect a leader on a Lease of the release's namespace, named like the
+    release, with the pod's name as identity; rollouts overlap; a PDB keeps one pod up."""
+    docs = ct.helm_template(values)
+    (deployment,) = ct.find(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    lease_args = [a for a in container["args"] if a.startswith(("--leader", "--lease"))]
+    assert lease_args == [
+        "--leader-elect",
+        "--lease-name=dbmigrate-dbmigrate-operator",
+        "--lease-duration=15",
+        "--lease-renew=5",
+    ]
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    role = next(r for r in ct.find(docs, "Role") if r["metadata"]["name"] == LEASE_ROLE)
+    assert role["metadata"]["namespace"] == ct.NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    binding = next(b for b in ct.find(docs, "RoleBinding") if b["metadata"]["name"] == LEASE_ROLE)
+    assert binding["roleRef"]["name"] == LEASE_ROLE
+    assert binding["subjects"][0]["namespace"] == ct.NAMESPACE
+    (pdb,) = ct.find(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_one_replica_has_no_pdb_and_standalone_stays_single() -> None:
+    assert ct.find(ct.helm_template({"replicaCount": 1}), "PodDisruptionBudget") == []
+    standalone = {"replicaCount": 1, "leaderElection": {"enabled": False}}
+    docs = ct.helm_template(standalone)
+    (deployment,) = ct.find(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith(("--leader", "--lease"))]
+    assert not [r for r in ct.find(docs, "Role") if r["metadata"]["name"] == LEASE_ROLE]
+    with pytest.raises(ct.ToolError, match=r"replicaCount > 1 needs leaderElection\.enabled"):
+        ct.helm_template({"replicaCount": 2, "leaderElection": {"enabled": False}})
 
 
 def test_rbac_and_service_account_can_be_left_out() -> None:
@@ -259,6 +317,8 @@ def test_notes_tell_what_to_do_next(values: dict[str, Any], tmp_path: Path) -> N
     notes = yaml.safe_load(proc.stdout)["notes"]
     assert "kubectl -n APP_NS get dbm -w" in notes
     assert "keeps the CRD" in notes
+    lease = "get lease dbmigrate-dbmigrate-operator -o jsonpath='{.spec.holderIdentity}'"
+    assert lease in notes  # where to find the leader among the replicas
     if values:
         assert "team-a (Roles there only)" in notes
         assert "install the CRD yourself" in notes

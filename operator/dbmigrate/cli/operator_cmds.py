@@ -7,7 +7,10 @@ It accepts exactly the arguments the Helm chart's Deployment passes: ``--namespa
 none), ``--log-format text|json`` (redacting handler of ``dbmigrate.logging_setup``),
 ``--resync-seconds``, ``--verbose``, and the operator-wide notification targets: ``--notify``
 (repeatable; the URL comes from an environment variable, which the chart fills from a Secret),
-``--notify-attempts`` and ``--notify-timeout``.
+``--notify-attempts`` and ``--notify-timeout``. With ``--leader-elect`` it first waits until it
+holds the Lease (``dbmigrate.controller.leader``; ``--lease-*``), answers ``/healthz`` on the
+liveness port meanwhile, renews it while Kopf runs, exits at once (code 1) if it loses it, and
+releases it on SIGTERM after Kopf has stopped.
 
 ``dbmigrate job plan|backup|apply|verify|rollback`` are the composite commands of the step Jobs
 (the contract is in ``dbmigrate.controller.commands``): each calls the engine, prints a readable
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +97,7 @@ def register(subparsers: Any) -> None:
     )
     _log_format_arg(op)
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    _leader_args(op)
     op.set_defaults(func=operator_command)
 
     job = subparsers.add_parser(
@@ -108,6 +113,43 @@ def register(subparsers: Any) -> None:
 
         step_jobs.add_step_args(step, parser)
         parser.set_defaults(func=job_command)
+
+
+def _leader_args(op: argparse.ArgumentParser) -> None:
+    from dbmigrate.controller.leader import DEFAULT_LEASE_NAME
+
+    op.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: reconcile only while holding a Lease",
+    )
+    op.add_argument(
+        "--lease-name", default=DEFAULT_LEASE_NAME, help="name of the Lease (default %(default)s)"
+    )
+    op.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace)",
+    )
+    op.add_argument(
+        "--lease-identity",
+        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        help="holderIdentity written in the Lease (default: $POD_NAME, else host-pid)",
+    )
+    op.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="leaseDurationSeconds: how long a silent leader keeps the Lease (default 15)",
+    )
+    op.add_argument(
+        "--lease-renew",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often the leader renews the Lease (default 5)",
+    )
 
 
 def _log_format_arg(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +198,7 @@ def operator_command(args: argparse.Namespace) -> int:
         print(f"--metrics-port {args.metrics_port}: not a port number", file=sys.stderr)
         return 2
     targets = _notify_targets(args)
-    if targets is None:
+    if targets is None or not _lease_args_valid(args):
         return 2
     os.environ["DBMIGRATE_RESYNC_SECONDS"] = str(args.resync_seconds)
     from dbmigrate.controller import handlers
@@ -172,13 +214,39 @@ def operator_command(args: argparse.Namespace) -> int:
     )
     if args.metrics_port:
         start_metrics_server(args.metrics_port)
-    kopf.run(
-        standalone=True,
-        clusterwide=clusterwide,
-        namespaces=() if clusterwide else args.namespace,
-        liveness_endpoint=args.liveness,
-    )
-    return 0
+
+    def run_kopf() -> None:
+        kopf.run(
+            standalone=True,
+            clusterwide=clusterwide,
+            namespaces=() if clusterwide else args.namespace,
+            liveness_endpoint=args.liveness,
+        )
+
+    if not args.leader_elect:
+        run_kopf()
+        return 0
+    from dbmigrate.cli.leadership import run_as_leader
+
+    return run_as_leader(args, run_kopf)
+
+
+def _lease_args_valid(args: argparse.Namespace) -> bool:
+    """Complete the Lease namespace and check the timing; False (with a message) when wrong."""
+    if not args.leader_elect:
+        return True
+    args.lease_namespace = args.lease_namespace or (args.namespace or [None])[0]
+    if not args.lease_namespace:
+        print("--leader-elect: give --lease-namespace (or set POD_NAMESPACE)", file=sys.stderr)
+        return False
+    if not 0 < args.lease_renew < args.lease_duration * 2 / 3:
+        print(
+            f"--lease-renew {args.lease_renew}: choose more than 0 and less than two thirds of "
+            f"--lease-duration {args.lease_duration}",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _notify_targets(args: argparse.Namespace) -> tuple[Target, ...] | None:

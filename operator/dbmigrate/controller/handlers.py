@@ -4,7 +4,8 @@ create, resume, update (spec or the approval annotation changed) and a timer cal
 ``Reconciler.reconcile(namespace, name)``; so does every event of a Job we labelled, so a step that
 finishes moves the migration on at once instead of at the next timer tick, and so does a step's
 own ``status.stepExit`` (the Job controller notices a pod's end a second or more after it).
-Kopf is configured for a standalone operator (no peering), keeps its own bookkeeping in
+Kopf is configured for a standalone operator (no peering: with ``--leader-elect`` Kopf only starts
+in the replica holding the Lease, see ``dbmigrate.cli.leadership``), keeps its own bookkeeping in
 annotations (never in the status, whose subtrees belong to the operator and the step Jobs), and
 logs in with the kubeconfig given to ``dbmigrate operator`` (its embedded client certificates
 included) or in-cluster.

@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "DatabaseMigration": (f"/apis/{API_GROUP}/{API_VERSION}", PLURAL),
 }
