@@ -177,6 +177,23 @@ def e2e_namespace(testbed: Any, crd: None) -> Iterator[Cluster]:
         testbed.kubectl("-n", cluster.ns, "delete", kind, "--all", "--wait=false")
 
 
+def _leader_pod(cluster: Cluster) -> dict[str, Any]:
+    """The operator pod that holds the leader-election Lease (waiting for one to hold it)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = {
+            p["metadata"]["name"]: p
+            for p in cluster.kube.list("Pod", OPERATOR_NS, OPERATOR_POD_SELECTOR)
+            if not p["metadata"].get("deletionTimestamp")
+        }
+        for lease in cluster.kube.list("Lease", OPERATOR_NS):
+            holder = lease.get("spec", {}).get("holderIdentity")
+            if holder in pods:
+                return pods[holder]
+        time.sleep(0.5)
+    pytest.fail("no operator pod holds the leader-election Lease")
+
+
 def _jobs_by_step(cluster: Cluster, name: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for job in cluster.jobs(name):
@@ -200,13 +217,13 @@ def test_operator_pod_killed_mid_run_finishes_exactly_once(
         )
         cluster.migration(name, spec)
         cluster.wait_phase(name, "Migrating", timeout=240)
-        (old,) = cluster.kube.list("Pod", OPERATOR_NS, OPERATOR_POD_SELECTOR)
-        cluster.kube.request("DELETE", path_of("Pod", OPERATOR_NS, old["metadata"]["name"]))
+        leader = _leader_pod(cluster)  # the chart runs two replicas; the Lease's holder works
+        cluster.kube.request("DELETE", path_of("Pod", OPERATOR_NS, leader["metadata"]["name"]))
 
         status = cluster.wait_terminal(name, timeout=420)
         assert status["phase"] == "Succeeded", status.get("message")
-        pods = cluster.kube.list("Pod", OPERATOR_NS, OPERATOR_POD_SELECTOR)
-        assert old["metadata"]["uid"] not in {p["metadata"]["uid"] for p in pods}
+        successor = _leader_pod(cluster)
+        assert successor["metadata"]["uid"] != leader["metadata"]["uid"]
         assert history_versions(url) == {1: "applied", 2: "applied"}
         jobs = _jobs_by_step(cluster, name)
         assert all(len(names) == 1 for names in jobs.values()), jobs  # each step ran once
