@@ -1,7 +1,11 @@
-"""Fixtures of the db tier: a real PostgreSQL 15 server and a fresh database per test.
+"""Fixtures of the db tier: a real PostgreSQL server and a fresh database per test.
 
 `pg_admin_url` is the superuser URL of a throwaway cluster started once per session by
 `testbed.postgres`, or of the server named by env DBMIGRATE_TEST_DATABASE_URL (a superuser URL).
+The throwaway cluster is Debian's PostgreSQL 15 unless env DBMIGRATE_TEST_PG_MAJOR picks another
+supported major (13 to 18, fetched and cached by `testbed.pgversions`; `make test-db-matrix` runs
+the tier once per major); dbmigrate's pg_dump and pg_restore are then that major's client
+programs for the whole session (env DBMIGRATE_PG_BIN).
 `database_url` is a new empty database for one test, dropped WITH (FORCE) afterwards.
 """
 
@@ -11,8 +15,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from testbed.postgres import admin_url_from_env_or_server, fresh_database
+from testbed.postgres import (
+    admin_url_from_env_or_server,
+    fresh_database,
+    use_test_major_client_tools,
+)
 from testbed.proc import teardown_on_sigterm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_client_tools() -> Iterator[None]:
+    """The chosen major's client programs for every test of the session (see the module doc)."""
+    with use_test_major_client_tools():
+        yield
 
 
 @pytest.fixture(scope="session")
