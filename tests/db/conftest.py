@@ -12,15 +12,18 @@ programs for the whole session (env DBMIGRATE_PG_BIN).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dbmigrate.engine import pgtools
 from testbed.postgres import (
     admin_url_from_env_or_server,
     fresh_database,
     use_test_major_client_tools,
 )
 from testbed.proc import teardown_on_sigterm
+from tests.db.data import server_major
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,3 +44,15 @@ def pg_admin_url() -> Iterator[str]:
 def database_url(pg_admin_url: str) -> Iterator[str]:
     with fresh_database(pg_admin_url) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pg_major(pg_admin_url: str) -> int:
+    """The major version of the server under test (13 to 18)."""
+    return server_major(pg_admin_url)
+
+
+@pytest.fixture(scope="session")
+def pg_tool_bin(pg_major: int) -> str:
+    """The folder of the pg_dump and pg_restore dbmigrate picks for the server under test."""
+    return str(Path(pgtools.find_tool("pg_dump", pg_major).path).parent)
