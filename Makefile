@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-cluster \
+.PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-db-matrix test-cluster \
         testbed-up testbed-down demo bench clean kind-images kind-up kind-down test-kind demo-kind
 
 $(VENV)/.installed: pyproject.toml
@@ -35,6 +35,12 @@ test-unit: install
 
 test-db: install
 	$(PY) -m pytest tests/db
+
+# The db tier once per supported PostgreSQL major (13 to 18; binaries fetched and cached by
+# testbed/pgversions.py), one summary line per major. PG_MAJORS="13 18" runs only those.
+PG_MAJORS ?=
+test-db-matrix: install  ## the db tier against every supported PostgreSQL major
+	$(PY) -m testbed.pgmatrix $(PG_MAJORS)
 
 test-cluster: install controlplane
 	$(PY) -m pytest tests/cluster

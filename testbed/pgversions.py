@@ -55,6 +55,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from testbed.proc import TestbedError
 
@@ -234,7 +235,10 @@ def _client_tarball(package: Package) -> bytes:
         return archive.read(tarballs[0])
 
 
-def _unpack_into(target: Path, data: bytes, mode: str, strip: int) -> None:
+TarMode = Literal["r:gz", "r:xz"]
+
+
+def _unpack_into(target: Path, data: bytes, mode: TarMode, strip: int) -> None:
     """Unpack a tarball into TARGET, dropping STRIP leading path parts, all or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
