@@ -66,6 +66,12 @@ def test_estimates_match_a_real_build(database_url: str) -> None:
     assert 0.5 <= fest.estimated_size_bytes / size[0] <= 2.0
 
 
+def test_the_server_version_is_in_the_supported_range(database_url: str, pg_major: int) -> None:
+    _ready(database_url, views=100)
+    check = _check(_run(database_url, _pending(), sample_builds=False), "server-version")
+    assert check.status == "ok" and check.message.startswith(f"PostgreSQL {pg_major}.")
+
+
 def test_sizes_rows_and_large_tables(database_url: str) -> None:
     _ready(database_url)
     result = _run(database_url, _pending(), large_table_rows=2000)

@@ -95,6 +95,30 @@ def server_major(server_version_num: int) -> int:
     return server_version_num // 10000
 
 
+# The PostgreSQL majors dbmigrate supports: its database tests run against each of them
+# (`make test-db-matrix`). Outside the range it still runs, with a warning from preflight.
+OLDEST_SUPPORTED_MAJOR = 13
+NEWEST_SUPPORTED_MAJOR = 18
+
+
+def unsupported_server(server_version_num: int) -> str | None:
+    """Why a server of this version is outside the supported range, or None when it is in it."""
+    major = server_major(server_version_num)
+    shown = "9.x" if major < 10 else str(major)
+    supported = f"PostgreSQL {OLDEST_SUPPORTED_MAJOR} to {NEWEST_SUPPORTED_MAJOR}"
+    if major < OLDEST_SUPPORTED_MAJOR:
+        return (
+            f"PostgreSQL {shown} is older than the supported {supported} and is not tested: "
+            "upgrade the server, or check every step's result by hand"
+        )
+    if major > NEWEST_SUPPORTED_MAJOR:
+        return (
+            f"PostgreSQL {shown} is newer than the supported {supported} and is not tested yet: "
+            "check every step's result by hand"
+        )
+    return None
+
+
 class _VersionProbe:
     """``PATH --version``, started at once and read when needed."""
 
