@@ -27,8 +27,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install controlplane lint  ## every tier: unit, db (real PostgreSQL), cluster (real API server)
+# The db tier of `pytest tests` runs on Debian's PostgreSQL 15; the matrix then runs it on the
+# other supported majors (README: Supported PostgreSQL versions).
+TEST_PG_MAJORS ?= 13 14 16 17 18
+test: install controlplane lint  ## every tier: unit, db (real PostgreSQL, each major), cluster (real API server)
 	$(PY) -m pytest tests
+	$(PY) -m testbed.pgmatrix $(TEST_PG_MAJORS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit
