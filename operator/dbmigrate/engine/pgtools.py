@@ -275,6 +275,17 @@ def require_not_older(tool: Tool, name: str, server_major_version: int) -> None:
         )
 
 
+# pg_restore 17 and newer begin every restore with ``SET transaction_timeout = 0`` whatever the
+# server's version, and a server older than 17 has no such setting: the restore fails on it before
+# it does anything (seen with pg_restore 17.11 and 18.6 into PostgreSQL 13 to 16).
+TRANSACTION_TIMEOUT_MAJOR = 17
+
+
+def restore_sets_unknown_setting(pg_restore: Tool, server_major_version: int) -> bool:
+    """Whether this pg_restore, restoring straight into this server, fails on its first SET."""
+    return pg_restore.major >= TRANSACTION_TIMEOUT_MAJOR > server_major_version
+
+
 def libpq_args(url: str, dbname: str | None = None) -> tuple[str, dict[str, str]]:
     """A conninfo without the password, and the child environment carrying it as PGPASSWORD."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
