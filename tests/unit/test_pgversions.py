@@ -94,3 +94,18 @@ def test_summary_line_names_the_versions_and_the_verdict() -> None:
     )
     bad = pgmatrix.Outcome(18, 199, 1, 1, 60, 1)
     assert not bad.ok and bad.line().endswith(": FAILED")
+
+
+def test_client_programs_older_than_the_server_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed import postgres
+
+    monkeypatch.delenv(pgversions.MAJOR_ENV, raising=False)
+    monkeypatch.setenv(pgversions.CLIENT_MAJOR_ENV, "18")
+    assert postgres.test_client_bin() is None  # no major asked for: nothing changes
+    monkeypatch.setenv(pgversions.MAJOR_ENV, "16")
+    monkeypatch.setenv(pgversions.CLIENT_MAJOR_ENV, "14")
+    with pytest.raises(TestbedError, match="older than the server"):
+        postgres.test_client_bin()
+    monkeypatch.setenv(pgversions.CLIENT_MAJOR_ENV, "12")
+    with pytest.raises(TestbedError, match="not a supported major"):
+        postgres.test_client_bin()
