@@ -172,9 +172,9 @@ def install(major: int | str) -> Installation:
     server = root / f"postgres-{release.server.version}"
     client = root / f"postgres-client-{release.client.version}"
     if not (server / "bin" / "postgres").exists():
-        _unpack_into(server, _zonky_txz(release.server), "r:xz", strip=0)
+        _unpack_into(server, _zonky_txz(release.server), "r:xz", 0, "bin/postgres")
     if not (client / "bin" / "pg_dump").exists():
-        _unpack_into(client, _client_tarball(release.client), "r:gz", strip=1)
+        _unpack_into(client, _client_tarball(release.client), "r:gz", 1, "bin/pg_dump")
     return Installation(release, server / "bin", client / "bin")
 
 
@@ -239,8 +239,9 @@ def _client_tarball(package: Package) -> bytes:
 TarMode = Literal["r:gz", "r:xz"]
 
 
-def _unpack_into(target: Path, data: bytes, mode: TarMode, strip: int) -> None:
-    """Unpack a tarball into TARGET, dropping STRIP leading path parts, all or nothing."""
+def _unpack_into(target: Path, data: bytes, mode: TarMode, strip: int, marker: str = "bin") -> None:
+    """Unpack a tarball into TARGET, dropping STRIP leading path parts, all or nothing. MARKER is
+    a path that exists in a complete TARGET."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -256,9 +257,15 @@ def _unpack_into(target: Path, data: bytes, mode: TarMode, strip: int) -> None:
         for path in [top, *top.rglob("*")]:
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
-        if target.exists():
+        if (target / marker).exists():
+            return  # another run unpacked the same version meanwhile: theirs is as good
+        if target.exists():  # incomplete (left so by hand: a rename never half-happens)
             shutil.rmtree(target)
-        top.rename(target)
+        try:
+            top.rename(target)
+        except OSError:
+            if not (target / marker).exists():  # not another run's complete copy
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
