@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-cluster \
+.PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-db-matrix test-cluster \
         testbed-up testbed-down demo bench clean kind-images kind-up kind-down test-kind demo-kind
 
 $(VENV)/.installed: pyproject.toml
@@ -27,14 +27,24 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install controlplane lint  ## every tier: unit, db (real PostgreSQL), cluster (real API server)
+# The db tier of `pytest tests` runs on Debian's PostgreSQL 15; the matrix then runs it on the
+# other supported majors (README: Supported PostgreSQL versions).
+TEST_PG_MAJORS ?= 13 14 16 17 18
+test: install controlplane lint  ## every tier: unit, db (real PostgreSQL, each major), cluster (real API server)
 	$(PY) -m pytest tests
+	$(PY) -m testbed.pgmatrix $(TEST_PG_MAJORS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
 test-db: install
 	$(PY) -m pytest tests/db
+
+# The db tier once per supported PostgreSQL major (13 to 18; binaries fetched and cached by
+# testbed/pgversions.py), one summary line per major. PG_MAJORS="13 18" runs only those.
+PG_MAJORS ?=
+test-db-matrix: install  ## the db tier against every supported PostgreSQL major
+	$(PY) -m testbed.pgmatrix $(PG_MAJORS)
 
 test-cluster: install controlplane
 	$(PY) -m pytest tests/cluster

@@ -1,10 +1,17 @@
-"""A throwaway PostgreSQL 15 cluster for tests and the test bed.
+"""A throwaway PostgreSQL cluster for tests and the test bed.
 
-Uses Debian's server binaries (/usr/lib/postgresql/15/bin). The cluster lives in a temporary
-folder, listens on a free port on 127.0.0.1 only, runs with fsync off (its data is disposable) and
-has a superuser `postgres` with a random password, checked with SCRAM on TCP. The machines that
-run the tests work as root, and PostgreSQL refuses to run as root, so initdb and the server run as
-the `postgres` OS user.
+Which server runs: env DBMIGRATE_TEST_PG_MAJOR (13 to 18) picks that major's binaries, fetched and
+cached by `testbed.pgversions` (env DBMIGRATE_TEST_PG_CLIENT_MAJOR: the client programs of a newer
+major); else env DBMIGRATE_PG_BIN names the folder holding initdb and
+postgres; else Debian's PostgreSQL 15 (/usr/lib/postgresql/15/bin). `use_test_major_client_tools`
+points dbmigrate's pg_dump and pg_restore (env DBMIGRATE_PG_BIN) at the chosen major's client
+programs.
+
+The cluster lives in a temporary folder, listens on a free port on 127.0.0.1 only, runs with
+fsync off (its data is disposable) and has a superuser `postgres` with a random password, checked
+with SCRAM on TCP. The machines that run the tests work as root, and PostgreSQL refuses to run as
+root, so initdb and the server run as the `postgres` OS user; a cached server (under root's home,
+which that user cannot enter) is then hard-linked (or copied) into the cluster's folder first.
 """
 
 from __future__ import annotations
@@ -24,22 +31,95 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from testbed import pgversions
 from testbed.proc import TestbedError, free_port, log_tail, start_process, stop_process, wait_until
 
-PG_BIN = Path(os.environ.get("DBMIGRATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+TOOL_DIR_ENV = "DBMIGRATE_PG_BIN"
 OS_USER = "postgres"
 SUPERUSER = "postgres"
 
 
-def _find_binaries() -> tuple[Path, Path]:
-    initdb, postgres = PG_BIN / "initdb", PG_BIN / "postgres"
+def test_major() -> int | None:
+    """The major version asked for by env DBMIGRATE_TEST_PG_MAJOR, if any (validated)."""
+    value = os.environ.get(pgversions.MAJOR_ENV, "").strip()
+    return pgversions.release_for(value).major if value else None
+
+
+def server_bin_dir() -> tuple[Path, bool]:
+    """The folder of the server binaries to run, and whether it is a cached (fetched) one."""
+    major = test_major()
+    if major is not None:
+        return pgversions.install(major).server_bin, True
+    return Path(os.environ.get(TOOL_DIR_ENV) or DEBIAN_PG_BIN), False
+
+
+def test_client_bin() -> Path | None:
+    """The client programs' folder for DBMIGRATE_TEST_PG_MAJOR: that major's own, or those of the
+    newer major named by env DBMIGRATE_TEST_PG_CLIENT_MAJOR (as an image with newer client
+    programs than the server has). None without DBMIGRATE_TEST_PG_MAJOR."""
+    major = test_major()
+    if major is None:
+        return None
+    value = os.environ.get(pgversions.CLIENT_MAJOR_ENV, "").strip()
+    if not value:
+        return pgversions.install(major).client_bin
+    client = pgversions.release_for(value)
+    if client.client_major < major:
+        raise TestbedError(
+            f"{pgversions.CLIENT_MAJOR_ENV}={value} gives client programs "
+            f"{client.client.version}, older than the server (PostgreSQL {major}); dbmigrate "
+            "refuses those, so no test could run"
+        )
+    return pgversions.install(client.major).client_bin
+
+
+@contextlib.contextmanager
+def use_test_major_client_tools() -> Iterator[Path | None]:
+    """With DBMIGRATE_TEST_PG_MAJOR set, env DBMIGRATE_PG_BIN names the client programs of
+    `test_client_bin` for the block (dbmigrate's pg_dump and pg_restore, in this process and its
+    children); yields the folder, or None (and changes nothing) without it."""
+    client_bin = test_client_bin()
+    if client_bin is None:
+        yield None
+        return
+    before = os.environ.get(TOOL_DIR_ENV)
+    os.environ[TOOL_DIR_ENV] = str(client_bin)
+    try:
+        yield client_bin
+    finally:
+        if before is None:
+            os.environ.pop(TOOL_DIR_ENV, None)
+        else:
+            os.environ[TOOL_DIR_ENV] = before
+
+
+def _find_binaries(bin_dir: Path) -> tuple[Path, Path]:
+    initdb, postgres = bin_dir / "initdb", bin_dir / "postgres"
     if not (initdb.exists() and postgres.exists()):
         raise TestbedError(
-            f"PostgreSQL 15 server binaries not found in {PG_BIN}; install them with "
-            "`apt-get install postgresql-15` (or set DBMIGRATE_PG_BIN to the folder holding "
-            "initdb and postgres)"
+            f"PostgreSQL server binaries not found in {bin_dir}; install Debian's PostgreSQL 15 "
+            "with `apt-get install postgresql-15`, set DBMIGRATE_PG_BIN to the folder holding "
+            f"initdb and postgres, or set {pgversions.MAJOR_ENV} to one of "
+            f"{', '.join(map(str, pgversions.SUPPORTED_MAJORS))} to use fetched binaries"
         )
     return initdb, postgres
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link SRC to DST, copying where a link cannot be made (another file system)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _stage_install(bin_dir: Path, root: Path) -> Path:
+    """A copy (hard links where possible) of the installation holding BIN_DIR inside ROOT, so
+    the OS user the server runs as can reach it; returns its bin folder."""
+    staged = root / "install"
+    shutil.copytree(bin_dir.parent, staged, symlinks=True, copy_function=_link_or_copy)
+    return staged / "bin"
 
 
 def _run_as_owner() -> str | None:
@@ -95,11 +175,15 @@ class PostgresServer:
             raise
 
     def _start(self, timeout: float) -> None:
-        initdb, postgres = _find_binaries()
+        bin_dir, cached = server_bin_dir()
+        _find_binaries(bin_dir)
         owner = _run_as_owner()
         self.root.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             shutil.chown(self.root, user=owner, group=owner)
+            if cached:
+                bin_dir = _stage_install(bin_dir, self.root)
+        initdb, postgres = _find_binaries(bin_dir)
         self._initdb(initdb, owner)
         self.port = free_port()
         argv = [

@@ -117,9 +117,17 @@ def table_hash(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, 
     return int(row[0]), str(row[1])
 
 
+def server_major(url: str) -> int:
+    """The major version of the server at URL."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+    assert row is not None
+    return pgtools.server_major(row[0])
+
+
 def schema_dump(url: str, exclude_schema: str = "dbmigrate") -> str:
     """``pg_dump --schema-only`` of the database, without the history schema."""
-    tool = pgtools.find_tool("pg_dump", 15)
+    tool = pgtools.find_tool("pg_dump", server_major(url))
     conninfo, env = pgtools.libpq_args(url)
     proc = subprocess.run(
         [tool.path, "--schema-only", f"--exclude-schema={exclude_schema}", f"--dbname={conninfo}"],
@@ -128,7 +136,8 @@ def schema_dump(url: str, exclude_schema: str = "dbmigrate") -> str:
         text=True,
         check=True,
     )
-    # pg_dump 15.14+ wraps the script in \restrict KEY ... \unrestrict KEY with a random key
+    # pg_dump 13.22+, 14.19+, 15.14+, 16.10+, 17.6+ and 18 wrap the script in
+    # \restrict KEY ... \unrestrict KEY with a random key
     keep = [
         ln for ln in proc.stdout.splitlines() if not ln.startswith(("\\restrict", "\\unrestrict"))
     ]

@@ -58,3 +58,23 @@ def test_failed_start_reports_the_log_tail() -> None:
         server.start(timeout=30)
     assert "max_connections" in str(excinfo.value)
     assert server.proc is None
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DBMIGRATE_TEST_PG_MAJOR"), reason="only when a major version is asked for"
+)
+def test_the_server_and_client_programs_are_of_the_major_asked_for(pg_admin_url: str) -> None:
+    from dbmigrate.engine import pgtools
+    from testbed import pgversions
+
+    release = pgversions.release_for(os.environ["DBMIGRATE_TEST_PG_MAJOR"])
+    with psycopg.connect(pg_admin_url) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+    assert row is not None
+    assert pgtools.server_major(row[0]) == release.major
+    client = os.environ.get(pgversions.CLIENT_MAJOR_ENV)
+    client_major = pgversions.release_for(client).client_major if client else release.client_major
+    for name in ("pg_dump", "pg_restore"):
+        tool = pgtools.find_tool(name, release.major)
+        assert tool.major == client_major, tool
+        assert tool.path.startswith(str(pgversions.cache_root())), tool

@@ -13,7 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbmigrate.engine import backup, history, rollback
+from dbmigrate.engine import backup, history, restore, rollback
+from testbed import pgversions
+from testbed.postgres import drop_database, replace_dbname
 from tests.db.data import MIGRATIONS, app_tables, fingerprint, load_sample_data, migrate
 
 EXTRA = """
@@ -78,6 +80,57 @@ def test_restore_strategy_returns_data_and_schema(
     assert rows[5].status == rows[6].status == "rolled_back"
     assert rows[6].rolled_back_by == "rb-restore"
     assert record.versions_marked_rolled_back == ["5", "6"]
+
+
+def test_the_newest_client_programs_back_up_and_restore_every_server(
+    database_url: str, tmp_path: Path, pg_major: int
+) -> None:
+    """pg_dump and pg_restore 18 (what an image with the newest client programs runs) on the
+    server under test. pg_restore 17 and newer cannot restore straight into a server older than
+    17, so there the restore goes through its script and psql, in one job and one transaction."""
+    newest = pgversions.install(pgversions.SUPPORTED_MAJORS[-1]).client_bin
+    _ready(database_url)
+    tables = app_tables(database_url)
+    before = fingerprint(database_url, tables)
+    options = backup.BackupOptions(
+        folder=str(tmp_path), identity="ns/m", format="directory", jobs=2, pg_bin=str(newest)
+    )
+    evidence = backup.take_backup(database_url, options)
+    assert evidence.pg_dump_version.startswith(f"{pgversions.SUPPORTED_MAJORS[-1]}.")
+
+    copy_name = f"{database_url.rsplit('/', 1)[1]}_copy"
+    try:
+        copy = restore.restore(
+            database_url, evidence.path, jobs=2, into_database=copy_name, pg_bin=str(newest)
+        )
+        copied = fingerprint(replace_dbname(database_url, copy_name), tables)
+    finally:
+        drop_database(database_url, copy_name)
+    through_script = pg_major < 17
+    assert (copy.jobs, copy.atomic) == ((1, True) if through_script else (2, False))
+    assert (copied.counts, copied.hashes, copied.schema) == (
+        before.counts,
+        before.hashes,
+        before.schema,
+    )
+
+    migrate(database_url, _with_extra(tmp_path))
+    record = rollback.rollback(
+        database_url,
+        "restoreBackup",
+        run_id="rb-newest",
+        backup_path=evidence.path,
+        expected_sha256=evidence.sha256,
+        jobs=2,
+        pg_bin=str(newest),
+    )
+    assert record.verified, record.message
+    after = fingerprint(database_url, tables)
+    assert (after.counts, after.hashes, after.schema) == (
+        before.counts,
+        before.hashes,
+        before.schema,
+    )
 
 
 def test_drop_strategy_keeps_data_and_returns_schema(database_url: str) -> None:

@@ -134,7 +134,13 @@ class BackupSpec(ApiModel):
             "written by one process)",
         },
     )
-    enabled: bool = Field(default=True, description="Take a backup before migrating.")
+    enabled: bool = Field(
+        default=True,
+        description="Take a backup before migrating. pg_dump must be of the server's major "
+        "version or newer (an older one is refused before it runs): the image's pg_dump 17 backs "
+        "up PostgreSQL 13 to 17; a PostgreSQL 18 server needs an image built with "
+        "PG_CLIENT_MAJOR=18.",
+    )
     format: Literal["custom", "directory"] = Field(
         default="custom",
         description="pg_dump format: custom (one file) or directory (parallel with jobs).",
@@ -387,7 +393,10 @@ class DatabaseMigrationSpec(ApiModel):
             "message": "rollback.strategy RestoreBackup needs backup.enabled: true",
         }
     )
-    database: DatabaseSpec = Field(description="The database to migrate.")
+    database: DatabaseSpec = Field(
+        description="The database to migrate: PostgreSQL 13 to 18 (the majors dbmigrate is tested "
+        "against)."
+    )
     source: SourceSpec = Field(description="Where the migration files come from.")
     target_version: int | None = Field(
         default=None, ge=1, description="Apply up to this version; all pending when unset."

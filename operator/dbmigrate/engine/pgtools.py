@@ -95,6 +95,30 @@ def server_major(server_version_num: int) -> int:
     return server_version_num // 10000
 
 
+# The PostgreSQL majors dbmigrate supports: its database tests run against each of them
+# (`make test-db-matrix`). Outside the range it still runs, with a warning from preflight.
+OLDEST_SUPPORTED_MAJOR = 13
+NEWEST_SUPPORTED_MAJOR = 18
+
+
+def unsupported_server(server_version_num: int) -> str | None:
+    """Why a server of this version is outside the supported range, or None when it is in it."""
+    major = server_major(server_version_num)
+    shown = "9.x" if major < 10 else str(major)
+    supported = f"PostgreSQL {OLDEST_SUPPORTED_MAJOR} to {NEWEST_SUPPORTED_MAJOR}"
+    if major < OLDEST_SUPPORTED_MAJOR:
+        return (
+            f"PostgreSQL {shown} is older than the supported {supported} and is not tested: "
+            "upgrade the server, or check every step's result by hand"
+        )
+    if major > NEWEST_SUPPORTED_MAJOR:
+        return (
+            f"PostgreSQL {shown} is newer than the supported {supported} and is not tested yet: "
+            "check every step's result by hand"
+        )
+    return None
+
+
 class _VersionProbe:
     """``PATH --version``, started at once and read when needed."""
 
@@ -249,6 +273,17 @@ def require_not_older(tool: Tool, name: str, server_major_version: int) -> None:
             f"faithfully. Install the PostgreSQL {server_major_version} client programs (or newer) "
             f"and point --pg-bin / {TOOL_DIR_ENV} at them"
         )
+
+
+# pg_restore 17 and newer begin every restore with ``SET transaction_timeout = 0`` whatever the
+# server's version, and a server older than 17 has no such setting: the restore fails on it before
+# it does anything (seen with pg_restore 17.11 and 18.6 into PostgreSQL 13 to 16).
+TRANSACTION_TIMEOUT_MAJOR = 17
+
+
+def restore_sets_unknown_setting(pg_restore: Tool, server_major_version: int) -> bool:
+    """Whether this pg_restore, restoring straight into this server, fails on its first SET."""
+    return pg_restore.major >= TRANSACTION_TIMEOUT_MAJOR > server_major_version
 
 
 def libpq_args(url: str, dbname: str | None = None) -> tuple[str, dict[str, str]]:

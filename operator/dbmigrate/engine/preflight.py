@@ -1,6 +1,7 @@
 """The preflight step: what the pending SQL will need and meet, checked before anything changes.
 
-Privileges for what the SQL does, database and table sizes, row estimates (large tables flagged),
+The server's major version against the supported range (PostgreSQL 13 to 18), privileges for what
+the SQL does, database and table sizes, row estimates (large tables flagged),
 each new index's disk and build-time estimate (see ``estimates``), sessions that would hold up a
 CONCURRENTLY build, duplicates that would make a UNIQUE build fail (bounded by a timeout), and
 whether a new index ends HOT updates. Nothing is changed: SQL derived from the migration files
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
-from dbmigrate.engine import estimates, hotupdates, indexdefs, preflight_db
+from dbmigrate.engine import estimates, hotupdates, indexdefs, pgtools, preflight_db
 from dbmigrate.engine.indexdefs import IndexDef, TableRef
 from dbmigrate.engine.probes import Probe, run_probe
 from dbmigrate.engine.sources import Migration
@@ -55,6 +56,7 @@ def run_preflight(
     tables = _tables(conn, indexdefs.touched_tables(texts), options.large_table_rows)
     result.tables = [t for t, _ in tables]
     result.touches_large_tables = any(t.large for t in result.tables)
+    result.checks.append(_version_check(conn.info.server_version, info.server_version))
     result.checks.append(_privilege_check(conn, info, tables, indexdefs.created_schemas(texts)))
     result.checks.append(_size_check(result))
     result.new_indexes = [_estimate(conn, i, tables, options.sample_builds) for i in indexes]
@@ -118,6 +120,19 @@ def _privilege_check(
         status="ok",
         message=f"role {info.role} owns every table the SQL alters or indexes and may create in "
         "the schemas it creates objects in",
+    )
+
+
+def _version_check(server_version_num: int, server_version: str) -> Check:
+    """Warns about a server outside the PostgreSQL majors dbmigrate supports and tests."""
+    problem = pgtools.unsupported_server(server_version_num)
+    if problem:
+        return Check(name="server-version", status="warn", message=problem)
+    return Check(
+        name="server-version",
+        status="ok",
+        message=f"PostgreSQL {server_version} (supported: {pgtools.OLDEST_SUPPORTED_MAJOR} to "
+        f"{pgtools.NEWEST_SUPPORTED_MAJOR})",
     )
 
 

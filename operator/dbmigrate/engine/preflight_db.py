@@ -87,7 +87,8 @@ SELECT c.oid, n.nspname, c.relname, pg_has_role(current_user, c.relowner, 'USAGE
  WHERE c.relname = %(name)s AND c.relkind IN ('r', 'p', 'm')
    AND (n.nspname = %(schema)s
         OR (%(schema)s::text IS NULL AND n.nspname = ANY (current_schemas(false))))
- ORDER BY array_position(current_schemas(false), n.nspname::text) NULLS LAST
+ -- nspname stays of type name: before PostgreSQL 14, array_position(name[], text) does not exist
+ ORDER BY array_position(current_schemas(false), n.nspname) NULLS LAST
  LIMIT 1
 """
 

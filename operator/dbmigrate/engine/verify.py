@@ -34,7 +34,8 @@ SELECT n.nspname, t.relname, i.indisvalid, i.indisready,
  WHERE c.relname = %(name)s
    AND (n.nspname = %(schema)s
         OR (%(schema)s::text IS NULL AND n.nspname = ANY (current_schemas(false))))
- ORDER BY array_position(current_schemas(false), n.nspname::text) NULLS LAST
+ -- nspname stays of type name: before PostgreSQL 14, array_position(name[], text) does not exist
+ ORDER BY array_position(current_schemas(false), n.nspname) NULLS LAST
  LIMIT 1
 """
 
