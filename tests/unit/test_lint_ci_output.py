@@ -8,7 +8,6 @@ with the schema's own draft (draft-04).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from functools import cache
@@ -19,9 +18,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from dbmigrate.cli import lint_cmds
 from dbmigrate.cli.lint_output import artifact_uri, github_annotation, sarif_log
 from dbmigrate.engine.lint import RULES, build_report, lint_sql
+from tests.unit.test_lint_policy import run, write
 
 CORPUS = Path(__file__).resolve().parent / "lint_corpus"
 UNSAFE = (
@@ -44,19 +43,6 @@ def validate(log: dict[str, Any]) -> None:
     schema = sarif_schema()
     assert schema["id"].endswith("/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json")
     jsonschema.Draft4Validator(schema).validate(log)
-
-
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dbmigrate")
-    lint_cmds.register(parser.add_subparsers())
-    args = parser.parse_args(["lint", *argv])
-    return int(args.func(args))
-
-
-def write(folder: Path, name: str, sql: str) -> Path:
-    path = folder / name
-    path.write_text(sql, encoding="utf-8")
-    return path
 
 
 def test_schema_check_rejects_a_broken_log() -> None:
