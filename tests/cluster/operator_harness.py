@@ -376,6 +376,20 @@ def app_image() -> str:
     return os.environ.get("DBMIGRATE_IMAGE") or "example/web:1"
 
 
+def deployment(name: str, replicas: int, pod_spec: dict[str, Any]) -> Obj:
+    """A Deployment ``name`` whose pods (label app=<name>) run ``pod_spec``."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+        },
+    }
+
+
 def pod_url(url: str) -> str:
     """The database URL as the cluster's pods reach it (see `testbed.bed`)."""
     external = bool(os.environ.get("DBMIGRATE_TEST_KUBECONFIG"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,20 @@ def _stop(proc: OperatorProcess) -> None:
     proc.stop()
     print(f"----- operator log ({proc.log_path}) -----")
     print(proc.log()[-20000:])
+
+
+def _wait_deliveries(
+    cluster: Cluster, how: Callable[[Iterable[bool]], bool], state: str, what: str
+) -> dict[str, Any]:
+    """The status of "orders" once ``how`` (all/any) of its deliveries are ``state``."""
+    return cluster.wait(
+        "orders",
+        lambda s: how(
+            d["state"] == state for r in s.get("notifications") or [] for d in r["deliveries"]
+        ),
+        what,
+        timeout=15,
+    )
 
 
 def test_approval_then_success_notifies_each_target_exactly_twice(
@@ -121,16 +135,9 @@ def test_approval_then_success_notifies_each_target_exactly_twice(
         assert texts[1] == f"DatabaseMigration {cluster.ns}/orders succeeded: {done['message']}"
         assert history_versions(database_url) == {1: "applied", 2: "applied"}
 
-        recorded = cluster.wait(
-            "orders",
-            lambda s: all(
-                d["state"] == "Delivered"
-                for r in s.get("notifications") or []
-                for d in r["deliveries"]
-            ),
-            "every delivery recorded",
-            timeout=15,
-        )["notifications"]
+        recorded = _wait_deliveries(cluster, all, "Delivered", "every delivery recorded")[
+            "notifications"
+        ]
         assert [
             (r["event"], [(d["source"], d["target"]) for d in r["deliveries"]]) for r in recorded
         ] == [
@@ -175,16 +182,7 @@ def test_a_receiver_that_is_down_does_not_stop_the_migration(
             "notification Succeeded to target team (resource) failed after 3 attempt(s): "
             "cannot connect (ConnectionRefusedError); the migration goes on"
         )
-        status = cluster.wait(
-            "orders",
-            lambda s: any(
-                d["state"] == "Failed"
-                for r in s.get("notifications") or []
-                for d in r["deliveries"]
-            ),
-            "the failed delivery recorded",
-            timeout=15,
-        )
+        status = _wait_deliveries(cluster, any, "Failed", "the failed delivery recorded")
         [record] = status["notifications"]
         [delivery] = record["deliveries"]
         assert (record["event"], delivery["attempts"], delivery["error"]) == (

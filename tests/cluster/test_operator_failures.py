@@ -17,6 +17,7 @@ from tests.cluster.operator_harness import (
     columns,
     condition,
     crd,
+    deployment,
     fingerprint,
     history_versions,
     indexes,
@@ -177,22 +178,8 @@ def test_verification_failure_is_rolled_back(
         "sql": "SELECT id FROM users WHERE lower(email) = 'u7@example.com'",
         "expectIndex": "idx_that_no_migration_creates",
     }
-    web = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 20,
-                    "containers": [{"name": "web", "image": app_image(), "command": SLOW_TO_STOP}],
-                },
-            },
-        },
-    }
+    container = {"name": "web", "image": app_image(), "command": SLOW_TO_STOP}
+    web = deployment("web", 3, {"terminationGracePeriodSeconds": 20, "containers": [container]})
     cluster.create(web)  # the application, scaled down during the rollback
     for pod in ("web-a", "web-b"):  # its pods (the test bed runs no Deployment controller)
         cluster.create(_web_pod(pod))

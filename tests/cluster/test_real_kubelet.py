@@ -30,6 +30,7 @@ from tests.cluster.operator_harness import (
     OperatorProcess,
     cluster,
     crd,
+    deployment,
     fingerprint,
     history_versions,
     kube_for,
@@ -297,23 +298,12 @@ def _app_with_wait_init(database_secret: str, version: int) -> dict[str, Any]:
         "command": ["python3", "-c", "import time\nwhile True: time.sleep(1)"],
         "securityContext": container_security_context(),
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "app"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "schema-user"}},
-            "template": {
-                "metadata": {"labels": {"app": "schema-user"}},
-                "spec": {
-                    "securityContext": pod_security_context(),
-                    "initContainers": [wait],
-                    "containers": [app],
-                },
-            },
-        },
+    pod_spec = {
+        "securityContext": pod_security_context(),
+        "initContainers": [wait],
+        "containers": [app],
     }
+    return deployment("schema-user", 1, pod_spec)
 
 
 def _app_pod(cluster: Cluster) -> dict[str, Any]:

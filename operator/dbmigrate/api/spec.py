@@ -7,7 +7,7 @@ defaults and CEL rules) is generated from them by ``dbmigrate.api.crd``. Cross-f
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, JsonValue
 
@@ -334,15 +334,7 @@ NotificationEvent = Literal[
     "RolledBack",
     "Stalled",
 ]
-NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
-    "WaitingForApproval",
-    "WaitingForWindow",
-    "Succeeded",
-    "Failed",
-    "RollingBack",
-    "RolledBack",
-    "Stalled",
-)
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
 
 
 class UrlSecretRef(ApiModel):
