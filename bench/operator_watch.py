@@ -18,7 +18,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
-from dbmigrate.controller.naming import LABEL_MIGRATION, LABEL_STEP
+from dbmigrate.api.labels import LABEL_MIGRATION, LABEL_STEP
 
 
 class StampingWatch:

@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
-from dbmigrate.controller.commands import BACKUP_MOUNT
-from dbmigrate.controller.jobs import container_security_context, pod_security_context
+from dbmigrate.api.labels import BACKUP_MOUNT
 from dbmigrate.controller.kube import Kube, Obj, load_api_client
+from dbmigrate.specs.jobs import container_security_context, pod_security_context
 from testbed.bed import with_host
 from testbed.crd import install_crd
 

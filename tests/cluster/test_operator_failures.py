@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
+from dbmigrate.api.labels import LABEL_STEP as STEP
 from dbmigrate.controller.kube import path_of
-from dbmigrate.controller.naming import LABEL_STEP as STEP
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,

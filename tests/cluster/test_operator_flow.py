@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from dbmigrate.controller.naming import LABEL_GENERATION, LABEL_STEP
+from dbmigrate.api.labels import LABEL_GENERATION, LABEL_STEP
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,

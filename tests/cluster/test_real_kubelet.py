@@ -20,10 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dbmigrate.controller.commands import BACKUP_MOUNT
-from dbmigrate.controller.jobs import container_security_context, pod_security_context
+from dbmigrate.api.labels import APPROVE_ANNOTATION, BACKUP_MOUNT, LABEL_STEP
 from dbmigrate.controller.kube import path_of
-from dbmigrate.controller.naming import APPROVE_ANNOTATION, LABEL_STEP
+from dbmigrate.specs.jobs import container_security_context, pod_security_context
 from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
     Cluster,

@@ -18,11 +18,11 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.plan import ApplyResult
-from dbmigrate.cli import step_cmds
 from dbmigrate.engine import pgtools
 from dbmigrate.engine.apply import ApplySettings, apply_migrations
 from dbmigrate.engine.sources import load_directory
 from dbmigrate.engine.statements import executable_statements
+from dbmigrate.runner import step_commands as step_cmds
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "database" / "migrations")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dbmigrate.controller.notifications import parse_operator_target
+from dbmigrate.decision.notifications import parse_operator_target
 from tools import chart_tools as ct
 
 pytestmark = pytest.mark.timeout(2400)  # the first run builds helm (minutes on two cores)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from dbmigrate import logging_setup
 from dbmigrate.api.plan import ApplyResult
 from dbmigrate.cli.main import EXIT_BROKEN_PIPE, main
-from dbmigrate.controller.status_report import StatusReporter
+from dbmigrate.runner.status_report import StatusReporter
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = str(REPO / "database" / "migrations")

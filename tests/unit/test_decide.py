@@ -21,8 +21,8 @@ from dbmigrate.api.status import (
     ScaledWorkload,
     Step,
 )
-from dbmigrate.controller.decide import decide
-from dbmigrate.controller.model import (
+from dbmigrate.decision.decide import decide
+from dbmigrate.decision.model import (
     Decision,
     JobObservation,
     JobState,
@@ -31,7 +31,7 @@ from dbmigrate.controller.model import (
     index_jobs,
     status_patch,
 )
-from dbmigrate.controller.recovery import needs_workload_pods
+from dbmigrate.decision.recovery import needs_workload_pods
 from tests.unit.controller_samples import (
     NOW,
     PLAN_HASH,
@@ -1180,7 +1180,7 @@ def test_any_observation_gives_a_sound_decision(
     failed_step: str | None,
 ) -> None:
     """Whatever is observed: deterministic, kstatus-consistent, and any Job asked for builds."""
-    from dbmigrate.controller.jobs import build_step_job
+    from dbmigrate.specs.jobs import build_step_job
 
     observed = obs(
         phase, jobs=job_states, spec=spec, reports=reports, variant=variant, generation=1 + bump,
@@ -1231,8 +1231,8 @@ def _waiting_for_lock() -> Observed:
 
 
 def test_leaving_the_lock_plans_again_under_a_new_job_name() -> None:
-    from dbmigrate.controller.jobs import build_step_job
-    from dbmigrate.controller.naming import LABEL_ATTEMPT
+    from dbmigrate.api.labels import LABEL_ATTEMPT
+    from dbmigrate.specs.jobs import build_step_job
 
     observed = _waiting_for_lock()
     decision = decide(observed)
@@ -1285,8 +1285,8 @@ def test_index_jobs_prefers_the_newest_attempt() -> None:
 
 
 def test_a_jobs_attempt_is_read_from_its_label() -> None:
-    from dbmigrate.controller.model import observe_job
-    from dbmigrate.controller.naming import attempt_of, step_labels
+    from dbmigrate.decision.model import observe_job
+    from dbmigrate.specs.naming import attempt_of, step_labels
 
     labels = step_labels("orders", "plan", 1, attempt=2)
     seen = observe_job({"metadata": {"name": "orders-plan-g1-a2", "labels": labels}})

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import dbmigrate
-from dbmigrate.controller.jobs import RUN_AS, pod_security_context
+from dbmigrate.specs.jobs import RUN_AS, pod_security_context
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

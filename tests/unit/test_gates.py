@@ -8,7 +8,7 @@ import pytest
 
 from dbmigrate.api.spec import MaintenanceWindowSpec
 from dbmigrate.api.status import ApprovalStatus, DatabaseMigrationStatus, JobRecord
-from dbmigrate.controller.gates import (
+from dbmigrate.decision.gate_rules import (
     ApprovalVerdict,
     InvalidMaintenanceWindow,
     LockCandidate,

@@ -15,7 +15,7 @@ import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, KIND
 from dbmigrate.api.spec import DatabaseMigrationSpec
-from dbmigrate.cli import wait_cmds
+from dbmigrate.cli import wait as wait_cmds
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "gitops.md"
 HEALTH_KEY = f"resource.customizations.health.{API_GROUP}_{KIND}"

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from dbmigrate.api.status import DatabaseMigrationStatus
-from dbmigrate.controller.commands import STEPS, step_command
-from dbmigrate.controller.jobs import build_step_job, required_secret_keys
-from dbmigrate.controller.model import observe_job
-from dbmigrate.controller.objects import (
+from dbmigrate.decision.model import observe_job
+from dbmigrate.specs.commands import STEPS, step_command
+from dbmigrate.specs.jobs import build_step_job, required_secret_keys
+from dbmigrate.specs.supporting import (
     build_inline_config_map,
     build_status_role,
     build_status_role_binding,

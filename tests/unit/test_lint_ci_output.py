@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from dbmigrate.cli.lint_output import artifact_uri, github_annotation, sarif_log
+from dbmigrate.cli.ci_formats import artifact_uri, github_annotation, sarif_log
 from dbmigrate.engine.lint import RULES, build_report, lint_sql
 from tests.unit.test_lint_policy import run, write
 

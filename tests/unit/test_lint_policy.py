@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.cli import lint_cmds
+from dbmigrate.cli import lint as lint_cmds
 from dbmigrate.engine.lint import lint_migrations
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbmigrate.controller import naming
-from dbmigrate.controller.durations import (
+from dbmigrate.api.durations import (
     InvalidDuration,
     duration_milliseconds,
     format_duration,
     parse_duration,
 )
+from dbmigrate.specs import naming
 
 STEPS = ("plan", "backup", "apply", "verify", "rollback")
 # DNS-1123 subdomains, as Kubernetes allows for a resource name (up to 253 characters).

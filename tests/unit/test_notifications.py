@@ -10,10 +10,10 @@ import pytest
 from dbmigrate.api.spec import NOTIFICATION_EVENTS
 from dbmigrate.api.status import DatabaseMigrationStatus, NotificationDelivery
 from dbmigrate.cli.main import main
-from dbmigrate.controller.decide import decide
-from dbmigrate.controller.gates import approve_command
-from dbmigrate.controller.model import Observed
-from dbmigrate.controller.notifications import (
+from dbmigrate.decision.decide import decide
+from dbmigrate.decision.gate_rules import approve_command
+from dbmigrate.decision.model import Observed
+from dbmigrate.decision.notifications import (
     DeliveryKey,
     DeliveryResult,
     Target,

@@ -13,8 +13,8 @@ from concurrent.futures import Future
 import pytest
 
 from dbmigrate.api.spec import UrlSecretRef
-from dbmigrate.controller.notifications import DeliveryKey, DeliveryResult, Target
-from dbmigrate.controller.notifier import Delivery, Notifier, RetryPolicy, post_with_retries
+from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy, post_with_retries
+from dbmigrate.decision.notifications import DeliveryKey, DeliveryResult, Target
 from tests.webhook_receiver import TOKEN, Receiver, free_port, running_receiver
 
 BODY = {"event": "Succeeded", "name": "orders"}

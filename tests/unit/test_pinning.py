@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dbmigrate.api.status import DatabaseMigrationStatus
-from dbmigrate.controller.decide import decide
-from dbmigrate.controller.model import Observed
-from dbmigrate.controller.pinning import (
+from dbmigrate.decision.decide import decide
+from dbmigrate.decision.model import Observed
+from dbmigrate.decision.pinning import (
     build_run_spec_config_map,
     needs_run_spec,
     pinned,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
 from dbmigrate.api.plan import DriftError, PlannedVersion, PlanResult
-from dbmigrate.cli.plan_markdown import MARKER, escape, plan_markdown
 from dbmigrate.engine.lint import build_report, lint_sql
+from dbmigrate.runner.markdown import MARKER, escape, plan_markdown
 
 HASH = "ab" * 32
 SQL = (

@@ -8,7 +8,7 @@ import pytest
 from pydantic import Field
 
 from dbmigrate.api.base import ApiModel
-from dbmigrate.controller.status_report import PatchError, StatusReporter
+from dbmigrate.runner.status_report import PatchError, StatusReporter
 
 
 class Sample(ApiModel):

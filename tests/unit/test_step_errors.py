@@ -8,10 +8,10 @@ import argparse
 import psycopg
 import pytest
 
-from dbmigrate.cli.step_errors import guarded
 from dbmigrate.engine.errors import LockTimeoutError
 from dbmigrate.engine.pgtools import StepError, ToolFailed
 from dbmigrate.engine.sources import MigrationSourceError
+from dbmigrate.runner.failures import guarded
 
 URL = "postgresql://app:hunter2@db.example:5432/analytics"
 
@@ -71,7 +71,8 @@ def test_a_step_job_exits_like_the_command_on_bad_input(
 ) -> None:
     """``dbmigrate job <step>`` maps failures through the same table as the hand-run commands:
     a model or SQL the step cannot read is bad input (2), not a crash with a traceback."""
-    from dbmigrate.controller import step_jobs, step_runs
+    from dbmigrate.runner import job as step_jobs
+    from dbmigrate.runner import tasks as step_runs
 
     def plan(ctx: object) -> int:
         raise _bad_input(kind)

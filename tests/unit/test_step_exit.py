@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from dbmigrate.api.labels import JOB_NAME_ENV
 from dbmigrate.api.status import StepExit
 from dbmigrate.controller.handlers import _step_exit_pending
-from dbmigrate.controller.jobs import build_step_job
-from dbmigrate.controller.model import JobObservation, settle_with_step_exit
-from dbmigrate.controller.naming import JOB_NAME_ENV
-from dbmigrate.controller.status_report import KubernetesTransport, PatchError
-from dbmigrate.controller.step_api import ApiCallError, ServiceAccountClient
-from dbmigrate.controller.step_jobs import StepContext, _report_exit
+from dbmigrate.decision.model import JobObservation, settle_with_step_exit
+from dbmigrate.runner.job import StepContext, _report_exit
+from dbmigrate.runner.kubeapi import ApiCallError, ServiceAccountClient
+from dbmigrate.runner.status_report import KubernetesTransport, PatchError
+from dbmigrate.specs.jobs import build_step_job
 from tests.unit.controller_samples import make_spec
 
 ENDED = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)

@@ -1,1 +1,5 @@
-"""The ``dbmigrate`` command: one sub-command per step, each in the module that owns it."""
+"""The ``dbmigrate`` command: the top of the package tree, imported by nothing.
+
+``main`` dispatches each sub-command to the module that registers it: the step commands of
+``runner``, and here ``operator`` (runs ``controller``), ``lint``, ``wait`` and ``crd``.
+"""

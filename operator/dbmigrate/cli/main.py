@@ -25,29 +25,24 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from dbmigrate import __version__
+from dbmigrate.api.exitcodes import EXIT_BROKEN_PIPE, EXIT_USAGE, help_text
 
 COMMAND_MODULES = {
-    "crd": "dbmigrate.cli.schema_cmds",
-    "plan": "dbmigrate.cli.engine_cmds",
-    "apply": "dbmigrate.cli.engine_cmds",
-    "status": "dbmigrate.cli.engine_cmds",
-    "history": "dbmigrate.cli.engine_cmds",
-    "repair": "dbmigrate.cli.engine_cmds",
-    "lint": "dbmigrate.cli.lint_cmds",
-    "wait": "dbmigrate.cli.wait_cmds",
-    "preflight": "dbmigrate.cli.step_cmds",
-    "backup": "dbmigrate.cli.step_cmds",
-    "verify": "dbmigrate.cli.step_cmds",
-    "rollback": "dbmigrate.cli.step_cmds",
-    "operator": "dbmigrate.cli.operator_cmds",
-    "job": "dbmigrate.cli.operator_cmds",
+    "crd": "dbmigrate.cli.crd",
+    "plan": "dbmigrate.runner.engine_commands",
+    "apply": "dbmigrate.runner.engine_commands",
+    "status": "dbmigrate.runner.engine_commands",
+    "history": "dbmigrate.runner.engine_commands",
+    "repair": "dbmigrate.runner.engine_commands",
+    "lint": "dbmigrate.cli.lint",
+    "wait": "dbmigrate.cli.wait",
+    "preflight": "dbmigrate.runner.step_commands",
+    "backup": "dbmigrate.runner.step_commands",
+    "verify": "dbmigrate.runner.step_commands",
+    "rollback": "dbmigrate.runner.step_commands",
+    "operator": "dbmigrate.cli.operator",
+    "job": "dbmigrate.cli.operator",
 }
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
 def _modules_for(argv: Sequence[str]) -> list[str]:
@@ -63,6 +58,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dbmigrate",
         description="Safe PostgreSQL schema migrations, by hand or as an operator.",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dbmigrate {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

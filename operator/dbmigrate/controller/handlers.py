@@ -5,7 +5,8 @@ create, resume, update (spec or the approval annotation changed) and a timer cal
 finishes moves the migration on at once instead of at the next timer tick, and so does a step's
 own ``status.stepExit`` (the Job controller notices a pod's end a second or more after it).
 Kopf is configured for a standalone operator (no peering: with ``--leader-elect`` Kopf only starts
-in the replica holding the Lease, see ``dbmigrate.cli.leadership``), keeps its own bookkeeping in
+in the replica holding the Lease, see ``dbmigrate.controller.leader``), keeps its own
+bookkeeping in
 annotations (never in the status, whose subtrees belong to the operator and the step Jobs), and
 logs in with the kubeconfig given to ``dbmigrate operator`` (its embedded client certificates
 included) or in-cluster.
@@ -25,11 +26,11 @@ from typing import Any
 import kopf
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.api.labels import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
 from dbmigrate.api.status import TERMINAL_PHASES
-from dbmigrate.controller.naming import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
-from dbmigrate.controller.notifications import Target
-from dbmigrate.controller.notifier import RetryPolicy
-from dbmigrate.controller.runtime import Reconciler
+from dbmigrate.controller.reconcile import Reconciler
+from dbmigrate.controller.webhooks import RetryPolicy
+from dbmigrate.decision.notifications import Target
 
 log = logging.getLogger("dbmigrate.operator")
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import psycopg
 
+from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE
 from dbmigrate.api.plan import Blocker
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 
 
 class MigrationError(Exception):

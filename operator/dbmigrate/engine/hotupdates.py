@@ -17,7 +17,7 @@ from pglast.parser import ParseError
 from dbmigrate.api.evidence import Check, IndexEstimate
 from dbmigrate.engine import estimates, indexdefs
 from dbmigrate.engine.indexdefs import IndexDef
-from dbmigrate.engine.preflight_db import TableFacts, one_row, read_only
+from dbmigrate.engine.table_stats import TableFacts, one_row, read_only
 
 
 def updated_columns(conn: psycopg.Connection, facts: TableFacts) -> set[str] | None:

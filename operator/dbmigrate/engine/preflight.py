@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
-from dbmigrate.engine import estimates, hotupdates, indexdefs, pgtools, preflight_db
+from dbmigrate.engine import estimates, hotupdates, indexdefs, pgtools, table_stats
 from dbmigrate.engine.indexdefs import IndexDef, TableRef
 from dbmigrate.engine.probes import Probe, run_probe
 from dbmigrate.engine.sources import Migration
@@ -43,7 +43,7 @@ def run_preflight(
     conn.autocommit = True
     texts = [m.sql for m in pending]
     indexes = [i for m in pending for i in indexdefs.index_defs(m.sql, m.version)]
-    info = preflight_db.server_facts(conn)
+    info = table_stats.server_facts(conn)
     result = PreflightResult(
         passed=True,
         pending_versions=[str(m.version) for m in pending],
@@ -67,22 +67,22 @@ def run_preflight(
     result.checks.append(_estimate_check(result))
     result.checks.extend(_unique_checks(conn, indexes, result.new_indexes, tables, options))
     result.checks.extend(_hot_checks(conn, indexes, result.new_indexes, tables))
-    result.blockers = preflight_db.blockers(conn, options.long_transaction_seconds)
+    result.blockers = table_stats.blockers(conn, options.long_transaction_seconds)
     result.checks.append(_blocker_check(result, indexes))
     result.probe_baseline = [run_probe(conn, p, analyze=False) for p in options.probes]
     result.passed = all(c.status != "fail" for c in result.checks)
     return result
 
 
-Resolved = list[tuple[TableEstimate, preflight_db.TableFacts | None]]
+Resolved = list[tuple[TableEstimate, table_stats.TableFacts | None]]
 
 
 def _tables(conn: psycopg.Connection, refs: Sequence[TableRef], threshold: int) -> Resolved:
     out: Resolved = []
     for ref in refs:
-        facts = preflight_db.table_facts(conn, ref.schema, ref.name)
+        facts = table_stats.table_facts(conn, ref.schema, ref.name)
         if facts is None:
-            schema = ref.schema or preflight_db.current_schema(conn)
+            schema = ref.schema or table_stats.current_schema(conn)
             out.append((TableEstimate(schema_name=schema, name=ref.name, exists=False), None))
             continue
         est = TableEstimate(
@@ -102,7 +102,7 @@ def _tables(conn: psycopg.Connection, refs: Sequence[TableRef], threshold: int) 
     return out
 
 
-def _facts_for(tables: Resolved, idx: IndexDef) -> preflight_db.TableFacts | None:
+def _facts_for(tables: Resolved, idx: IndexDef) -> table_stats.TableFacts | None:
     for est, facts in tables:
         if est.name == idx.table and (idx.schema is None or idx.schema == est.schema_name):
             return facts
@@ -110,9 +110,9 @@ def _facts_for(tables: Resolved, idx: IndexDef) -> preflight_db.TableFacts | Non
 
 
 def _privilege_check(
-    conn: psycopg.Connection, info: preflight_db.ServerFacts, tables: Resolved, schemas: list[str]
+    conn: psycopg.Connection, info: table_stats.ServerFacts, tables: Resolved, schemas: list[str]
 ) -> Check:
-    problems = preflight_db.privilege_problems(conn, info, tables, schemas)
+    problems = table_stats.privilege_problems(conn, info, tables, schemas)
     if problems:
         return Check(name="privileges", status="fail", message="; ".join(problems))
     return Check(
@@ -183,7 +183,7 @@ def _estimate(
             "n log n) plus one heap read"
         )
     else:
-        width = preflight_db.key_width(conn, facts, idx)
+        width = table_stats.key_width(conn, facts, idx)
         pages = facts.size_bytes // estimates.PAGE
         size, basis = estimates.index_size_bytes(idx.method, est.estimated_rows, width, pages)
         seconds = estimates.default_build_seconds(facts.rows, facts.size_bytes, idx.concurrent)
@@ -192,20 +192,20 @@ def _estimate(
     return est
 
 
-def _indexed_rows(conn: psycopg.Connection, facts: preflight_db.TableFacts, idx: IndexDef) -> int:
+def _indexed_rows(conn: psycopg.Connection, facts: table_stats.TableFacts, idx: IndexDef) -> int:
     if not idx.partial:
         return facts.rows
     try:
-        return preflight_db.predicate_rows(conn, facts, idx)
+        return table_stats.predicate_rows(conn, facts, idx)
     except psycopg.Error:
         return facts.rows  # no SELECT privilege to plan the predicate: an upper bound
 
 
 def _sample(
-    conn: psycopg.Connection, facts: preflight_db.TableFacts, idx: IndexDef
+    conn: psycopg.Connection, facts: table_stats.TableFacts, idx: IndexDef
 ) -> estimates.SampleBuild | None:
     try:
-        return preflight_db.sample_build(conn, facts, idx)
+        return table_stats.sample_build(conn, facts, idx)
     except psycopg.Error:
         return None  # e.g. no TEMP privilege: the formula and the default rate are used
 
@@ -234,7 +234,7 @@ def _unique_checks(
         if not idx.unique or facts is None:
             continue
         started = time.monotonic()
-        dup = preflight_db.has_duplicates(conn, facts, idx, options.duplicate_check_timeout_ms)
+        dup = table_stats.has_duplicates(conn, facts, idx, options.duplicate_check_timeout_ms)
         est.unique_duplicates_found = dup
         checks.append(_unique_check(idx, dup, time.monotonic() - started, options))
     return checks

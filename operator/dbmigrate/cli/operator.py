@@ -1,0 +1,280 @@
+"""``dbmigrate operator`` (the Kopf operator) and ``dbmigrate job <step>`` (what each Job runs).
+
+``dbmigrate operator`` runs the Kopf handlers of ``dbmigrate.controller.handlers`` standalone,
+either for a list of namespaces or for all of them, logged in with ``--kubeconfig`` or in-cluster.
+It accepts exactly the arguments the Helm chart's Deployment passes: ``--namespace``/
+``--all-namespaces``, ``--liveness``, ``--metrics-port`` (``/metrics`` and ``/healthz``; 0 for
+none), ``--log-format text|json`` (redacting handler of ``dbmigrate.logging_setup``),
+``--resync-seconds``, ``--verbose``, and the operator-wide notification targets: ``--notify``
+(repeatable; the URL comes from an environment variable, which the chart fills from a Secret),
+``--notify-attempts`` and ``--notify-timeout``. With ``--leader-elect`` it first waits until it
+holds the Lease (``dbmigrate.controller.leader``; ``--lease-*``), answers ``/healthz`` on the
+liveness port meanwhile, renews it while Kopf runs, exits at once (code 1) if it loses it, and
+releases it on SIGTERM after Kopf has stopped.
+
+``dbmigrate job plan|backup|apply|verify|rollback`` are the composite commands of the step Jobs
+(the contract is in ``dbmigrate.specs.commands``): each calls the engine, prints a readable
+summary and reports its status keys into the resource through ``--report-to``. Exit codes: 0 the
+step succeeded, 1 it ran and failed (the result is in the status either way), 2 bad input, 3 the
+database or a lock was unavailable (may heal: the Job retries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+from dbmigrate.runner.reporting import add_reporting_args
+
+if TYPE_CHECKING:
+    from dbmigrate.decision.notifications import Target
+
+STEP_HELP = {
+    "plan": "load the migrations, compute the plan, lint, preflight; report the database identity",
+    "backup": "pg_dump the database to the mounted volume and verify the archive",
+    "apply": "apply the pending migrations of the approved plan, with live progress",
+    "verify": "check the created indexes, ANALYZE, run the probe queries",
+    "rollback": "the emergency rollback: drop what the run created, or restore the backup",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``operator`` and ``job`` with its five steps."""
+    op = subparsers.add_parser(
+        "operator",
+        help="run the DatabaseMigration operator (Kopf, standalone)",
+        description="Watch DatabaseMigrations and drive them through their Jobs.",
+    )
+    scope = op.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    op.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    op.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=10.0,
+        help="how often an unfinished migration is looked at without any event (default 10)",
+    )
+    op.add_argument(
+        "--liveness", metavar="URL", help="Kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    op.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve Prometheus /metrics (and /healthz) on this port (default 0: no server)",
+    )
+    op.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="an operator-wide webhook notified about every DatabaseMigration, as "
+        "name=N,url-env=VAR[,format=json|slack][,events=Failed+RolledBack+...]; the URL is read "
+        "from the environment variable VAR (repeatable; a resource's spec.notifications adds to "
+        "these)",
+    )
+    op.add_argument(
+        "--notify-attempts",
+        type=int,
+        default=4,
+        metavar="N",
+        help="POSTs per notification at most, with exponential backoff (default 4)",
+    )
+    op.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time limit of each POST (default 5)",
+    )
+    _log_format_arg(op)
+    op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    _leader_args(op)
+    op.set_defaults(func=operator_command)
+
+    job = subparsers.add_parser(
+        "job",
+        help="the composite step commands run by the operator's Jobs",
+        description="What each step Job runs; reports its results into the resource's status.",
+    )
+    steps = job.add_subparsers(dest="step", metavar="STEP", required=True)
+    for step, text in STEP_HELP.items():
+        parser = steps.add_parser(step, help=text, description=text)
+        _common_job_args(parser)
+        from dbmigrate.runner import job as step_jobs
+
+        step_jobs.add_step_args(step, parser)
+        parser.set_defaults(func=job_command)
+
+
+def _leader_args(op: argparse.ArgumentParser) -> None:
+    from dbmigrate.controller.leader import DEFAULT_LEASE_NAME
+
+    op.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: reconcile only while holding a Lease",
+    )
+    op.add_argument(
+        "--lease-name", default=DEFAULT_LEASE_NAME, help="name of the Lease (default %(default)s)"
+    )
+    op.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace)",
+    )
+    op.add_argument(
+        "--lease-identity",
+        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        help="holderIdentity written in the Lease (default: $POD_NAME, else host-pid)",
+    )
+    op.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="leaseDurationSeconds: how long a silent leader keeps the Lease (default 15)",
+    )
+    op.add_argument(
+        "--lease-renew",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often the leader renews the Lease (default 5)",
+    )
+
+
+def _log_format_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or one JSON object each (default text); secrets are redacted",
+    )
+
+
+def _common_job_args(parser: argparse.ArgumentParser) -> None:
+    add_reporting_args(parser)
+    _log_format_arg(parser)
+    parser.add_argument("--run-id", required=True, help="identity of this run (history, backups)")
+    parser.add_argument("--migrations", required=True, help="folder of the NNN_name.sql files")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="connection URL (default: env DATABASE_URL, else libpq's PG* environment variables)",
+    )
+
+
+def job_command(args: argparse.Namespace) -> int:
+    """Run one step; see ``dbmigrate.runner.job``."""
+    from dbmigrate.logging_setup import configure_logging
+
+    configure_logging(args.log_format, "INFO")
+    from dbmigrate.runner import job as step_jobs
+
+    return step_jobs.run_step(args)
+
+
+def operator_command(args: argparse.Namespace) -> int:
+    """Run Kopf standalone with our handlers until SIGINT/SIGTERM."""
+    import kopf
+
+    from dbmigrate.logging_setup import configure_logging
+
+    configure_logging(args.log_format, "DEBUG" if args.verbose else "INFO")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # liveness probes, every 10 s
+    if args.kubeconfig and not os.path.exists(args.kubeconfig):
+        print(f"--kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+        return 2
+    if not 0 <= args.metrics_port <= 65535:
+        print(f"--metrics-port {args.metrics_port}: not a port number", file=sys.stderr)
+        return 2
+    targets = _notify_targets(args)
+    if targets is None or not _lease_args_valid(args):
+        return 2
+    os.environ["DBMIGRATE_RESYNC_SECONDS"] = str(args.resync_seconds)
+    from dbmigrate.controller import handlers
+    from dbmigrate.controller.metrics import start_metrics_server
+    from dbmigrate.controller.webhooks import RetryPolicy
+
+    clusterwide = args.all_namespaces or not args.namespace
+    handlers.OperatorConfig.kubeconfig = args.kubeconfig
+    handlers.OperatorConfig.namespaces = () if clusterwide else tuple(args.namespace)
+    handlers.OperatorConfig.notify_targets = targets
+    handlers.OperatorConfig.notify_policy = RetryPolicy(
+        attempts=args.notify_attempts, timeout=args.notify_timeout
+    )
+    if args.metrics_port:
+        start_metrics_server(args.metrics_port)
+
+    def run_kopf() -> None:
+        kopf.run(
+            standalone=True,
+            clusterwide=clusterwide,
+            namespaces=() if clusterwide else args.namespace,
+            liveness_endpoint=args.liveness,
+        )
+
+    if not args.leader_elect:
+        run_kopf()
+        return 0
+    from dbmigrate.controller.leader import run_as_leader
+
+    return run_as_leader(args, run_kopf)
+
+
+def _lease_args_valid(args: argparse.Namespace) -> bool:
+    """Complete the Lease namespace and check the timing; False (with a message) when wrong."""
+    if not args.leader_elect:
+        return True
+    args.lease_namespace = args.lease_namespace or (args.namespace or [None])[0]
+    if not args.lease_namespace:
+        print("--leader-elect: give --lease-namespace (or set POD_NAMESPACE)", file=sys.stderr)
+        return False
+    if not 0 < args.lease_renew < args.lease_duration * 2 / 3:
+        print(
+            f"--lease-renew {args.lease_renew}: choose more than 0 and less than two thirds of "
+            f"--lease-duration {args.lease_duration}",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _notify_targets(args: argparse.Namespace) -> tuple[Target, ...] | None:
+    """The ``--notify`` targets, or None (with a message on stderr) when one is wrong."""
+    from dbmigrate.decision.notifications import parse_operator_target
+
+    if not 1 <= args.notify_attempts <= 10:
+        print(f"--notify-attempts {args.notify_attempts}: choose 1 to 10", file=sys.stderr)
+        return None
+    if not 0 < args.notify_timeout <= 60:
+        print(f"--notify-timeout {args.notify_timeout}: choose (0, 60] seconds", file=sys.stderr)
+        return None
+    targets: list[Target] = []
+    for text in args.notify:
+        try:
+            target = parse_operator_target(text)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return None
+        if target.url_env is not None and not os.environ.get(target.url_env):
+            print(
+                f"--notify {target.name}: the environment variable {target.url_env} that should "
+                "hold its URL is not set",
+                file=sys.stderr,
+            )
+            return None
+        if any(t.name == target.name for t in targets):
+            print(f"--notify: the name {target.name} is given twice", file=sys.stderr)
+            return None
+        targets.append(target)
+    return tuple(targets)

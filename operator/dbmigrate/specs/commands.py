@@ -1,0 +1,223 @@
+"""The command line of each step Job: the contract between the operator and ``dbmigrate job``.
+
+Every step Job runs ``dbmigrate job <step> COMMON STEP-OPTIONS``. The composite ``job``
+commands run the engine and report their status keys through ``--report-to``; they connect with
+an empty conninfo (libpq reads ``DATABASE_URL``-less env ``PGHOST PGPORT PGDATABASE PGUSER
+PGPASSWORD PGSSLMODE``) or with ``DATABASE_URL`` when set. No secret is ever on the command line.
+
+COMMON (every step)::
+
+    --report-to NAMESPACE/NAME   the resource whose status receives the reports
+    --run-id RUN_ID              identity of this run (history table, backup name)
+    --migrations DIR             /migrations (ConfigMap volume) or spec.source.image.path
+
+Per step (values from the spec unless noted; ``[...]`` only when set):
+
+=========  ==================================================================================
+plan       --lint-policy strict|warn|off  --auto-concurrently | --no-auto-concurrently (lint
+           as the apply will run)  --large-table-rows N  [--target-version V]
+           [--explain-analyze]; env DBMIGRATE_PROBES (probe baseline).
+           Reports: plan, lint (unless policy off), preflight, and the database identity.
+backup     --backup-dir /backups/NAMESPACE/NAME  --backup-name RUN_ID
+           --backup-format custom|directory  --backup-jobs N  --keep N
+           (PVC spec.backup.pvcName mounted at /backups). Reports: backup.
+apply      --plan-hash HASH (status.plan's hash: refuse to apply a different migration set)
+           --lock-timeout D  --statement-timeout D  --lock-retries N  --retry-backoff D
+           --auto-concurrently | --no-auto-concurrently  [--target-version V].
+           Reports: apply, progress.
+verify     --analyze | --no-analyze  [--explain-analyze]  --statement-timeout D
+           [--target-version V]; env DBMIGRATE_PROBES. Reports: verification.
+rollback   --strategy DropCreatedObjects|RestoreBackup  --lock-timeout D
+           --statement-timeout D; with RestoreBackup also --backup-path P (status.backup.path,
+           PVC mounted read-only at /backups) and --restore-jobs N. Reports: rollback.
+=========  ==================================================================================
+
+``D`` is a Go-like duration exactly as written in the spec (parse it with
+``dbmigrate.api.durations``). ``DBMIGRATE_PROBES`` is the JSON list of
+``spec.verification.probes`` in wire form: ``[{"name": ..., "sql": ..., "expectIndex": ...}]``.
+Exit codes as everywhere: 0 reported, 1 the step ran and found a failure, 2 bad input, 3
+unavailable (may heal). The Job fails at once on 1 and 2 (podFailurePolicy) and retries 3 up to
+``spec.jobs.backoffLimit``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dbmigrate.api.labels import BACKUP_MOUNT, MIGRATIONS_MOUNT
+from dbmigrate.api.spec import DatabaseMigrationSpec
+from dbmigrate.api.status import DatabaseMigrationStatus
+
+STEPS = ("plan", "backup", "apply", "verify", "rollback")
+
+
+def migrations_dir(spec: DatabaseMigrationSpec) -> str:
+    """Where the step finds the migration files: the image folder or the mounted ConfigMap."""
+    if spec.source.image is not None:
+        return spec.source.image.path
+    return MIGRATIONS_MOUNT
+
+
+def backup_dir(namespace: str, resource: str) -> str:
+    """The folder of this resource's backups on the PVC (retention counts per resource)."""
+    return f"{BACKUP_MOUNT}/{namespace}/{resource}"
+
+
+def probes_json(spec: DatabaseMigrationSpec) -> str:
+    """spec.verification.probes as the JSON the plan and verify steps read from the env."""
+    probes = [probe.to_wire() for probe in spec.verification.probes]
+    return json.dumps(probes, sort_keys=True, separators=(",", ":"))
+
+
+def uses_probes(step: str) -> bool:
+    """Whether the step reads DBMIGRATE_PROBES."""
+    return step in ("plan", "verify")
+
+
+def mounts_backups(step: str, spec: DatabaseMigrationSpec) -> bool:
+    """Whether the step needs the backup PVC: the backup itself, and a restoring rollback."""
+    if spec.backup.pvc_name is None:
+        return False
+    if step == "backup":
+        return spec.backup.enabled
+    return step == "rollback" and spec.rollback.strategy == "RestoreBackup"
+
+
+def step_command(
+    step: str,
+    *,
+    resource: str,
+    namespace: str,
+    run_id: str,
+    spec: DatabaseMigrationSpec,
+    status: DatabaseMigrationStatus | None = None,
+) -> list[str]:
+    """The full command of the step's container: ``dbmigrate job <step> ...``."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
+    common = [
+        "--report-to",
+        f"{namespace}/{resource}",
+        "--run-id",
+        run_id,
+        "--migrations",
+        migrations_dir(spec),
+    ]
+    return [
+        "dbmigrate",
+        "job",
+        step,
+        *common,
+        *_step_options(step, resource, namespace, spec, status),
+    ]
+
+
+def _step_options(
+    step: str,
+    resource: str,
+    namespace: str,
+    spec: DatabaseMigrationSpec,
+    status: DatabaseMigrationStatus | None,
+) -> list[str]:
+    if step == "plan":
+        return _plan_options(spec)
+    if step == "backup":
+        return _backup_options(spec, resource, namespace, status)
+    if step == "apply":
+        return _apply_options(spec, status)
+    if step == "verify":
+        return _verify_options(spec)
+    return _rollback_options(spec, status)
+
+
+def _target(spec: DatabaseMigrationSpec) -> list[str]:
+    return [] if spec.target_version is None else ["--target-version", str(spec.target_version)]
+
+
+def _timeouts(spec: DatabaseMigrationSpec) -> list[str]:
+    safety = spec.safety
+    return ["--lock-timeout", safety.lock_timeout, "--statement-timeout", safety.statement_timeout]
+
+
+def _concurrently(spec: DatabaseMigrationSpec) -> str:
+    return "--auto-concurrently" if spec.safety.auto_concurrently else "--no-auto-concurrently"
+
+
+def _plan_options(spec: DatabaseMigrationSpec) -> list[str]:
+    options = ["--lint-policy", spec.safety.lint_policy, _concurrently(spec)]
+    options += ["--large-table-rows", str(spec.preflight.large_table_rows), *_target(spec)]
+    return options + (["--explain-analyze"] if spec.verification.explain_analyze else [])
+
+
+def _backup_options(
+    spec: DatabaseMigrationSpec,
+    resource: str,
+    namespace: str,
+    status: DatabaseMigrationStatus | None,
+) -> list[str]:
+    if not spec.backup.enabled or spec.backup.pvc_name is None:
+        raise ValueError("a backup Job needs spec.backup.enabled and spec.backup.pvcName")
+    name = status.run_id if status is not None and status.run_id else f"{resource}-backup"
+    return [
+        "--backup-dir",
+        backup_dir(namespace, resource),
+        "--backup-name",
+        name,
+        "--backup-format",
+        spec.backup.format,
+        "--backup-jobs",
+        str(spec.backup.jobs),
+        "--keep",
+        str(spec.backup.retention),
+    ]
+
+
+def _apply_options(
+    spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus | None
+) -> list[str]:
+    plan_hash = plan_hash_of(status)
+    if plan_hash is None:
+        raise ValueError("an apply Job needs the plan hash from status.plan (run the plan first)")
+    safety = spec.safety
+    return [
+        "--plan-hash",
+        plan_hash,
+        *_timeouts(spec),
+        "--lock-retries",
+        str(safety.lock_retries),
+        "--retry-backoff",
+        safety.retry_backoff,
+        _concurrently(spec),
+        *_target(spec),
+    ]
+
+
+def _verify_options(spec: DatabaseMigrationSpec) -> list[str]:
+    verification = spec.verification
+    options = ["--analyze" if verification.analyze else "--no-analyze"]
+    if verification.explain_analyze:
+        options.append("--explain-analyze")
+    options += ["--statement-timeout", spec.safety.statement_timeout]
+    return options + _target(spec)
+
+
+def _rollback_options(
+    spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus | None
+) -> list[str]:
+    strategy = spec.rollback.strategy
+    if strategy == "None":
+        raise ValueError("rollback.strategy is None: there is no rollback Job to build")
+    options = ["--strategy", strategy, *_timeouts(spec)]
+    if strategy == "RestoreBackup":
+        backup = status.backup if status is not None else None
+        if backup is None:
+            raise ValueError("a RestoreBackup rollback needs status.backup.path (no backup taken)")
+        options += ["--backup-path", backup.path, "--restore-jobs", str(spec.backup.jobs)]
+    return options
+
+
+def plan_hash_of(status: DatabaseMigrationStatus | None) -> str | None:
+    """The hash of the plan the plan step reported, if any."""
+    if status is None or status.plan is None:
+        return None
+    return status.plan.plan_hash
