@@ -26,6 +26,7 @@ from dbmigrate.api.evidence import (
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
 from dbmigrate.api.spec import NotificationEvent
+from dbmigrate.api.stepnames import Step
 
 Phase = Literal[
     "Pending",
@@ -41,7 +42,6 @@ Phase = Literal[
     "RollingBack",
     "RolledBack",
 ]
-Step = Literal["plan", "backup", "apply", "verify", "rollback"]
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 
 

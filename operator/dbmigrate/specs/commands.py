@@ -47,8 +47,7 @@ import json
 from dbmigrate.api.labels import BACKUP_MOUNT, MIGRATIONS_MOUNT
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
-
-STEPS = ("plan", "backup", "apply", "verify", "rollback")
+from dbmigrate.api.stepnames import STEPS
 
 
 def migrations_dir(spec: DatabaseMigrationSpec) -> str:
