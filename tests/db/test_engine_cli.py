@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from dbmigrate.api.exitcodes import help_text
 from dbmigrate.engine import locking
 from tests.db.engine_support import EXAMPLE
 
@@ -137,8 +138,7 @@ def test_help_documents_exit_codes() -> None:
     for command in ("plan", "apply", "status", "history"):
         out = run([command, "--help"], None)
         assert out.returncode == 0
-        assert "exit codes:" in out.stdout
-        assert "3  unavailable" in out.stdout
+        assert help_text() in out.stdout
 
 
 def test_text_mode_names_the_blocker_while_waiting(database_url: str, tmp_path: Path) -> None:
