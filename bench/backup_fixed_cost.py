@@ -94,6 +94,9 @@ def measure(
     def restore(env: dict[str, str] | None) -> Runner:
         return lambda n: our_restore(admin_url, url, artefact, 1, "bench_our_restore", env)
 
+    def startup(env: dict[str, str] | None) -> Runner:
+        return lambda n: startup_seconds(env)
+
     results: dict[str, dict[str, Samples]] = {}
     dumps: dict[str, Runner] = {"raw": lambda n: raw_dump(url, work / f"raw-{n}.dump", "custom", 1)}
     results["backup custom"] = interleave(dumps | {k: backup(e) for k, e in envs.items()}, rounds)
@@ -104,7 +107,7 @@ def measure(
     results["restore custom"] = interleave(
         restores | {k: restore(e) for k, e in envs.items()}, rounds
     )
-    starts = {k: (lambda n, e=e: startup_seconds(e)) for k, e in envs.items()}
+    starts = {k: startup(e) for k, e in envs.items()}
     results["start-up (backup --help)"] = interleave(starts, rounds)
     return results
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.bookkeeping_floor import floor_script
 from bench.common import MIGRATIONS, database, median, psql, server
 from dbmigrate.engine.apply import apply_migrations
-from dbmigrate.engine.settings import ApplySettings
+from dbmigrate.engine.settings import ApplySettings, LintPolicy
 from dbmigrate.engine.sources import load_directory
 
 
@@ -33,11 +33,11 @@ def _timed(admin_url: str, name: str, action: Callable[[str], None]) -> float:
         return time.perf_counter() - started
 
 
-def _engine(policy: str) -> Callable[[str], None]:
+def _engine(policy: LintPolicy) -> Callable[[str], None]:
     def run(url: str) -> None:
         result = apply_migrations(
             url, load_directory(MIGRATIONS), ApplySettings(lint_policy=policy)
-        )  # type: ignore[arg-type]
+        )
         assert result.status == "succeeded", result.error
 
     return run

@@ -67,7 +67,7 @@ class JobWatch(StampingWatch):
         super().__init__()
 
     def _stream(self) -> Iterator[dict[str, Any]]:
-        return watch.Watch().stream(  # type: ignore[no-any-return]
+        return watch.Watch().stream(
             self.batch.list_job_for_all_namespaces, label_selector=LABEL_MIGRATION,
             timeout_seconds=30,
         )  # fmt: skip
@@ -98,7 +98,7 @@ class StepExitWatch(StampingWatch):
         super().__init__()
 
     def _stream(self) -> Iterator[dict[str, Any]]:
-        return watch.Watch().stream(  # type: ignore[no-any-return]
+        return watch.Watch().stream(
             self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL,
             timeout_seconds=30,
         )  # fmt: skip

@@ -185,7 +185,8 @@ def main(rows: int) -> None:
                 ],
             )
         }
-        names = [n.idxname for n in (r.stmt for r in parse_sql(plain.read_text()))]
+        stmts = (r.stmt for r in parse_sql(plain.read_text()))
+        names = [n.idxname for n in stmts if isinstance(n, ast.IndexStmt)]
         psql(url, extra=tuple(a for n in names for a in ("-c", f"DROP INDEX {n}")))
         log("dbmigrate apply under load")
         cli = [

@@ -58,6 +58,7 @@ def versions() -> dict[str, str]:
         text=True,
         check=True,
     ).stdout
+    wanted: tuple[str, ...]
     wanted = ("K8S_VERSION", "NODE_IMAGE", "PROJECT_IMAGE", "BUNDLE_IMAGE", "MIGRATIONS_IMAGE")
     wanted += ("TOOLS_KEY",)
     found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

@@ -326,7 +326,7 @@ def seed_analytics(url: str, up_to: int = 1, rows: int = 200) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for name, sql in migration_files(up_to).items():
             del name
-            conn.execute(sql)  # type: ignore[arg-type]  # trusted repository files
+            conn.execute(sql)  # trusted repository files
         conn.execute(
             "INSERT INTO users (email, display_name) SELECT 'u' || g || '@example.com', 'U' || g "
             "FROM generate_series(1, %s) g",

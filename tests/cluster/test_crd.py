@@ -181,9 +181,10 @@ def _resource(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _create(testbed: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     api = k8s.CustomObjectsApi(testbed.api_client())
-    created: dict[str, Any] = api.create_namespaced_custom_object(
+    created = api.create_namespaced_custom_object(
         API_GROUP, API_VERSION, namespace, PLURAL, body, field_validation="Strict"
     )
+    assert isinstance(created, dict)
     return created
 
 
@@ -242,6 +243,7 @@ def test_malformed_spec_is_refused_by_the_api_server(
     with pytest.raises(ApiException) as refused:
         _create(testbed, namespace, _resource("bad", spec))
     assert refused.value.status in (400, 422), refused.value.body
+    assert refused.value.body is not None
     assert message in json.loads(refused.value.body)["message"], case
 
 
@@ -257,6 +259,7 @@ def test_status_subresource_keeps_every_declared_field(
     stored = api.get_namespaced_custom_object(
         API_GROUP, API_VERSION, namespace, PLURAL, "status-trip"
     )
+    assert isinstance(stored, dict)
     assert yaml.safe_dump(stored["status"], sort_keys=True) == yaml.safe_dump(
         status, sort_keys=True
     )

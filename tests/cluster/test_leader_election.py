@@ -51,6 +51,7 @@ SLOW_SQL = [  # each version sleeps, so the apply step runs long enough to kill 
 
 def replica(testbed: Any, namespace: str, tmp_path: Path, name: str) -> OperatorProcess:
     liveness = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
+    args: tuple[str, ...]
     args = ("--leader-elect", f"--lease-identity={name}", f"--lease-namespace={namespace}")
     args += (liveness,)
     args += (f"--lease-duration={DURATION}", f"--lease-renew={RENEW}")

@@ -7,6 +7,7 @@ the garbage collector remove its Jobs and keeps the backup.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -37,6 +38,12 @@ def _applied_by(url: str) -> dict[int, str]:
         return {int(v): str(by) for v, by in rows}
 
 
+def _at_or_after(phase: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a status is at PHASE, at a later one, or Succeeded."""
+    later = (phase, *PHASES[PHASES.index(phase) + 1 :], "Succeeded")
+    return lambda s: s.get("phase") in later
+
+
 def test_operator_killed_in_every_phase_converges(
     cluster: Cluster, operator: OperatorProcess, database_url: str
 ) -> None:
@@ -49,7 +56,7 @@ def test_operator_killed_in_every_phase_converges(
     for phase in PHASES:
         status = cluster.wait(
             "restarts",
-            lambda s, p=phase: s.get("phase") in (p, *PHASES[PHASES.index(p) + 1 :], "Succeeded"),
+            _at_or_after(phase),
             f"phase {phase} or later",
             timeout=120,
         )

@@ -44,7 +44,7 @@ def fast(**overrides: object) -> ApplySettings:
 def query(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """Rows of one query on a short-lived connection."""
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description is not None else []
 
 
@@ -66,7 +66,7 @@ def open_transaction(url: str, application_name: str, *statements: str) -> Itera
     conn = psycopg.connect(url, application_name=application_name)
     try:
         for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         yield conn.info.backend_pid
     finally:
         conn.rollback()

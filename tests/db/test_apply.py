@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from dbmigrate.api.lint import LintFinding
+from dbmigrate.api.plan import ApplyProgress
 from dbmigrate.engine import catalog
 from dbmigrate.engine.apply import apply_migrations
 from dbmigrate.engine.errors import exit_code_for
@@ -27,7 +29,7 @@ EXAMPLE_INDEXES = [
 
 
 def test_example_applies_once_then_nothing(database_url: str) -> None:
-    samples = []
+    samples: list[ApplyProgress] = []
     first = apply_migrations(database_url, example_set(), fast(), "run-one", samples.append)
     assert first.status == "succeeded", first.error
     assert [(v.version, v.status) for v in first.versions] == [(n, "applied") for n in range(1, 6)]
@@ -193,7 +195,7 @@ def test_unsafe_sql_is_refused_under_strict_before_anything_runs(database_url: s
     assert query(database_url, "SELECT to_regclass('dbmigrate.schema_migrations')") == [(None,)]
     assert query(database_url, "SELECT to_regclass('public.keep_me')") != [(None,)]
 
-    seen = []
+    seen: list[LintFinding] = []
     warned = apply_migrations(
         database_url,
         load_mapping(files),
@@ -319,7 +321,7 @@ def test_each_step_looks_the_catalog_up_once(database_url: str, monkeypatch) -> 
     asked: list[int] = []
     real = catalog.lookup
 
-    def counting(conn: psycopg.Connection, objects: list) -> list:  # type: ignore[type-arg]
+    def counting(conn: psycopg.Connection, objects: list) -> list:
         if objects:
             asked.append(len(objects))
         return real(conn, objects)

@@ -45,7 +45,11 @@ def _apply_pid(url: str) -> int | None:
         url,
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'dbmigrate apply cancel-me'",
     )
-    return int(rows[0][0]) if rows else None
+    if not rows:
+        return None
+    pid = rows[0][0]
+    assert isinstance(pid, int)
+    return pid
 
 
 def test_cancelled_concurrent_build_is_replaced_on_rerun(database_url: str) -> None:

@@ -24,7 +24,7 @@ SETUP = [
 def _obj(
     kind: str, name: str, schema: str | None = None, table: str | None = None
 ) -> CreatedObject:
-    return CreatedObject(kind=kind, schema_name=schema, name=name, table=table)  # type: ignore[arg-type]
+    return CreatedObject(kind=kind, schema_name=schema, name=name, table=table)
 
 
 def test_one_lookup_answers_for_every_kind(database_url: str) -> None:
@@ -47,7 +47,7 @@ def test_one_lookup_answers_for_every_kind(database_url: str) -> None:
     ]
     with psycopg.connect(database_url, autocommit=True) as conn:
         for statement in SETUP:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         found = catalog.lookup(conn, objects)
         assert catalog.lookup(conn, []) == []
     assert [f.obj.name for f in found] == [o.name for o in objects]  # same order

@@ -49,7 +49,7 @@ def test_named_cases() -> None:
 
 
 def test_new_resource_without_status_is_progressing() -> None:
-    obj = {"apiVersion": "dbmigrate.io/v1alpha1", "kind": "DatabaseMigration"}
+    obj: dict[str, object] = {"apiVersion": "dbmigrate.io/v1alpha1", "kind": "DatabaseMigration"}
     obj["metadata"] = {"name": "m", "namespace": "ns", "generation": 1}
     assert argocd_health(obj)[0] == "Progressing"
     assert argocd_health({**obj, "status": {"conditions": []}})[0] == "Progressing"

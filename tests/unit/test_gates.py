@@ -254,7 +254,7 @@ def test_the_other_migrations_are_read_only_where_the_lock_gate_may_be_crossed(
     phase: str, identified: bool, pending: int | None, expected: bool
 ) -> None:
     status = DatabaseMigrationStatus(
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         observed_generation=1,
         database=make_identity() if identified else None,
         plan=None if pending is None else make_plan(pending),

@@ -48,7 +48,7 @@ def test_percent_bounds() -> None:
 
 def test_progress_sample_marks_waiting_on_old_snapshots() -> None:
     current = CurrentStatement(version=5, name="x", index=2, total=5, statement="CREATE INDEX ...")
-    row = {
+    row: dict[str, object] = {
         "phase": "waiting for old snapshots",
         "current_locker_pid": 42,
         "wait_event_type": None,

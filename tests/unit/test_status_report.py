@@ -115,7 +115,7 @@ def test_unexpected_exception_never_crashes_the_step() -> None:
 
 
 def test_progress_gives_up_quickly_result_persists() -> None:
-    always = [PatchError("503", transient=True)] * 20
+    always: list[Exception] = [PatchError("503", transient=True)] * 20
     rec = Recorder(always)
     reporter, slept = make(rec)
     reporter.progress("progress", Sample(done=1))

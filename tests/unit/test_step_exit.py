@@ -27,7 +27,7 @@ def _jobs(state: str = "Running") -> dict[str, JobObservation]:
 
 
 def _exit(code: int = 0, job: str = "mig-plan-g1", step: str = "plan") -> StepExit:
-    return StepExit(job=job, step=step, exit_code=code, finished_at=ENDED)  # type: ignore[arg-type]
+    return StepExit(job=job, step=step, exit_code=code, finished_at=ENDED)
 
 
 def test_a_running_job_whose_step_exited_zero_is_settled_succeeded() -> None:

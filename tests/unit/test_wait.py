@@ -138,7 +138,7 @@ class FakeTime:
 
 
 def test_backoff_doubles_to_the_cap_and_stops_at_the_timeout() -> None:
-    fake, said = FakeTime(), []
+    fake, said = FakeTime(), list[str]()
     verdict, timed_out = wait_for(
         lambda: Verdict("waiting", "still"), Backoff(20, 1, 4), said.append, fake.clock, fake.sleep
     )
@@ -148,7 +148,7 @@ def test_backoff_doubles_to_the_cap_and_stops_at_the_timeout() -> None:
 
 
 def test_the_loop_ends_on_ready_or_failed_and_says_each_change() -> None:
-    fake, said = FakeTime(), []
+    fake, said = FakeTime(), list[str]()
     answers = iter(
         [
             Verdict("waiting", "a"),
