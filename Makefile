@@ -1,31 +1,47 @@
-# dbmigrate: the two commands a new machine needs are `make demo` and `make test`.
+# dbmigrate: the two commands a new machine needs are `make demo` and `make test`; `make help`
+# lists every target. `make` alone creates the venv (install), as it always did.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install controlplane crds check-crds lint typecheck test test-unit test-db test-db-matrix test-cluster \
-        testbed-up testbed-down demo bench clean kind-images kind-up kind-down test-kind demo-kind
+.PHONY: help install controlplane crds check-crds lint fmt test test-unit test-db test-db-matrix \
+        test-cluster testbed-up testbed-down demo clean kind-images kind-up kind-down test-kind \
+        demo-kind
+.DEFAULT_GOAL := install
 
+# The stamp behind `install`: the venv is made again when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+help:  ## list the targets and what each does
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' \
+		$(MAKEFILE_LIST)
+
 install: $(VENV)/.installed  ## Python environment with the package and its dev tools
 
 controlplane:  ## build kube-apiserver, kube-controller-manager, etcd, kubectl (cached outside the repo)
 	testbed/build-controlplane.sh
 
-crds: install  ## regenerate the CRD from the pydantic models
+crds: install  ## regenerate crds/ from the pydantic models, and its Helm and kustomize copies
 	$(PY) -m dbmigrate.cli.main crd --output crds/dbmigrate.io_databasemigrations.yaml
 	$(PY) tools/sync_chart_crd.py
 
-lint: install
+check-crds: install  ## fail if the committed CRD or its copies differ from the models
+	$(PY) -m dbmigrate.cli.main crd --check --output crds/dbmigrate.io_databasemigrations.yaml
+	$(PY) tools/sync_chart_crd.py --check
+
+lint: install  ## ruff check, ruff format --check, mypy (package, tests, testbed, bench)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+fmt: install  ## format the code and apply ruff's fixes (ruff format, ruff check --fix)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # The db tier of `pytest tests` runs on Debian's PostgreSQL 15; the matrix then runs it on the
 # other supported majors (README: Supported PostgreSQL versions).
@@ -34,10 +50,13 @@ test: install controlplane lint  ## every tier: unit, db (real PostgreSQL, each 
 	$(PY) -m pytest tests
 	$(PY) -m testbed.pgmatrix $(TEST_PG_MAJORS)
 
-test-unit: install
+# Neither tier depends on the control plane. tests/db needs Debian's PostgreSQL 15 and no Go;
+# tests/unit starts no service, but its chart tests build helm, kubeconform and kubectl with Go
+# on their first run (cached outside the repo, like the control plane).
+test-unit: install  ## the unit tier: no services (the chart tests build helm and kubectl once)
 	$(PY) -m pytest tests/unit
 
-test-db: install
+test-db: install  ## the db tier: the engine on a real PostgreSQL (Debian's 15); no Go needed
 	$(PY) -m pytest tests/db
 
 # The db tier once per supported PostgreSQL major (13 to 18; binaries fetched and cached by
@@ -46,13 +65,13 @@ PG_MAJORS ?=
 test-db-matrix: install  ## the db tier against every supported PostgreSQL major
 	$(PY) -m testbed.pgmatrix $(PG_MAJORS)
 
-test-cluster: install controlplane
+test-cluster: install controlplane  ## the cluster tier: the operator on the test bed
 	$(PY) -m pytest tests/cluster
 
 testbed-up: install controlplane  ## start the test bed and print its KUBECONFIG and database URL
 	$(PY) -m testbed up
 
-testbed-down: install
+testbed-down: install  ## stop the test bed started by testbed-up
 	$(PY) -m testbed down
 
 demo: install controlplane  ## the main job on the embedded default (see README)
@@ -74,5 +93,5 @@ test-kind: kind-up  ## the cluster tier against the kind cluster (image, PSA, PV
 demo-kind: kind-up  ## the sample migration run by the Helm-installed operator on kind
 	eval "$$($(PY) -m testbed kind-env)" && $(PY) -m testbed.demo --kind
 
-clean:
+clean:  ## remove the venv and the tool caches (not the test bed's cache outside the repo)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
