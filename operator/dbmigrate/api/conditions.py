@@ -1,26 +1,45 @@
 """Conditions in Kubernetes style, and the one helper that sets them.
 
 ``Ready``, ``Reconciling`` and ``Stalled`` follow kstatus, so Flux, Argo CD and
-``kubectl wait --for=condition=Ready`` judge health without custom code. A condition's
+``kubectl wait --for=condition=Ready`` judge health without custom code; ``BackedUp``,
+``Migrated``, ``Verified`` and ``RolledBack`` tell how each step that touches the database went.
+The types are spelled here once (``TYPES`` says what each means; docs/conditions.md tells users
+what True, False and Unknown mean for each), their reasons in ``api/reasons.py``. A condition's
 ``lastTransitionTime`` changes only when its status flips.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import Field
 
 from dbmigrate.api.base import ApiModel
 
-READY = "Ready"
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
-BACKED_UP = "BackedUp"
-MIGRATED = "Migrated"
-VERIFIED = "Verified"
-ROLLED_BACK = "RolledBack"
+if TYPE_CHECKING:  # reasons.py imports status.py, which imports this module
+    from dbmigrate.api.reasons import ConditionReason
+
+ConditionType = Literal[
+    "Ready", "Reconciling", "Stalled", "BackedUp", "Migrated", "Verified", "RolledBack"
+]
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+BACKED_UP: Final = "BackedUp"
+MIGRATED: Final = "Migrated"
+VERIFIED: Final = "Verified"
+ROLLED_BACK: Final = "RolledBack"
+
+TYPES: dict[ConditionType, str] = {
+    READY: "the run reached Succeeded for the current generation (kstatus Current)",
+    RECONCILING: "the operator is working towards Ready, or waits for a gate to open",
+    STALLED: "the operator cannot go on without a person: a missing prerequisite or a failure",
+    BACKED_UP: "whether this run's backup was taken and read back (or why not)",
+    MIGRATED: "whether the apply step applied the pending versions",
+    VERIFIED: "whether the verify step found every index valid and every probe using it",
+    ROLLED_BACK: "whether the rollback after a failed apply or verify restored a verified state",
+}
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -44,9 +63,9 @@ class Condition(ApiModel):
 
 def set_condition(
     conditions: list[Condition],
-    type_: str,
+    type_: ConditionType,
     status: ConditionStatus,
-    reason: str,
+    reason: ConditionReason,
     message: str,
     *,
     now: datetime,
@@ -70,6 +89,6 @@ def set_condition(
     return sorted([*others, updated], key=lambda c: c.type)
 
 
-def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
+def find_condition(conditions: list[Condition], type_: ConditionType) -> Condition | None:
     """The condition of that type, if present."""
     return next((c for c in conditions if c.type == type_), None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from dbmigrate.api.reasons import EventReason
 from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj, path_of
@@ -76,7 +77,7 @@ class DecisionApplier:
                 self.events.emit(
                     resource,
                     "Warning",
-                    "WorkloadNotFound",
+                    EventReason.WORKLOAD_NOT_FOUND,
                     f"{ref.kind} {ref.name} listed in spec.rollback.scaleDown does not exist; "
                     "recorded with 0 replicas",
                 )
