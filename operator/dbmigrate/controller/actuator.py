@@ -14,6 +14,7 @@ import logging
 
 from dbmigrate.api.reasons import EventReason
 from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload
+from dbmigrate.api.stepnames import STEP_PLAN
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj, path_of
 from dbmigrate.decision.model import Decision, Observed, status_patch
@@ -52,7 +53,7 @@ class DecisionApplier:
             status = self._scale_down(observed, decision, resource)
         if decision.scale_up:
             self._scale_up(observed, status, decision.scale_up)
-        if decision.create_job == "plan":
+        if decision.create_job == STEP_PLAN:
             self._keep_run_spec(observed, status)
         if decision.create_job is not None:
             self._create_job(observed, status, decision.create_job)

@@ -28,6 +28,7 @@ import kopf
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.labels import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
 from dbmigrate.api.status import TERMINAL_PHASES
+from dbmigrate.api.stepnames import KEY_STEP_EXIT
 from dbmigrate.controller.reconcile import Reconciler
 from dbmigrate.controller.webhooks import RetryPolicy
 from dbmigrate.decision.notifications import Target
@@ -149,7 +150,7 @@ def on_timer(namespace: str | None, name: str, **_: Any) -> None:
 
 def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:
     """A step said it ended (status.stepExit) and its Job is still Running in status.jobs."""
-    ended = status.get("stepExit") or {}
+    ended = status.get(KEY_STEP_EXIT) or {}
     if ended.get("exitCode") != 0:
         return False
     records = status.get("jobs") or []
