@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.labels import LABEL_ATTEMPT, LABEL_GENERATION, LABEL_STEP
 from dbmigrate.api.reasons import ConditionReason
 from dbmigrate.api.spec import DatabaseMigrationSpec, WorkloadRef
@@ -191,7 +192,7 @@ def settle_with_step_exit(
     ``status.stepExit`` (written as its last act, naming its Job) is taken at its word for
     success only. A non-zero exit waits for the Job, whose pod failure policy may retry it.
     """
-    if step_exit is None or step_exit.exit_code != 0:
+    if step_exit is None or step_exit.exit_code != EXIT_OK:
         return jobs
     job = jobs.get(step_exit.step)
     if job is None or job.name != step_exit.job or job.state != "Running":
