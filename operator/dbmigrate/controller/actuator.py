@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from dbmigrate.api.reasons import EventReason
+from dbmigrate.api.conditions import EventReason
 from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload
 from dbmigrate.api.stepnames import STEP_PLAN
 from dbmigrate.controller.events import EventRecorder

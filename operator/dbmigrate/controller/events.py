@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from dbmigrate import API_GROUP, API_VERSION, KIND
-from dbmigrate.api.reasons import ConditionReason, EventReason
+from dbmigrate.api.conditions import EventReason
+from dbmigrate.api.status import ConditionReason
 from dbmigrate.controller.kube import ApiError, Kube
 
 log = logging.getLogger("dbmigrate.events")

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from dbmigrate import __version__
 from dbmigrate.api import conditions as cond
-from dbmigrate.api.reasons import EventReason, Reason
+from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
 from dbmigrate.controller import metrics

@@ -31,8 +31,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from dbmigrate.api.conditions import BACKED_UP, MIGRATED, READY, RECONCILING, STALLED, VERIFIED
-from dbmigrate.api.reasons import Reason
+from dbmigrate.api.conditions import (
+    BACKED_UP,
+    MIGRATED,
+    READY,
+    RECONCILING,
+    STALLED,
+    VERIFIED,
+    Reason,
+)
 from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus, Phase, Step
 from dbmigrate.api.stepnames import (
     REPORTS,

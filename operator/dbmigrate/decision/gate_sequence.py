@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbmigrate.api.conditions import BACKED_UP
-from dbmigrate.api.reasons import Reason
+from dbmigrate.api.conditions import BACKED_UP, Reason
 from dbmigrate.api.stepnames import STEP_APPLY, STEP_BACKUP, STEP_PLAN
 from dbmigrate.decision.gate_rules import (
     InvalidMaintenanceWindow,

@@ -33,9 +33,14 @@ from typing import Any, Literal
 
 from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.labels import LABEL_ATTEMPT, LABEL_GENERATION, LABEL_STEP
-from dbmigrate.api.reasons import ConditionReason
 from dbmigrate.api.spec import DatabaseMigrationSpec, WorkloadRef
-from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload, Step, StepExit
+from dbmigrate.api.status import (
+    ConditionReason,
+    DatabaseMigrationStatus,
+    ScaledWorkload,
+    Step,
+    StepExit,
+)
 from dbmigrate.api.stepnames import KEY_STEP_EXIT, STEPS
 from dbmigrate.api.stepnames import STEP_KEYS as STEP_WIRE_KEYS
 

@@ -39,12 +39,13 @@ from dbmigrate.api.conditions import (
     Condition,
     ConditionStatus,
     ConditionType,
+    Reason,
     set_condition,
 )
-from dbmigrate.api.reasons import ConditionReason, Reason
 from dbmigrate.api.spec import WorkloadRef
 from dbmigrate.api.status import (
     TERMINAL_PHASES,
+    ConditionReason,
     DatabaseMigrationStatus,
     JobRecord,
     Phase,

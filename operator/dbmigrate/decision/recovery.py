@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED, ConditionType
-from dbmigrate.api.reasons import Reason
+from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED, ConditionType, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus, Step
 from dbmigrate.api.stepnames import STEP_APPLY, STEP_ROLLBACK

@@ -12,8 +12,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from dbmigrate.api.conditions import MIGRATED, VERIFIED, ConditionType, find_condition
-from dbmigrate.api.reasons import Reason, known_reason
+from dbmigrate.api.conditions import (
+    MIGRATED,
+    VERIFIED,
+    ConditionType,
+    Reason,
+    find_condition,
+    known_reason,
+)
 from dbmigrate.api.spec import WorkloadRef
 from dbmigrate.api.status import Phase, Step
 from dbmigrate.api.stepnames import (
