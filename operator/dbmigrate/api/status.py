@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from dbmigrate.api.base import ApiModel
-from dbmigrate.api.conditions import Condition
+from dbmigrate.api.conditions import Condition, Reason
 from dbmigrate.api.evidence import (
     BackupEvidence,
     PreflightResult,
@@ -43,6 +43,9 @@ Phase = Literal[
     "RolledBack",
 ]
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
+# What a kstatus condition may carry as its reason: a Reason, or the phase of a run that works
+# (Ready=False/Reconciling=True: Planning, BackingUp, ...) or has ended (Succeeded, Failed, ...).
+ConditionReason = Reason | Phase
 
 
 class JobRecord(ApiModel):

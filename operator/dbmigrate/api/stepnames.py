@@ -2,15 +2,21 @@
 
 A step Job's command writes its results into the DatabaseMigration's status under its own keys
 (each status writer owns its subtree); the operator waits for exactly those keys before it moves
-on, and clears them when a new run starts. ``REPORTS`` is that contract.
+on, and clears them when a new run starts. ``REPORTS`` is that contract; ``LIVE_KEYS`` are
+written while a step runs and are not waited for.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 Step = Literal["plan", "backup", "apply", "verify", "rollback"]
 STEPS: tuple[Step, ...] = get_args(Step)
+STEP_PLAN: Final = "plan"
+STEP_BACKUP: Final = "backup"
+STEP_APPLY: Final = "apply"
+STEP_VERIFY: Final = "verify"
+STEP_ROLLBACK: Final = "rollback"
 
 # Status keys (as on the wire, in the resource's status) the step commands write.
 KEY_DATABASE = "database"  # the server's identity, compared across resources
@@ -25,10 +31,11 @@ KEY_ROLLBACK = "rollback"
 KEY_STEP_EXIT = "stepExit"  # every step Job's last word: its exit code
 
 REPORTS: dict[Step, tuple[str, ...]] = {
-    "plan": (KEY_DATABASE, KEY_LINT, KEY_PREFLIGHT, KEY_PLAN),  # lint unless the policy is off
-    "backup": (KEY_BACKUP,),
-    "apply": (KEY_PROGRESS, KEY_APPLY),
-    "verify": (KEY_VERIFICATION,),
-    "rollback": (KEY_ROLLBACK,),
+    STEP_PLAN: (KEY_PLAN, KEY_PREFLIGHT, KEY_DATABASE, KEY_LINT),  # lint unless the policy is off
+    STEP_BACKUP: (KEY_BACKUP,),
+    STEP_APPLY: (KEY_PROGRESS, KEY_APPLY),
+    STEP_VERIFY: (KEY_VERIFICATION,),
+    STEP_ROLLBACK: (KEY_ROLLBACK,),
 }
+LIVE_KEYS: tuple[str, ...] = (KEY_PROGRESS,)
 STEP_KEYS: tuple[str, ...] = (*dict.fromkeys(k for keys in REPORTS.values() for k in keys),)

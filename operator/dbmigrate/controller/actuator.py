@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 
+from dbmigrate.api.conditions import EventReason
 from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload
+from dbmigrate.api.stepnames import STEP_PLAN
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj, path_of
 from dbmigrate.decision.model import Decision, Observed, status_patch
@@ -51,7 +53,7 @@ class DecisionApplier:
             status = self._scale_down(observed, decision, resource)
         if decision.scale_up:
             self._scale_up(observed, status, decision.scale_up)
-        if decision.create_job == "plan":
+        if decision.create_job == STEP_PLAN:
             self._keep_run_spec(observed, status)
         if decision.create_job is not None:
             self._create_job(observed, status, decision.create_job)
@@ -76,7 +78,7 @@ class DecisionApplier:
                 self.events.emit(
                     resource,
                     "Warning",
-                    "WorkloadNotFound",
+                    EventReason.WORKLOAD_NOT_FOUND,
                     f"{ref.kind} {ref.name} listed in spec.rollback.scaleDown does not exist; "
                     "recorded with 0 replicas",
                 )

@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from dbmigrate import API_GROUP, API_VERSION, KIND
+from dbmigrate.api.conditions import EventReason
+from dbmigrate.api.status import ConditionReason
 from dbmigrate.controller.kube import ApiError, Kube
 
 log = logging.getLogger("dbmigrate.events")
 
 COMPONENT = "dbmigrate-operator"
-# Reasons of the Events posted outside ``decide`` (its Events carry the phase or the condition
-# reason): a webhook that could not be notified (``runtime``; the migration goes on).
-NOTIFICATION_FAILED = "NotificationFailed"
 MAX_MESSAGE = 1024
 EventType = Literal["Normal", "Warning"]
 
@@ -29,7 +28,7 @@ EventType = Literal["Normal", "Warning"]
 def event_body(
     resource: dict[str, Any],
     event_type: EventType,
-    reason: str,
+    reason: ConditionReason | EventReason,
     message: str,
     *,
     now: datetime,
@@ -70,7 +69,11 @@ class EventRecorder:
         self.instance = socket.gethostname()[:128]
 
     def emit(
-        self, resource: dict[str, Any], event_type: EventType, reason: str, message: str
+        self,
+        resource: dict[str, Any],
+        event_type: EventType,
+        reason: ConditionReason | EventReason,
+        message: str,
     ) -> None:
         body = event_body(
             resource, event_type, reason, message, now=datetime.now(UTC), instance=self.instance

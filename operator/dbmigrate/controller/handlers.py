@@ -26,8 +26,10 @@ from typing import Any
 import kopf
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.labels import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
 from dbmigrate.api.status import TERMINAL_PHASES
+from dbmigrate.api.stepnames import KEY_STEP_EXIT
 from dbmigrate.controller.reconcile import Reconciler
 from dbmigrate.controller.webhooks import RetryPolicy
 from dbmigrate.decision.notifications import Target
@@ -149,8 +151,8 @@ def on_timer(namespace: str | None, name: str, **_: Any) -> None:
 
 def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:
     """A step said it ended (status.stepExit) and its Job is still Running in status.jobs."""
-    ended = status.get("stepExit") or {}
-    if ended.get("exitCode") != 0:
+    ended = status.get(KEY_STEP_EXIT) or {}
+    if ended.get("exitCode") != EXIT_OK:
         return False
     records = status.get("jobs") or []
     return any(r.get("name") == ended.get("job") and r.get("outcome") == "Running" for r in records)

@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from dbmigrate.api.exitcodes import EXIT_FAILED as LOST_EXIT_CODE
+from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.controller.kube import ApiError, Kube, Obj, load_api_client, path_of
 
 log = logging.getLogger("dbmigrate.leader")
@@ -292,7 +293,7 @@ def run_as_leader(args: argparse.Namespace, run: Callable[[], None]) -> int:
         stop.set()
         keeper.join(timeout=config.renew_deadline)
         elector.release()
-    return 0
+    return EXIT_OK
 
 
 def exit_without_lease(reason: str) -> None:

@@ -36,11 +36,12 @@ from pydantic import ValidationError
 
 from dbmigrate import __version__
 from dbmigrate.api import conditions as cond
+from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
-from dbmigrate.controller.events import NOTIFICATION_FAILED, EventRecorder
+from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.requeue import Requeuer
 from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy
@@ -118,7 +119,9 @@ class Reconciler:
                     log.info("%s/%s was deleted while it was reconciled", namespace, name)
                     return
                 log.error("reconcile of %s/%s failed: %s", namespace, name, exc)
-                self._stall(namespace, name, "ApiError", f"the operator's API call failed: {exc}")
+                self._stall(
+                    namespace, name, Reason.API_ERROR, f"the operator's API call failed: {exc}"
+                )
 
     def _live(self, namespace: str, name: str) -> Obj | None:
         """The resource, or None when it is gone or being deleted (a 404 then is no error)."""
@@ -135,7 +138,7 @@ class Reconciler:
         try:
             observed = self.observe(resource)
         except ValidationError as exc:
-            self._stall(namespace, name, "InvalidResource", _validation_message(exc))
+            self._stall(namespace, name, Reason.INVALID_RESOURCE, _validation_message(exc))
             return
         with self._lock_gate if gates.needs_lock_check(observed.status) else nullcontext():
             # the other migrations are read, and this one's status written, under one mutex:
@@ -201,7 +204,7 @@ class Reconciler:
                 f"notification {key.event} to target {key.target} ({key.source.lower()}) failed "
                 f"after {result.attempts} attempt(s): {result.error}; the migration goes on"
             )
-            self.events.emit(resource, "Warning", NOTIFICATION_FAILED, message)
+            self.events.emit(resource, "Warning", EventReason.NOTIFICATION_FAILED, message)
 
     def _record_delivery(self, delivery: Delivery, result: notify.DeliveryResult) -> Obj | None:
         """Mark the delivery in status.notifications; the resource, or None when it is gone."""
@@ -330,7 +333,7 @@ class Reconciler:
 
     # --- stalling ----------------------------------------------------------------------------
 
-    def _stall(self, namespace: str, name: str, reason: str, message: str) -> None:
+    def _stall(self, namespace: str, name: str, reason: Reason, message: str) -> None:
         """Write Stalled=True (and Ready=False) when decide() cannot even be asked."""
         resource = self.kube.get("DatabaseMigration", namespace, name)
         if resource is None:

@@ -31,10 +31,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from dbmigrate.api.conditions import BACKED_UP, MIGRATED, READY, RECONCILING, STALLED, VERIFIED
+from dbmigrate.api.conditions import (
+    BACKED_UP,
+    MIGRATED,
+    READY,
+    RECONCILING,
+    STALLED,
+    VERIFIED,
+    Reason,
+)
 from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus, Phase, Step
+from dbmigrate.api.stepnames import (
+    REPORTS,
+    STEP_APPLY,
+    STEP_BACKUP,
+    STEP_PLAN,
+    STEP_VERIFY,
+)
 from dbmigrate.decision.gate_sequence import through_gates
-from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed
+from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
 from dbmigrate.decision.recovery import begin_rollback, rolling_back
 from dbmigrate.decision.transitions import (
@@ -50,8 +65,8 @@ from dbmigrate.specs.naming import run_id
 
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
-CLEARED_KEYS = (*STEP_KEYS, "database")
-PLAN_KEYS = ("plan", "lint", "preflight", "database")  # what a plan Job reports
+CLEARED_KEYS = STEP_KEYS
+PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])  # what a plan Job reports
 
 
 def decide(observed: Observed) -> Decision:
@@ -81,7 +96,7 @@ def _starts_new_run(ctx: Ctx) -> bool:
         return False
     if status.phase in (*TERMINAL_PHASES, "Pending", *WAITING_PHASES):
         return True
-    plan = ctx.job("plan")
+    plan = ctx.job(STEP_PLAN)
     return status.phase == "Planning" and (plan is None or plan.state != "Running")
 
 
@@ -109,7 +124,7 @@ def _pending(ctx: Ctx) -> Outcome:
     if problem is not None:
         return stalled(ctx, "Pending", *problem)
     run = ctx.base.run_id
-    return start_step(ctx, "plan", f"planning generation {ctx.run_generation} (run {run})")
+    return start_step(ctx, STEP_PLAN, f"planning generation {ctx.run_generation} (run {run})")
 
 
 def _step_phase(
@@ -133,15 +148,15 @@ def _step_phase(
     return handle
 
 
-def _plan_findings(ctx: Ctx) -> tuple[str, str] | None:
+def _plan_findings(ctx: Ctx) -> tuple[Reason, str] | None:
     """(reason, message) of what in the plan's reports stops the run before any change."""
     status, policy = ctx.base, ctx.observed.spec.safety.lint_policy
     if status.plan is not None and status.plan.drift_errors:
         first = status.plan.drift_errors[0].message
-        return "DriftDetected", f"the migration set disagrees with the history table: {first}"
+        return Reason.DRIFT_DETECTED, f"the migration set disagrees with the history table: {first}"
     lint = status.lint
     if lint is not None and policy == "strict" and not lint.passed:
-        return "LintFailed", (
+        return Reason.LINT_FAILED, (
             f"lint found {lint.error_count} error(s) under policy strict (see status.lint); fix "
             "the SQL or waive a finding with '-- dbmigrate:ignore RULE reason: ...'. Nothing "
             "was changed"
@@ -149,7 +164,7 @@ def _plan_findings(ctx: Ctx) -> tuple[str, str] | None:
     preflight = status.preflight
     if preflight is not None and not preflight.passed:
         checks = [f"{c.name}: {c.message}" for c in preflight.checks if c.status == "fail"]
-        return "PreflightFailed", "preflight failed: " + (
+        return Reason.PREFLIGHT_FAILED, "preflight failed: " + (
             "; ".join(checks) or "see status.preflight"
         )
     return None
@@ -158,22 +173,22 @@ def _plan_findings(ctx: Ctx) -> tuple[str, str] | None:
 def _plan_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     finding = _plan_findings(ctx)
     if finding is not None:
-        return failed(ctx, "plan", *finding)
+        return failed(ctx, STEP_PLAN, *finding)
     message = (
         f"the plan Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
     )
-    return failed(ctx, "plan", "PlanFailed", message)
+    return failed(ctx, STEP_PLAN, Reason.PLAN_FAILED, message)
 
 
 def _plan_done(ctx: Ctx, job: JobObservation) -> Outcome:
     finding = _plan_findings(ctx)
     if finding is not None:
-        return failed(ctx, "plan", *finding)
+        return failed(ctx, STEP_PLAN, *finding)
     plan = ctx.base.plan
     assert plan is not None  # missing_reports checked it
     if not plan.pending:
         message = "nothing to apply: every version of the migration set is already applied"
-        return Outcome("Succeeded", "succeeded", "NothingToApply", message)
+        return Outcome.succeeded(message=message)
     return through_gates(ctx)
 
 
@@ -185,10 +200,16 @@ def _backup_done(ctx: Ctx, job: JobObservation) -> Outcome:
             f"the backup {backup.path} could not be read back by pg_restore --list, so nothing "
             "is migrated (no backup, no migration). Nothing was changed"
         )
-        condition = StepCondition(BACKED_UP, "False", "BackupNotVerified", message)
-        return failed(ctx, "backup", "BackupNotVerified", message, conditions=(condition,))
+        condition = StepCondition(
+            type=BACKED_UP, status="False", reason=Reason.BACKUP_NOT_VERIFIED, message=message
+        )
+        return failed(
+            ctx, STEP_BACKUP, Reason.BACKUP_NOT_VERIFIED, message, conditions=(condition,)
+        )
     text = f"{backup.path} ({backup.size_bytes} bytes, sha256 {backup.sha256}) verified"
-    condition = StepCondition(BACKED_UP, "True", "BackupVerified", text)
+    condition = StepCondition(
+        type=BACKED_UP, status="True", reason=Reason.BACKUP_VERIFIED, message=text
+    )
     return through_gates(ctx).with_conditions(condition)
 
 
@@ -196,25 +217,28 @@ def _backup_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     message = (
         f"the backup Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
     )
-    condition = StepCondition(BACKED_UP, "False", "BackupFailed", message)
-    return failed(ctx, "backup", "BackupFailed", message, conditions=(condition,))
+    condition = StepCondition(
+        type=BACKED_UP, status="False", reason=Reason.BACKUP_FAILED, message=message
+    )
+    return failed(ctx, STEP_BACKUP, Reason.BACKUP_FAILED, message, conditions=(condition,))
 
 
 def _apply_done(ctx: Ctx, job: JobObservation) -> Outcome:
     apply = ctx.base.apply
     assert apply is not None
     if apply.status == "failed":
-        return begin_rollback(ctx, "apply", "ApplyFailed", f"apply failed: {apply.error}")
+        return begin_rollback(ctx, STEP_APPLY, Reason.APPLY_FAILED, f"apply failed: {apply.error}")
     versions = [str(v.version) for v in apply.versions if v.status == "applied"]
     text = f"applied versions {', '.join(versions)}" if versions else "nothing left to apply"
-    condition = StepCondition(MIGRATED, "True", "Applied", text)
-    return start_step(ctx, "verify", f"{text}; verifying", conditions=(condition,))
+    condition = StepCondition(type=MIGRATED, status="True", reason=Reason.APPLIED, message=text)
+    return start_step(ctx, STEP_VERIFY, f"{text}; verifying", conditions=(condition,))
 
 
 def _apply_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     apply = ctx.base.apply
     detail = apply.error if apply is not None and apply.error else job.message or "see its logs"
-    return begin_rollback(ctx, "apply", "ApplyFailed", f"the apply Job {job.name} failed: {detail}")
+    message = f"the apply Job {job.name} failed: {detail}"
+    return begin_rollback(ctx, STEP_APPLY, Reason.APPLY_FAILED, message)
 
 
 def _verify_done(ctx: Ctx, job: JobObservation) -> Outcome:
@@ -222,27 +246,26 @@ def _verify_done(ctx: Ctx, job: JobObservation) -> Outcome:
     assert result is not None
     if not result.passed:
         return begin_rollback(
-            ctx, "verify", "VerificationFailed", f"verification failed: {result.message}"
+            ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, f"verification failed: {result.message}"
         )
     text = result.message or "every index is valid and every probe uses its index"
-    condition = StepCondition(VERIFIED, "True", "Verified", text)
-    return Outcome("Succeeded", "succeeded", "Succeeded", f"migrated and verified: {text}",
-                   conditions=(condition,))  # fmt: skip
+    condition = StepCondition(type=VERIFIED, status="True", reason=Reason.VERIFIED, message=text)
+    return Outcome.succeeded(message=f"migrated and verified: {text}", conditions=(condition,))
 
 
 def _verify_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     message = f"the verify Job {job.name} failed: {job.message or 'see its logs'}"
-    return begin_rollback(ctx, "verify", "VerificationFailed", message)
+    return begin_rollback(ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, message)
 
 
 def _backing_up(ctx: Ctx) -> Outcome:
     """BackingUp; if the backup was switched off before its Job was created, skip it."""
-    if not ctx.observed.spec.backup.enabled and ctx.job("backup") is None:
+    if not ctx.observed.spec.backup.enabled and ctx.job(STEP_BACKUP) is None:
         return through_gates(ctx)
     return _backup_phase(ctx)
 
 
-_backup_phase = _step_phase("backup", _backup_done, _backup_failed)
+_backup_phase = _step_phase(STEP_BACKUP, _backup_done, _backup_failed)
 
 
 def _waiting(ctx: Ctx) -> Outcome:
@@ -258,25 +281,25 @@ def _waiting_for_lock(ctx: Ctx) -> tuple[Ctx, Outcome]:
     plan Job is the next attempt of this run's plan (``orders-plan-g3-a2``); its reports replace
     the old ones, and the gates (approval of the new hash included) are asked again after it.
     """
-    if ctx.observed.lock_holder is not None or ctx.succeeded("backup"):
+    if ctx.observed.lock_holder is not None or ctx.succeeded(STEP_BACKUP):
         return ctx, through_gates(ctx)
     problem = prerequisite_problem(ctx)
     if problem is not None:
         return ctx, stalled(ctx, "WaitingForLock", *problem)
     cleared = ctx.base.model_copy(update=dict.fromkeys(PLAN_KEYS))
-    again = replace(ctx, base=cleared, clear_step_keys=PLAN_KEYS, new_attempt="plan")
+    again = replace(ctx, base=cleared, clear_step_keys=PLAN_KEYS, new_attempt=STEP_PLAN)
     message = "the database lock is free; planning again, as the holder may have changed it"
-    return again, start_step(again, "plan", message)
+    return again, start_step(again, STEP_PLAN, message)
 
 
 PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
     "Pending": _pending,
-    "Planning": _step_phase("plan", _plan_done, _plan_failed),
+    "Planning": _step_phase(STEP_PLAN, _plan_done, _plan_failed),
     "WaitingForApproval": _waiting,
     "WaitingForWindow": _waiting,
     # WaitingForLock: _waiting_for_lock, called by decide (it may start a new plan attempt)
     "BackingUp": _backing_up,
-    "Migrating": _step_phase("apply", _apply_done, _apply_failed),
-    "Verifying": _step_phase("verify", _verify_done, _verify_failed),
+    "Migrating": _step_phase(STEP_APPLY, _apply_done, _apply_failed),
+    "Verifying": _step_phase(STEP_VERIFY, _verify_done, _verify_failed),
     "RollingBack": rolling_back,
 }

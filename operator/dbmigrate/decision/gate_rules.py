@@ -33,6 +33,7 @@ from dbmigrate.api.status import (
     DatabaseMigrationStatus,
     WindowStatus,
 )
+from dbmigrate.api.stepnames import STEP_BACKUP
 
 LOCK_HOLDING_PHASES = ("BackingUp", "Migrating", "Verifying", "RollingBack")
 MAX_WINDOW_REQUEUE = 600.0
@@ -229,7 +230,7 @@ class LockCandidate:
 def backup_done(status: DatabaseMigrationStatus) -> bool:
     """Whether this run's backup Job succeeded (the run then holds its database)."""
     return any(
-        job.step == "backup"
+        job.step == STEP_BACKUP
         and job.outcome == "Succeeded"
         and job.generation == status.observed_generation
         for job in status.jobs

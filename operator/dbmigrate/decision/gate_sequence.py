@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbmigrate.api.conditions import BACKED_UP
+from dbmigrate.api.conditions import BACKED_UP, Reason
+from dbmigrate.api.stepnames import STEP_APPLY, STEP_BACKUP, STEP_PLAN
 from dbmigrate.decision.gate_rules import (
     InvalidMaintenanceWindow,
     evaluate_approval,
@@ -28,44 +29,53 @@ def through_gates(ctx: Ctx) -> Outcome:
     observed, status = ctx.observed, ctx.base
     if status.plan is None:
         message = "status.plan is gone, so the gates cannot be judged; apply a new generation"
-        return failed(ctx, "plan", "StepNotReported", message)
+        return failed(ctx, STEP_PLAN, Reason.STEP_NOT_REPORTED, message)
     approval = evaluate_approval(
         observed.spec, status.plan.plan_hash, observed.annotations, status.approval,
         resource=observed.name, namespace=observed.namespace, now=ctx.now,
     )  # fmt: skip
     if not approval.passed:
-        reason = "ApprovalRefused" if approval.refused else "WaitingForApproval"
-        return Outcome("WaitingForApproval", "waiting", reason, approval.message,
-                       updates={"approval": approval.status}, warning=approval.refused)  # fmt: skip
+        reason = Reason.APPROVAL_REFUSED if approval.refused else Reason.WAITING_FOR_APPROVAL
+        return Outcome.waiting(
+            phase="WaitingForApproval", reason=reason, message=approval.message,
+            updates={"approval": approval.status}, warning=approval.refused,
+        )  # fmt: skip
     try:
         window = evaluate_window(observed.spec, status.preflight, ctx.now)
     except InvalidMaintenanceWindow as exc:
-        return stalled(ctx, "WaitingForWindow", "InvalidMaintenanceWindow", str(exc),
+        return stalled(ctx, "WaitingForWindow", Reason.INVALID_MAINTENANCE_WINDOW, str(exc),
                        {"approval": approval.status})  # fmt: skip
     gates: dict[str, Any] = {"approval": approval.status, "window": window.status}
     if not window.passed:
-        return Outcome("WaitingForWindow", "waiting", "WaitingForWindow", window.message,
-                       updates=gates, requeue_after=window.requeue_after)  # fmt: skip
+        return Outcome.waiting(
+            phase="WaitingForWindow", reason=Reason.WAITING_FOR_WINDOW, message=window.message,
+            updates=gates, requeue_after=window.requeue_after,
+        )  # fmt: skip
     holder = observed.lock_holder
-    if holder is not None and not ctx.succeeded("backup"):
+    if holder is not None and not ctx.succeeded(STEP_BACKUP):
         message = (
             f"waiting for {holder}, which is migrating the same database; this migration starts "
             "when that one ends"
         )
         gates["waiting_for"] = holder
-        return Outcome("WaitingForLock", "waiting", "WaitingForLock", message,
-                       updates=gates, requeue_after=LOCK_REQUEUE)  # fmt: skip
+        return Outcome.waiting(
+            phase="WaitingForLock", reason=Reason.WAITING_FOR_LOCK, message=message,
+            updates=gates, requeue_after=LOCK_REQUEUE,
+        )  # fmt: skip
     return first_change(ctx, gates)
 
 
 def first_change(ctx: Ctx, gates: dict[str, Any]) -> Outcome:
     """The gates are open: back up (unless done or disabled), else apply."""
     backup = ctx.observed.spec.backup
-    if backup.enabled and not ctx.succeeded("backup"):
-        return start_step(ctx, "backup", "backing up before any change", updates=gates)
+    if backup.enabled and not ctx.succeeded(STEP_BACKUP):
+        return start_step(ctx, STEP_BACKUP, "backing up before any change", updates=gates)
     conditions: tuple[StepCondition, ...] = ()
     if not backup.enabled:
         text = "spec.backup.enabled is false: no backup was taken"
-        conditions = (StepCondition(BACKED_UP, "False", "BackupDisabled", text),)
+        disabled = StepCondition(
+            type=BACKED_UP, status="False", reason=Reason.BACKUP_DISABLED, message=text
+        )
+        conditions = (disabled,)
     versions = ", ".join(str(v.version) for v in ctx.base.plan.pending) if ctx.base.plan else ""
-    return start_step(ctx, "apply", f"applying {versions}", conditions=conditions, updates=gates)
+    return start_step(ctx, STEP_APPLY, f"applying {versions}", conditions=conditions, updates=gates)

@@ -31,16 +31,31 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.labels import LABEL_ATTEMPT, LABEL_GENERATION, LABEL_STEP
 from dbmigrate.api.spec import DatabaseMigrationSpec, WorkloadRef
-from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload, Step, StepExit
+from dbmigrate.api.status import (
+    ConditionReason,
+    DatabaseMigrationStatus,
+    ScaledWorkload,
+    Step,
+    StepExit,
+)
+from dbmigrate.api.stepnames import KEY_STEP_EXIT, STEPS
+from dbmigrate.api.stepnames import STEP_KEYS as STEP_WIRE_KEYS
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 EventType = Literal["Normal", "Warning"]
-STEP_KEYS = (
-    *("plan", "lint", "preflight", "backup", "apply", "progress", "verification", "rollback"),
-    "step_exit",
-)
+
+
+def status_field(key: str) -> str:
+    """The status model's field of a status key as on the wire (``stepExit``: ``step_exit``)."""
+    fields = DatabaseMigrationStatus.model_fields
+    return next(name for name, info in fields.items() if (info.alias or name) == key)
+
+
+# the status fields the step Jobs write (api.stepnames), cleared when a new run starts
+STEP_KEYS = tuple(status_field(key) for key in (*STEP_WIRE_KEYS, KEY_STEP_EXIT))
 OPERATOR_FIELDS = (
     "phase",
     "observed_generation",
@@ -116,7 +131,7 @@ class EventSpec:
     """A Kubernetes Event to emit on the resource."""
 
     type: EventType
-    reason: str
+    reason: ConditionReason
     message: str
 
 
@@ -149,7 +164,7 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
     metadata = job.get("metadata", {})
     labels = metadata.get("labels") or {}
     step, generation = labels.get(LABEL_STEP), labels.get(LABEL_GENERATION)
-    if step not in ("plan", "backup", "apply", "verify", "rollback") or generation is None:
+    if step not in STEPS or generation is None:
         return None
     state: JobState = "Running"
     message, finished = "", None
@@ -182,7 +197,7 @@ def settle_with_step_exit(
     ``status.stepExit`` (written as its last act, naming its Job) is taken at its word for
     success only. A non-zero exit waits for the Job, whose pod failure policy may retry it.
     """
-    if step_exit is None or step_exit.exit_code != 0:
+    if step_exit is None or step_exit.exit_code != EXIT_OK:
         return jobs
     job = jobs.get(step_exit.step)
     if job is None or job.name != step_exit.job or job.state != "Running":

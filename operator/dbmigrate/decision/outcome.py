@@ -38,11 +38,14 @@ from dbmigrate.api.conditions import (
     STALLED,
     Condition,
     ConditionStatus,
+    ConditionType,
+    Reason,
     set_condition,
 )
 from dbmigrate.api.spec import WorkloadRef
 from dbmigrate.api.status import (
     TERMINAL_PHASES,
+    ConditionReason,
     DatabaseMigrationStatus,
     JobRecord,
     Phase,
@@ -57,23 +60,27 @@ KSTATUS = (READY, RECONCILING, STALLED)
 MAX_JOB_RECORDS = 25
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepCondition:
     """A step condition (BackedUp, Migrated, Verified, RolledBack) to set."""
 
-    type: str
+    type: ConditionType
     status: ConditionStatus
-    reason: str
+    reason: Reason
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
-    """Where the run is after this reconcile, and why (``updates``: other status fields)."""
+    """Where the run is after this reconcile, and why (``updates``: other status fields).
+
+    Built with the named constructor of its health (``Outcome.working(...)``, ``.waiting``,
+    ``.stalled``, ``.succeeded``, ``.failed``), every argument by keyword.
+    """
 
     phase: Phase
     health: Health
-    reason: str
+    reason: ConditionReason
     message: str
     create_job: Step | None = None
     conditions: tuple[StepCondition, ...] = ()
@@ -82,6 +89,87 @@ class Outcome:
     scale_down: tuple[WorkloadRef, ...] = ()
     scale_up: tuple[ScaledWorkload, ...] = ()
     warning: bool = False
+
+    @classmethod
+    def working(
+        cls,
+        *,
+        phase: Phase,
+        message: str,
+        create_job: Step | None = None,
+        conditions: tuple[StepCondition, ...] = (),
+        updates: dict[str, Any] | None = None,
+        requeue_after: float | None = None,
+        scale_down: tuple[WorkloadRef, ...] = (),
+        scale_up: tuple[ScaledWorkload, ...] = (),
+        warning: bool = False,
+    ) -> Outcome:
+        """A step is under way in ``phase`` (its reason is the phase)."""
+        return cls(
+            phase=phase, health="working", reason=phase, message=message, create_job=create_job,
+            conditions=conditions, updates=updates or {}, requeue_after=requeue_after,
+            scale_down=scale_down, scale_up=scale_up, warning=warning,
+        )  # fmt: skip
+
+    @classmethod
+    def waiting(
+        cls,
+        *,
+        phase: Phase,
+        reason: Reason,
+        message: str,
+        updates: dict[str, Any] | None = None,
+        requeue_after: float | None = None,
+        warning: bool = False,
+    ) -> Outcome:
+        """A gate is closed: the run goes on by itself once it opens."""
+        return cls(
+            phase=phase, health="waiting", reason=reason, message=message,
+            updates=updates or {}, requeue_after=requeue_after, warning=warning,
+        )  # fmt: skip
+
+    @classmethod
+    def stalled(
+        cls,
+        *,
+        phase: Phase,
+        reason: Reason,
+        message: str,
+        conditions: tuple[StepCondition, ...] = (),
+        updates: dict[str, Any] | None = None,
+        requeue_after: float | None = None,
+        scale_down: tuple[WorkloadRef, ...] = (),
+    ) -> Outcome:
+        """The run stays in ``phase`` until a person fixes what ``reason`` names."""
+        return cls(
+            phase=phase, health="stalled", reason=reason, message=message,
+            conditions=conditions, updates=updates or {}, requeue_after=requeue_after,
+            scale_down=scale_down,
+        )  # fmt: skip
+
+    @classmethod
+    def succeeded(cls, *, message: str, conditions: tuple[StepCondition, ...] = ()) -> Outcome:
+        """The run ended well (the kstatus conditions then carry the phase as their reason)."""
+        return cls(
+            phase="Succeeded", health="succeeded", reason="Succeeded", message=message,
+            conditions=conditions,
+        )  # fmt: skip
+
+    @classmethod
+    def failed(
+        cls,
+        *,
+        phase: Phase,
+        reason: Reason,
+        message: str,
+        conditions: tuple[StepCondition, ...] = (),
+        updates: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """The run ended in ``phase`` (Failed or RolledBack); ``reason`` is its cause."""
+        return cls(
+            phase=phase, health="failed", reason=reason, message=message,
+            conditions=conditions, updates=updates or {},
+        )  # fmt: skip
 
     def with_conditions(self, *conditions: StepCondition) -> Outcome:
         """The same outcome, also setting ``conditions`` (first, so its own win)."""
@@ -136,8 +224,8 @@ class Ctx:
 
 
 def kstatus_conditions(
-    health: Health, phase: Phase, reason: str
-) -> list[tuple[str, ConditionStatus, str]]:
+    health: Health, phase: Phase, reason: ConditionReason
+) -> list[tuple[ConditionType, ConditionStatus, ConditionReason]]:
     """(type, status, reason) of Ready, Reconciling and Stalled for this health."""
     if health == "succeeded":
         return [(READY, "True", phase), (RECONCILING, "False", phase), (STALLED, "False", phase)]

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED
+from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED, ConditionType, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus, Step
+from dbmigrate.api.stepnames import STEP_APPLY, STEP_ROLLBACK
 from dbmigrate.decision.model import JobObservation
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
 from dbmigrate.decision.transitions import (
@@ -31,14 +32,20 @@ from dbmigrate.decision.transitions import (
 )
 
 SCALE_REQUEUE = 2.0
+# the reason of RolledBack=True, by status.rollback.strategy
+ROLLED_BACK_BY: dict[str, Reason] = {
+    "dropCreatedObjects": Reason.DROPPED_CREATED_OBJECTS,
+    "restoreBackup": Reason.RESTORED_BACKUP,
+}
 
 
-def step_failure(step: Step, reason: str, message: str) -> StepCondition:
+def step_failure(step: Step, reason: Reason, message: str) -> StepCondition:
     """The Migrated or Verified condition saying why the step failed."""
-    return StepCondition(MIGRATED if step == "apply" else VERIFIED, "False", reason, message)
+    type_: ConditionType = MIGRATED if step == STEP_APPLY else VERIFIED
+    return StepCondition(type=type_, status="False", reason=reason, message=message)
 
 
-def begin_rollback(ctx: Ctx, step: Step, reason: str, message: str) -> Outcome:
+def begin_rollback(ctx: Ctx, step: Step, reason: Reason, message: str) -> Outcome:
     """The apply or verify step failed: roll back as the spec says (or say nothing was)."""
     condition = step_failure(step, reason, message)
     if ctx.observed.spec.rollback.strategy == "None":
@@ -73,7 +80,7 @@ def needs_workload_pods(spec: DatabaseMigrationSpec, status: DatabaseMigrationSt
     if status.phase != "RollingBack" or not spec.rollback.scale_down:
         return False
     run = status.observed_generation
-    return not any(j.step == "rollback" and j.generation == run for j in status.jobs)
+    return not any(j.step == STEP_ROLLBACK and j.generation == run for j in status.jobs)
 
 
 def _pods_left(ctx: Ctx) -> str:
@@ -89,13 +96,13 @@ def _pods_left(ctx: Ctx) -> str:
 def rolling_back(ctx: Ctx) -> Outcome:
     """The RollingBack phase: scale down, run the rollback Job, scale back up, finish."""
     refs = tuple(ctx.observed.spec.rollback.scale_down)
-    job = ctx.job("rollback")
+    job = ctx.job(STEP_ROLLBACK)
     if job is None:
         waiting = _unrecorded(ctx)
         if waiting:
             message = f"scaling down {', '.join(waiting)} before the rollback"
-            return Outcome(
-                "RollingBack", "working", "RollingBack", message, scale_down=refs,
+            return Outcome.working(
+                phase="RollingBack", message=message, scale_down=refs,
                 requeue_after=SCALE_REQUEUE, warning=True,
             )  # fmt: skip
         left = _pods_left(ctx)
@@ -105,17 +112,17 @@ def rolling_back(ctx: Ctx) -> Outcome:
                 "are scaled to 0; the rollback starts once their pods are gone (a pod stuck "
                 "terminating on a lost node needs kubectl delete pod --force)"
             )
-            return Outcome(
-                "RollingBack", "working", "RollingBack", message, scale_down=refs,
+            return Outcome.working(
+                phase="RollingBack", message=message, scale_down=refs,
                 requeue_after=SCALE_REQUEUE, warning=True,
             )  # fmt: skip
         impossible = _cannot_roll_back(ctx)
         if impossible is not None:
             return impossible
         strategy = ctx.observed.spec.rollback.strategy
-        return start_step(ctx, "rollback", f"rolling back ({strategy})", scale_down=refs)
+        return start_step(ctx, STEP_ROLLBACK, f"rolling back ({strategy})", scale_down=refs)
     if job.state == "Running":
-        return running(ctx, "rollback", job)
+        return running(ctx, STEP_ROLLBACK, job)
     return _rollback_finished(ctx, job)
 
 
@@ -130,29 +137,35 @@ def _cannot_roll_back(ctx: Ctx) -> Outcome | None:
         return None
     reason, cause = cause_of_failure(ctx)
     message = f"cannot roll back after {reason} ({cause}): {why}. Check the database by hand"
-    condition = StepCondition(ROLLED_BACK, "False", "RollbackImpossible", message)
-    return failed(ctx, "rollback", "RollbackImpossible", message, conditions=(condition,))
+    condition = StepCondition(
+        type=ROLLED_BACK, status="False", reason=Reason.ROLLBACK_IMPOSSIBLE, message=message
+    )
+    return failed(ctx, STEP_ROLLBACK, Reason.ROLLBACK_IMPOSSIBLE, message, conditions=(condition,))
 
 
 def _rollback_finished(ctx: Ctx, job: JobObservation) -> Outcome:
     record = ctx.base.rollback
     if job.state == "Succeeded" and record is None:
-        missing = missing_reports(ctx, "rollback")
-        return not_reported(ctx, "rollback", job, missing)
+        missing = missing_reports(ctx, STEP_ROLLBACK)
+        return not_reported(ctx, STEP_ROLLBACK, job, missing)
     if job.state == "Failed" or record is None or not record.verified:
         return _rollback_failed(ctx, job)
-    done = StepCondition(ROLLED_BACK, "True", record.strategy[0].upper() + record.strategy[1:],
-                         record.message)  # fmt: skip
+    done = StepCondition(
+        type=ROLLED_BACK,
+        status="True",
+        reason=ROLLED_BACK_BY[record.strategy],
+        message=record.message,
+    )
     unrestored = tuple(w for w in ctx.base.scaled_workloads if not w.restored)
     if unrestored:
         names = ", ".join(f"{w.kind}/{w.name} to {w.replicas}" for w in unrestored)
-        return Outcome(
-            "RollingBack", "working", "RollingBack", f"rolled back; scaling back {names}",
+        return Outcome.working(
+            phase="RollingBack", message=f"rolled back; scaling back {names}",
             conditions=(done,), scale_up=unrestored, requeue_after=SCALE_REQUEUE,
         )  # fmt: skip
     reason, cause = cause_of_failure(ctx)
     message = f"rolled back after {reason}: {cause}. {record.message}"
-    step = ctx.base.failed_step or "apply"
+    step = ctx.base.failed_step or STEP_APPLY
     return failed(ctx, step, reason, message, phase="RolledBack", conditions=(done,))
 
 
@@ -170,5 +183,7 @@ def _rollback_failed(ctx: Ctx, job: JobObservation) -> Outcome:
         f"the rollback Job {job.name} did not restore a verified state after {reason} "
         f"({cause}): {detail}. Check the database by hand; the backup is kept.{left}"
     )
-    condition = StepCondition(ROLLED_BACK, "False", "RollbackFailed", message)
-    return failed(ctx, "rollback", "RollbackFailed", message, conditions=(condition,))
+    condition = StepCondition(
+        type=ROLLED_BACK, status="False", reason=Reason.ROLLBACK_FAILED, message=message
+    )
+    return failed(ctx, STEP_ROLLBACK, Reason.ROLLBACK_FAILED, message, conditions=(condition,))

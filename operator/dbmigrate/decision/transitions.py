@@ -12,11 +12,28 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from dbmigrate.api.conditions import find_condition
+from dbmigrate.api.conditions import (
+    MIGRATED,
+    VERIFIED,
+    ConditionType,
+    Reason,
+    find_condition,
+    known_reason,
+)
 from dbmigrate.api.spec import WorkloadRef
 from dbmigrate.api.status import Phase, Step
+from dbmigrate.api.stepnames import (
+    KEY_LINT,
+    LIVE_KEYS,
+    REPORTS,
+    STEP_APPLY,
+    STEP_BACKUP,
+    STEP_PLAN,
+    STEP_ROLLBACK,
+    STEP_VERIFY,
+)
 from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
-from dbmigrate.decision.model import JobObservation
+from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
 from dbmigrate.specs.jobs import required_secret_keys
 
@@ -24,34 +41,34 @@ STALLED_REQUEUE = 30.0
 REPORT_GRACE = timedelta(seconds=30)
 REPORT_REQUEUE = 5.0
 STEP_PHASES: dict[Step, Phase] = {
-    "plan": "Planning",
-    "backup": "BackingUp",
-    "apply": "Migrating",
-    "verify": "Verifying",
-    "rollback": "RollingBack",
+    STEP_PLAN: "Planning",
+    STEP_BACKUP: "BackingUp",
+    STEP_APPLY: "Migrating",
+    STEP_VERIFY: "Verifying",
+    STEP_ROLLBACK: "RollingBack",
 }
 
 
-def prerequisite_problem(ctx: Ctx) -> tuple[str, str] | None:
+def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
     """(reason, message) of the first missing prerequisite of a step Job, or None."""
     observed, spec = ctx.observed, ctx.observed.spec
     secret = spec.database.secret_ref.name
     where = f"namespace {observed.namespace}"
     if not observed.secret.exists:
         keys = ", ".join(required_secret_keys(spec))
-        return "SecretNotFound", (
+        return Reason.SECRET_NOT_FOUND, (
             f"Secret {secret} (spec.database.secretRef.name) was not found in {where}: create it "
             f"with the keys {keys}; the migration goes on by itself once it exists"
         )
     if observed.secret.missing_keys:
         missing = ", ".join(observed.secret.missing_keys)
-        return "SecretKeyMissing", (
+        return Reason.SECRET_KEY_MISSING, (
             f"Secret {secret} in {where} lacks the key(s) {missing} named in "
             "spec.database.secretRef: add them to the Secret (or fix the key names in the spec)"
         )
     config_map = spec.source.config_map
     if config_map is not None and observed.config_map_ok is False:
-        return "ConfigMapNotFound", (
+        return Reason.CONFIG_MAP_NOT_FOUND, (
             f"ConfigMap {config_map.name} (spec.source.configMap.name) was not found in {where}: "
             f"create it from the migration files, e.g. kubectl create configmap {config_map.name} "
             f"-n {observed.namespace} --from-file=DIR"
@@ -60,17 +77,18 @@ def prerequisite_problem(ctx: Ctx) -> tuple[str, str] | None:
         try:
             validate_window(spec.maintenance_window)
         except InvalidMaintenanceWindow as exc:
-            return "InvalidMaintenanceWindow", f"{exc}; fix spec.maintenanceWindow"
+            return Reason.INVALID_MAINTENANCE_WINDOW, f"{exc}; fix spec.maintenanceWindow"
     return None
 
 
 def stalled(
-    ctx: Ctx, phase: Phase, reason: str, message: str, updates: dict[str, Any] | None = None
+    ctx: Ctx, phase: Phase, reason: Reason, message: str, updates: dict[str, Any] | None = None
 ) -> Outcome:
     """Stay in ``phase`` with Stalled=True; look again later (it may heal)."""
-    return Outcome(
-        phase, "stalled", reason, message, updates=updates or {}, requeue_after=STALLED_REQUEUE
-    )
+    return Outcome.stalled(
+        phase=phase, reason=reason, message=message, updates=updates,
+        requeue_after=STALLED_REQUEUE,
+    )  # fmt: skip
 
 
 def start_step(
@@ -84,19 +102,19 @@ def start_step(
 ) -> Outcome:
     """Enter the step's phase and create its Job, unless a prerequisite is missing."""
     phase, updates = STEP_PHASES[step], updates or {}
-    if step == "apply" and ctx.base.plan is None:
+    if step == STEP_APPLY and ctx.base.plan is None:
         message = "status.plan is gone, so there is no approved plan hash to apply; nothing applied"
-        return failed(ctx, "apply", "StepNotReported", message, conditions=conditions)
+        return failed(ctx, STEP_APPLY, Reason.STEP_NOT_REPORTED, message, conditions=conditions)
     problem = prerequisite_problem(ctx)
     if problem is not None:
         reason, why = problem
-        return Outcome(
-            phase, "stalled", reason, why, conditions=conditions, updates=updates,
+        return Outcome.stalled(
+            phase=phase, reason=reason, message=why, conditions=conditions, updates=updates,
             requeue_after=STALLED_REQUEUE, scale_down=scale_down,
         )  # fmt: skip
     job = ctx.job_name(step)
-    return Outcome(
-        phase, "working", phase, f"{message}: Job {job}", create_job=step,
+    return Outcome.working(
+        phase=phase, message=f"{message}: Job {job}", create_job=step,
         conditions=conditions, updates=updates, scale_down=scale_down,
     )  # fmt: skip
 
@@ -104,38 +122,40 @@ def start_step(
 def running(ctx: Ctx, step: Step, job: JobObservation) -> Outcome:
     """The step's Job is still running."""
     phase = STEP_PHASES[step]
-    return Outcome(phase, "working", phase, f"{step} Job {job.name} is running")
+    return Outcome.working(phase=phase, message=f"{step} Job {job.name} is running")
 
 
 def failed(
     ctx: Ctx,
     step: Step,
-    reason: str,
+    reason: Reason,
     message: str,
     *,
     phase: Phase = "Failed",
     conditions: tuple[StepCondition, ...] = (),
 ) -> Outcome:
     """End the run in a failed terminal phase (Failed, or RolledBack) with its cause."""
-    return Outcome(
-        phase, "failed", reason, message, conditions=conditions, updates={"failed_step": step}
-    )
+    return Outcome.failed(
+        phase=phase, reason=reason, message=message, conditions=conditions,
+        updates={"failed_step": step},
+    )  # fmt: skip
 
 
 def expected_reports(ctx: Ctx, step: Step) -> tuple[str, ...]:
-    """The status keys a successful step must have written."""
-    if step == "plan":
-        lint = () if ctx.observed.spec.safety.lint_policy == "off" else ("lint",)
-        return ("plan", "preflight", "database", *lint)
-    return {"backup": ("backup",), "apply": ("apply",), "verify": ("verification",)}.get(
-        step, ("rollback",)
+    """The status keys (as on the wire) a successful step must have written: its reports but
+    the live ones, and lint only while the lint policy is not off."""
+    lint_off = ctx.observed.spec.safety.lint_policy == "off"
+    return tuple(
+        key for key in REPORTS[step] if key not in LIVE_KEYS and not (lint_off and key == KEY_LINT)
     )
 
 
 def missing_reports(ctx: Ctx, step: Step) -> list[str]:
     """The expected status keys this step has not written (yet)."""
     status = ctx.base
-    return [key for key in expected_reports(ctx, step) if getattr(status, key) is None]
+    return [
+        key for key in expected_reports(ctx, step) if getattr(status, status_field(key)) is None
+    ]
 
 
 def not_reported(ctx: Ctx, step: Step, job: JobObservation, missing: list[str]) -> Outcome:
@@ -146,19 +166,21 @@ def not_reported(ctx: Ctx, step: Step, job: JobObservation, missing: list[str]) 
     if finished is None or ctx.now - finished < REPORT_GRACE:
         phase = STEP_PHASES[step]
         message = f"{step} Job {job.name} finished; waiting for its report ({keys})"
-        return Outcome(phase, "working", phase, message, requeue_after=REPORT_REQUEUE)
+        return Outcome.working(phase=phase, message=message, requeue_after=REPORT_REQUEUE)
     message = (
         f"the {step} Job {job.name} succeeded but did not write {keys}, so the operator cannot "
         "tell what it did and stops here. Check the Job's logs and that its service account may "
         "patch databasemigrations/status"
     )
-    return failed(ctx, step, "StepNotReported", message)
+    return failed(ctx, step, Reason.STEP_NOT_REPORTED, message)
 
 
-def cause_of_failure(ctx: Ctx) -> tuple[str, str]:
-    """(reason, message) that made the run roll back: the failed step's condition."""
-    type_ = "Migrated" if ctx.base.failed_step == "apply" else "Verified"
+def cause_of_failure(ctx: Ctx) -> tuple[Reason, str]:
+    """(reason, message) that made the run roll back: the failed step's condition (StepFailed
+    when it says nothing, or names a reason this operator does not know)."""
+    type_: ConditionType = MIGRATED if ctx.base.failed_step == STEP_APPLY else VERIFIED
     condition = find_condition(ctx.base.conditions, type_)
-    if condition is None or condition.status == "True":
-        return "StepFailed", f"the {ctx.base.failed_step} step failed"
-    return condition.reason, condition.message
+    reason = None if condition is None else known_reason(condition.reason)
+    if condition is None or condition.status == "True" or reason is None:
+        return Reason.STEP_FAILED, f"the {ctx.base.failed_step} step failed"
+    return reason, condition.message

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE
+from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from dbmigrate.api.plan import Blocker
 
 
@@ -169,7 +169,7 @@ def _all_classes(base: type[MigrationError]) -> list[type[MigrationError]]:
 def exit_code_for(code: str | None) -> int:
     """The CLI exit code of an ``ApplyResult.error_code`` (SQLSTATE or error class name)."""
     if code is None:
-        return 0
+        return EXIT_OK
     if code in ("MigrationSourceError", "SqlParseError", "TransactionControlError"):
         return EXIT_USAGE
     for cls in _all_classes(MigrationError):

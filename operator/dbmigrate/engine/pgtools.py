@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_USAGE
+
 TOOL_DIR_ENV = "DBMIGRATE_PG_BIN"
 SEARCH_GLOBS = (
     "/usr/lib/postgresql/*/bin",
@@ -38,11 +40,11 @@ T = TypeVar("T")
 class StepError(Exception):
     """A step cannot go on; the message says what is wrong and how to fix it.
 
-    ``exit_code`` is what the ``dbmigrate`` command returns: 2 for bad input (the default), 1 when
-    the step ran and failed.
+    ``exit_code`` is what the ``dbmigrate`` command returns: ``EXIT_USAGE`` for bad input (the
+    default), ``EXIT_FAILED`` when the step ran and failed.
     """
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -65,7 +67,7 @@ class ToolVersionError(PgToolError):
 class ToolFailed(PgToolError):
     """The program ran and exited with an error."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 @dataclass(frozen=True)

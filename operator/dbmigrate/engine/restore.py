@@ -36,6 +36,7 @@ from typing import IO, TypeVar
 import psycopg
 from psycopg import sql
 
+from dbmigrate.api.exitcodes import EXIT_FAILED
 from dbmigrate.engine import pgtools
 from dbmigrate.engine.archive import (
     BackupError,
@@ -398,4 +399,4 @@ def _run_restore(
                 "--jobs 1 for an all-or-nothing restore"
             )
         )
-        raise RestoreError(f"{exc}; {atomic}", exit_code=1) from exc
+        raise RestoreError(f"{exc}; {atomic}", exit_code=EXIT_FAILED) from exc

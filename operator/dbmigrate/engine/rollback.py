@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import psycopg
 from psycopg import sql
 
+from dbmigrate.api.exitcodes import EXIT_FAILED
 from dbmigrate.api.plan import CreatedObject
 from dbmigrate.engine import history, restore
 from dbmigrate.engine.connect import connect
@@ -260,7 +261,7 @@ def _drop_before_restore(
             f"before the restore, the objects this run created are dropped, and {error}; "
             f"nothing was restored (dropped so far: {gone or 'none'}). Fix the cause and run the "
             "rollback again",
-            exit_code=1,
+            exit_code=EXIT_FAILED,
         )
     return dropped
 

@@ -26,6 +26,7 @@ from dbmigrate.api.labels import (
 )
 from dbmigrate.api.spec import DatabaseMigrationSpec, ResourceList
 from dbmigrate.api.status import DatabaseMigrationStatus
+from dbmigrate.api.stepnames import STEP_BACKUP
 from dbmigrate.specs.commands import (
     mounts_backups,
     probes_json,
@@ -106,7 +107,9 @@ def step_volumes(
     if mounts_backups(step, spec):
         claim = {"claimName": spec.backup.pvc_name}
         volumes.append({"name": "backups", "persistentVolumeClaim": claim})
-        mounts.append({"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": step != "backup"})
+        mounts.append(
+            {"name": "backups", "mountPath": BACKUP_MOUNT, "readOnly": step != STEP_BACKUP}
+        )
     return volumes, mounts
 
 
