@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbmigrate.api.conditions import find_condition
+from dbmigrate.api.conditions import ConditionType, find_condition
 from dbmigrate.api.evidence import Check, RollbackRecord, VerificationResult
 from dbmigrate.api.spec import WorkloadRef
 from dbmigrate.api.status import (
@@ -153,7 +153,7 @@ class Case:
     observed: Observed
     phase: str
     job: str | None = None
-    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    conditions: dict[ConditionType, tuple[str, str]] = field(default_factory=dict)
     message: str = ""
 
 

@@ -67,7 +67,9 @@ def _hit(node: ast.AST) -> bool:
 def exit_code_numbers(source: str, where: str) -> list[str]:
     """``where: <code>`` of every exit code spelled as a number in ``source``."""
     hits = [node for node in ast.walk(ast.parse(source)) if _hit(node)]
-    return [f"{where}:{node.lineno}: {ast.unparse(node)}" for node in sorted(hits, key=_position)]
+    return [
+        f"{where}:{_position(node)[0]}: {ast.unparse(node)}" for node in sorted(hits, key=_position)
+    ]
 
 
 def _position(node: ast.AST) -> tuple[int, int]:

@@ -117,7 +117,7 @@ def test_the_rules_have_no_cycle() -> None:
     [
         ("dbmigrate.engine.apply", "from dbmigrate.controller import kube\n", "controller"),
         ("dbmigrate.api.spec", "import dbmigrate.engine.sources\n", "engine"),
-        ("dbmigrate.runner.job", "def f():\n    from dbmigrate.specs import jobs\n", "specs"),
+        ("dbmigrate.runner.apply", "def f():\n    from dbmigrate.specs import jobs\n", "specs"),
         ("dbmigrate.decision.decide", "from dbmigrate.cli.main import main\n", "cli"),
         (
             "dbmigrate.runner.reporting",
