@@ -4,7 +4,7 @@ The test bed has no scheduler, no container runtime and no real kubelet. `LocalK
 it registers a Node (`testbed-node`, Ready, with a heartbeat), binds every unscheduled Pod of the
 default scheduler to it with a Binding, runs each bound Pod's single container `command`+`args`
 as a local process (see `testbed.podrun` for env, volumes, mount paths and the service-account
-token contract: `DBMIGRATE_PATH_MAP`, `DBMIGRATE_SA_DIR`), marks it Running, and on exit writes
+token contract: `DBMIGRATE_PATH_MAP`, `KUBECONFIG`), marks it Running, and on exit writes
 phase Succeeded/Failed with the container's terminated exit code and reason. So the real Job
 controller's backoffLimit, activeDeadlineSeconds (it deletes the pod: the process is killed) and
 garbage collection all work. `restartPolicy: OnFailure` restarts the process in place.
@@ -12,10 +12,11 @@ garbage collection all work. `restartPolicy: OnFailure` restarts the process in 
 Contract with the programs a pod runs (details in `testbed.podrun`):
 - `DBMIGRATE_PATH_MAP`: JSON object, each volumeMount's mountPath -> the local folder standing in
   for it. Arguments starting with a mountPath (or `--flag=<mountPath>...`) are already rewritten.
-- `DBMIGRATE_SA_DIR`: set when the pod has a serviceAccountName; the folder holds `token`,
-  `ca.crt` and `namespace` as /var/run/secrets/kubernetes.io/serviceaccount would. With
-  `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` (the API server), an in-cluster client
-  reads its token and CA from there instead of the standard path.
+- `KUBECONFIG`: set when the pod has a serviceAccountName; a kubeconfig whose only user is the
+  pod's service-account token (the files /var/run/secrets/kubernetes.io/serviceaccount would
+  hold, in a folder of the pod), so a client that reads a kubeconfig outside a Pod acts as the
+  pod's service account and RBAC is really exercised. `KUBERNETES_SERVICE_HOST`/
+  `KUBERNETES_SERVICE_PORT` name the API server, as on a real node.
 Images, securityContext and resources are ignored: processes run as the test's user, with the
 installed `dbmigrate` on PATH. stdout and stderr go to a file per pod: `logs(namespace, pod)`.
 Run in-process (tests) or as `python -m testbed.kubelet --kubeconfig K --root DIR`.

@@ -15,10 +15,12 @@ The pod's single container runs as a plain process, so Kubernetes features are e
 - service account: when the pod names a `serviceAccountName` (and does not set
   `automountServiceAccountToken: false`), a token bound to the pod is minted with the TokenRequest
   API and written with `ca.crt` and `namespace` into a folder, exactly the files of
-  /var/run/secrets/kubernetes.io/serviceaccount. The process gets `DBMIGRATE_SA_DIR` (that
-  folder) and `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` (the API server); the
-  standard path is also in `DBMIGRATE_PATH_MAP`. Code that loads an in-cluster config should read
-  the token and CA from `$DBMIGRATE_SA_DIR` when it is set.
+  /var/run/secrets/kubernetes.io/serviceaccount (the standard path is in `DBMIGRATE_PATH_MAP`).
+  Since that path does not exist here, the process also gets `KUBECONFIG`: a kubeconfig of the
+  pod's own folder whose user is that token (`tokenFile`) and whose cluster is the API server
+  (`certificate-authority`: that `ca.crt`), so any client that falls back to a kubeconfig outside
+  a Pod (kubectl, `dbmigrate`'s step reporting) acts as the pod's service account, never as the
+  test's admin. `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` are set as a kubelet sets them.
 - the process does not inherit the test process's environment: only PATH (so `dbmigrate` is the
   installed command), LANG and PYTHONPATH pass through; HOME and TMPDIR are per-pod folders.
 """
@@ -234,6 +236,32 @@ def mint_token(api: k8s.ApiClient, pod: Obj, folder: Path, ca_cert: bytes) -> No
     (folder / "namespace").write_text(meta["namespace"])
 
 
+def write_service_account_kubeconfig(path: Path, sa_dir: Path, server: tuple[str, int]) -> Path:
+    """A kubeconfig at `path` acting as the service account whose files `mint_token` wrote to
+    `sa_dir`: the token is a `tokenFile` (read per request, as the in-cluster files are)."""
+    host, port = server
+    address = f"[{host}]" if ":" in host else host
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "pod",
+        "contexts": [{"name": "pod", "context": {"cluster": "testbed", "user": "pod"}}],
+        "clusters": [
+            {
+                "name": "testbed",
+                "cluster": {
+                    "server": f"https://{address}:{port}",
+                    "certificate-authority": str(sa_dir / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": "pod", "user": {"tokenFile": str(sa_dir / "token")}}],
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path
+
+
 def rewrite(arg: str, path_map: dict[str, str]) -> str:
     """`arg` with a leading mountPath (or one right after `=`) replaced by its local folder."""
     for mount in sorted(path_map, key=len, reverse=True):
@@ -277,7 +305,9 @@ def prepare(
     ):
         sa_dir = pod_dir / "serviceaccount"
         mint_token(api, pod, sa_dir, ca_cert)
-        env["DBMIGRATE_SA_DIR"] = str(sa_dir)
+        env["KUBECONFIG"] = str(
+            write_service_account_kubeconfig(pod_dir / "kubeconfig", sa_dir, server)
+        )
         path_map.setdefault(SA_PATH, str(sa_dir))
     env.update(container_env(api, pod, container))
     env["DBMIGRATE_PATH_MAP"] = json.dumps(path_map, sort_keys=True)

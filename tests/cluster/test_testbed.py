@@ -220,12 +220,8 @@ def test_service_account_token_authenticates_the_process(
     account = {"metadata": {"name": "stepper"}}
     _create(api_client, "ServiceAccount", namespace, account)
     kubectl = Path(bed.kubectl_bin)
-    script = (
-        f'{kubectl} --server="https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" '
-        '--token="$(cat "$DBMIGRATE_SA_DIR/token")" '
-        '--certificate-authority="$DBMIGRATE_SA_DIR/ca.crt" '
-        'auth whoami -o jsonpath="{.status.userInfo.username}"'
-    )
+    # kubectl reads $KUBECONFIG, which the kubelet writes for the pod's service account only
+    script = f'{kubectl} auth whoami -o jsonpath="{{.status.userInfo.username}}"'
     body = _job("whoami", script, serviceAccountName="stepper")
     job = _run_job(api_client, namespace, body)
     pod = _pods(api_client, namespace, "whoami")[0]["metadata"]["name"]

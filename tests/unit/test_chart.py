@@ -163,6 +163,29 @@ def test_image_and_step_image_follow_values() -> None:
     assert default["image"].endswith(":0.1.0")  # appVersion
 
 
+def test_the_operator_accepts_the_deployment_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container's args and env, parsed by the real CLI, are the settings the values say."""
+    from dbmigrate.cli.main import build_parser
+    from dbmigrate.cli.operator import operator_settings
+
+    values = {
+        "image": {"repository": "registry.example/dbm", "tag": "1.2.3"},
+        "operator": {"resyncSeconds": 4},
+        "watchNamespaces": ["a"],
+    }
+    (container,) = _deployment(values)["spec"]["template"]["spec"]["containers"]
+    for var in container["env"]:
+        if "value" in var:
+            monkeypatch.setenv(var["name"], var["value"])
+    monkeypatch.setenv("POD_NAMESPACE", ct.NAMESPACE)  # the chart's fieldRef
+    args = build_parser(container["args"]).parse_args(container["args"])
+    settings = operator_settings(args)
+    assert settings is not None
+    assert settings.resync_seconds == 4 and settings.namespaces == ("a",)
+    assert settings.job_image == "registry.example/dbm:1.2.3"
+    assert settings.lease is not None and settings.lease.namespace == ct.NAMESPACE
+
+
 def _served_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     """The (Cluster)Roles or bindings of the served namespaces, not the Lease's."""
     return [d for d in ct.find(docs, kind) if d["metadata"]["name"] != LEASE_ROLE]

@@ -13,8 +13,9 @@ from dbmigrate.api.labels import JOB_NAME_ENV
 from dbmigrate.api.status import StepExit
 from dbmigrate.controller.handlers import _step_exit_pending
 from dbmigrate.decision.model import JobObservation, settle_with_step_exit
+from dbmigrate.runner import kubeapi
 from dbmigrate.runner.job import StepContext, _report_exit
-from dbmigrate.runner.kubeapi import ApiCallError, ServiceAccountClient
+from dbmigrate.runner.kubeapi import ApiCallError, in_cluster_credentials
 from dbmigrate.runner.status_report import KubernetesTransport, PatchError
 from dbmigrate.specs.jobs import build_step_job
 from tests.unit.controller_samples import make_spec
@@ -93,7 +94,7 @@ def _sa_dir(tmp_path: Path) -> Path:
 def test_an_unreachable_api_server_is_a_transient_patch_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DBMIGRATE_SA_DIR", str(_sa_dir(tmp_path)))
+    monkeypatch.setattr(kubeapi, "SERVICE_ACCOUNT_DIR", _sa_dir(tmp_path))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "9")  # discard: nothing listens
     with pytest.raises(PatchError, match="cannot reach the API server") as excinfo:
@@ -106,7 +107,7 @@ def test_outside_a_pod_the_client_says_what_is_missing(
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ApiCallError, match="KUBERNETES_SERVICE_HOST is not set"):
-        ServiceAccountClient(sa_dir=_sa_dir(tmp_path))
+        in_cluster_credentials(_sa_dir(tmp_path))
 
 
 class RecordingReporter:

@@ -2,10 +2,12 @@
 
 ``dbmigrate operator`` runs the Kopf handlers of ``dbmigrate.controller.handlers`` standalone,
 either for a list of namespaces or for all of them, logged in with ``--kubeconfig`` or in-cluster.
-It accepts exactly the arguments the Helm chart's Deployment passes: ``--namespace``/
-``--all-namespaces``, ``--liveness``, ``--metrics-port`` (``/metrics`` and ``/healthz``; 0 for
-none), ``--log-format text|json`` (redacting handler of ``dbmigrate.logging_setup``),
-``--resync-seconds``, ``--verbose``, and the operator-wide notification targets: ``--notify``
+Its arguments become one immutable ``OperatorSettings`` (``dbmigrate.controller.settings``), the
+only way configuration reaches the handlers. It accepts the arguments the Helm chart's Deployment
+passes: ``--namespace``/``--all-namespaces``, ``--liveness``, ``--metrics-port`` (``/metrics``
+and ``/healthz``; 0 for none), ``--log-format text|json`` (redacting handler of
+``dbmigrate.logging_setup``), ``--resync-seconds``, ``--verbose``, ``--job-image`` (default: env
+``DBMIGRATE_IMAGE``, which the chart sets), and the operator-wide notification targets: ``--notify``
 (repeatable; the URL comes from an environment variable, which the chart fills from a Secret),
 ``--notify-attempts`` and ``--notify-timeout``. With ``--leader-elect`` it first waits until it
 holds the Lease (``dbmigrate.controller.leader``; ``--lease-*``), answers ``/healthz`` on the
@@ -31,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from dbmigrate.runner.reporting import add_reporting_args
 
 if TYPE_CHECKING:
+    from dbmigrate.controller.leader import LeaseConfig
+    from dbmigrate.controller.settings import OperatorSettings
     from dbmigrate.decision.notifications import Target
 
 STEP_HELP = {
@@ -60,6 +64,13 @@ def register(subparsers: Any) -> None:
         type=float,
         default=10.0,
         help="how often an unfinished migration is looked at without any event (default 10)",
+    )
+    op.add_argument(
+        "--job-image",
+        default=os.environ.get("DBMIGRATE_IMAGE"),
+        metavar="IMAGE",
+        help="image of the step Jobs unless a resource's spec.jobs.image says otherwise "
+        "(default: $DBMIGRATE_IMAGE, else this version's published image)",
     )
     op.add_argument(
         "--liveness", metavar="URL", help="Kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
@@ -185,68 +196,87 @@ def job_command(args: argparse.Namespace) -> int:
 
 def operator_command(args: argparse.Namespace) -> int:
     """Run Kopf standalone with our handlers until SIGINT/SIGTERM."""
-    import kopf
-
     from dbmigrate.logging_setup import configure_logging
 
     configure_logging(args.log_format, "DEBUG" if args.verbose else "INFO")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # liveness probes, every 10 s
-    if args.kubeconfig and not os.path.exists(args.kubeconfig):
-        print(f"--kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+    settings = operator_settings(args)
+    if settings is None:
         return 2
-    if not 0 <= args.metrics_port <= 65535:
-        print(f"--metrics-port {args.metrics_port}: not a port number", file=sys.stderr)
-        return 2
-    targets = _notify_targets(args)
-    if targets is None or not _lease_args_valid(args):
-        return 2
-    os.environ["DBMIGRATE_RESYNC_SECONDS"] = str(args.resync_seconds)
     from dbmigrate.controller import handlers
     from dbmigrate.controller.metrics import start_metrics_server
-    from dbmigrate.controller.webhooks import RetryPolicy
 
-    clusterwide = args.all_namespaces or not args.namespace
-    handlers.OperatorConfig.kubeconfig = args.kubeconfig
-    handlers.OperatorConfig.namespaces = () if clusterwide else tuple(args.namespace)
-    handlers.OperatorConfig.notify_targets = targets
-    handlers.OperatorConfig.notify_policy = RetryPolicy(
-        attempts=args.notify_attempts, timeout=args.notify_timeout
-    )
-    if args.metrics_port:
-        start_metrics_server(args.metrics_port)
-
-    def run_kopf() -> None:
-        kopf.run(
-            standalone=True,
-            clusterwide=clusterwide,
-            namespaces=() if clusterwide else args.namespace,
-            liveness_endpoint=args.liveness,
-        )
-
-    if not args.leader_elect:
-        run_kopf()
+    if settings.metrics_port:
+        start_metrics_server(settings.metrics_port)
+    if settings.lease is None:
+        handlers.run(settings)
         return 0
     from dbmigrate.controller.leader import run_as_leader
 
-    return run_as_leader(args, run_kopf)
+    return run_as_leader(
+        settings.lease, settings.kubeconfig, settings.liveness, lambda: handlers.run(settings)
+    )
 
 
-def _lease_args_valid(args: argparse.Namespace) -> bool:
-    """Complete the Lease namespace and check the timing; False (with a message) when wrong."""
+def operator_settings(args: argparse.Namespace) -> OperatorSettings | None:
+    """The settings of ``dbmigrate operator`` from its arguments, or None (with a message on
+    stderr) when one is wrong."""
+    from dbmigrate.controller.settings import DEFAULT_IMAGE, OperatorSettings
+    from dbmigrate.controller.webhooks import RetryPolicy
+
+    if args.kubeconfig and not os.path.exists(args.kubeconfig):
+        print(f"--kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+        return None
+    if not 0 <= args.metrics_port <= 65535:
+        print(f"--metrics-port {args.metrics_port}: not a port number", file=sys.stderr)
+        return None
+    if not args.resync_seconds > 0:
+        print(f"--resync-seconds {args.resync_seconds}: choose more than 0", file=sys.stderr)
+        return None
+    targets = _notify_targets(args)
+    if targets is None:
+        return None
+    lease = _lease(args)
+    if args.leader_elect and lease is None:
+        return None
+    return OperatorSettings(
+        kubeconfig=args.kubeconfig,
+        namespaces=() if args.all_namespaces else tuple(args.namespace),
+        resync_seconds=args.resync_seconds,
+        job_image=args.job_image or DEFAULT_IMAGE,
+        liveness=args.liveness,
+        metrics_port=args.metrics_port,
+        notify_targets=targets,
+        notify_policy=RetryPolicy(attempts=args.notify_attempts, timeout=args.notify_timeout),
+        lease=lease,
+    )
+
+
+def _lease(args: argparse.Namespace) -> LeaseConfig | None:
+    """The Lease of ``--leader-elect`` (None without it, or with a message when wrong)."""
     if not args.leader_elect:
-        return True
-    args.lease_namespace = args.lease_namespace or (args.namespace or [None])[0]
-    if not args.lease_namespace:
+        return None
+    from dbmigrate.controller.leader import LeaseConfig
+
+    namespace = args.lease_namespace or (args.namespace or [None])[0]
+    if not namespace:
         print("--leader-elect: give --lease-namespace (or set POD_NAMESPACE)", file=sys.stderr)
-        return False
+        return None
     if not 0 < args.lease_renew < args.lease_duration * 2 / 3:
         print(
             f"--lease-renew {args.lease_renew}: choose more than 0 and less than two thirds of "
             f"--lease-duration {args.lease_duration}",
             file=sys.stderr,
         )
-        return False
-    return True
+        return None
+    return LeaseConfig(
+        namespace=namespace,
+        name=args.lease_name,
+        identity=args.lease_identity,
+        duration=args.lease_duration,
+        renew_every=args.lease_renew,
+        retry_every=min(2.0, args.lease_renew),
+    )
 
 
 def _notify_targets(args: argparse.Namespace) -> tuple[Target, ...] | None:

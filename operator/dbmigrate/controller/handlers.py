@@ -1,15 +1,20 @@
-"""The Kopf handlers: thin, level-based, all calling the one reconcile of ``runtime``.
+"""The Kopf handlers: thin, level-based, all calling the one reconcile of ``reconcile``.
 
 create, resume, update (spec or the approval annotation changed) and a timer call
 ``Reconciler.reconcile(namespace, name)``; so does every event of a Job we labelled, so a step that
 finishes moves the migration on at once instead of at the next timer tick, and so does a step's
 own ``status.stepExit`` (the Job controller notices a pod's end a second or more after it).
+
+The handlers are registered by ``register(registry, settings)`` on a registry of their own, with
+the ``OperatorSettings`` that ``dbmigrate operator`` built (the timer's interval is one of them:
+Kopf fixes it at registration), and ``run(settings)`` hands that registry to ``kopf.run``. Nothing
+is registered on import, and no configuration is read from the environment here.
+
 Kopf is configured for a standalone operator (no peering: with ``--leader-elect`` Kopf only starts
 in the replica holding the Lease, see ``dbmigrate.controller.leader``), keeps its own
-bookkeeping in
-annotations (never in the status, whose subtrees belong to the operator and the step Jobs), and
-logs in with the kubeconfig given to ``dbmigrate operator`` (its embedded client certificates
-included) or in-cluster.
+bookkeeping in annotations (never in the status, whose subtrees belong to the operator and the step
+Jobs), and logs in with the kubeconfig given to ``dbmigrate operator`` (its embedded client
+certificates included) or in-cluster.
 
 Finalizer: Kopf adds ``dbmigrate.io/finalizer`` because of the timer (it stops the timer before the
 resource goes away). No cleanup runs on deletion: the Jobs, ConfigMap and RBAC objects are removed
@@ -20,7 +25,6 @@ not own) are never deleted.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -31,69 +35,140 @@ from dbmigrate.api.labels import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
 from dbmigrate.api.status import TERMINAL_PHASES
 from dbmigrate.api.stepnames import KEY_STEP_EXIT
 from dbmigrate.controller.reconcile import Reconciler
-from dbmigrate.controller.webhooks import RetryPolicy
-from dbmigrate.decision.notifications import Target
+from dbmigrate.controller.settings import OperatorSettings
 
 log = logging.getLogger("dbmigrate.operator")
 
 FINALIZER = f"{API_GROUP}/finalizer"
-RESYNC_SECONDS = float(os.environ.get("DBMIGRATE_RESYNC_SECONDS") or 10.0)
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 
 
-class OperatorConfig:
-    """What ``dbmigrate operator`` decided on the command line, read by the startup handler."""
-
-    kubeconfig: str | None = None
-    namespaces: tuple[str, ...] = ()  # the watched namespaces; empty: cluster-wide
-    notify_targets: tuple[Target, ...] = ()  # operator-wide notification targets (--notify)
-    notify_policy: RetryPolicy | None = None
-    reconciler: Reconciler | None = None
-
-
-def reconciler() -> Reconciler:
-    """The process-wide Reconciler (built at startup, after login)."""
-    if OperatorConfig.reconciler is None:
-        raise kopf.TemporaryError("the operator is still starting", delay=2)
-    return OperatorConfig.reconciler
+def run(settings: OperatorSettings) -> None:
+    """Run Kopf standalone with our handlers, configured by ``settings``, until it is stopped."""
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
+    kopf.run(
+        registry=registry,
+        settings=kopf_settings(settings),
+        standalone=True,
+        clusterwide=settings.clusterwide,
+        namespaces=settings.namespaces,
+        liveness_endpoint=settings.liveness,
+    )
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """Standalone, annotations for Kopf's bookkeeping, quiet Kopf-posted events.
 
     Namespaced (``--namespace``): no cluster-wide scanning of namespaces and CRDs, and every list
     of DatabaseMigrations is made per watched namespace, so a namespaced Role is enough."""
-    settings.peering.standalone = True
-    if OperatorConfig.namespaces:
-        settings.scanning.disabled = True
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    kopf_conf = kopf.OperatorSettings()
+    kopf_conf.peering.standalone = True
+    if not settings.clusterwide:
+        kopf_conf.scanning.disabled = True
+    kopf_conf.persistence.finalizer = FINALIZER
+    kopf_conf.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    kopf_conf.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.WARNING  # our own Events tell the story
-    settings.execution.max_workers = 16
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
-    if OperatorConfig.reconciler is None:
+    kopf_conf.posting.level = logging.WARNING  # our own Events tell the story
+    kopf_conf.execution.max_workers = 16
+    kopf_conf.watching.server_timeout = 300
+    kopf_conf.watching.client_timeout = 330
+    kopf_conf.networking.request_timeout = 60
+    return kopf_conf
+
+
+class Handlers:
+    """The handlers of one operator: its settings, and the Reconciler built at startup."""
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._reconciler: Reconciler | None = None
+
+    def startup(self, **_: Any) -> None:
+        """Build the Reconciler (after login: its client uses the same credentials)."""
+        if self._reconciler is not None:
+            return
         from dbmigrate.controller.kube import Kube, load_api_client
 
-        kube = Kube(load_api_client(OperatorConfig.kubeconfig))
-        OperatorConfig.reconciler = Reconciler(
-            kube,
-            namespaces=OperatorConfig.namespaces,
-            notify_targets=OperatorConfig.notify_targets,
-            notify_policy=OperatorConfig.notify_policy,
+        self._reconciler = Reconciler(
+            Kube(load_api_client(self.settings.kubeconfig)),
+            namespaces=self.settings.namespaces,
+            image=self.settings.job_image,
+            notify_targets=self.settings.notify_targets,
+            notify_policy=self.settings.notify_policy,
         )
 
+    def login(self, **_: Any) -> kopf.ConnectionInfo:
+        """Credentials from ``--kubeconfig`` (client certificates honoured) or in-cluster."""
+        return connection_info(self.settings.kubeconfig)
 
-@kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
-    """Credentials from ``--kubeconfig`` (client certificates honoured) or in-cluster."""
+    def reconcile(self, namespace: str | None, name: str | None, **_: Any) -> None:
+        """Reconcile the named DatabaseMigration (every resource handler ends here)."""
+        if not namespace or not name:
+            return
+        if self._reconciler is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=2)
+        self._reconciler.reconcile(namespace, name)
+
+    def on_job_event(
+        self, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
+    ) -> None:
+        """A step Job changed: reconcile its owner now (the ownerReference names it)."""
+        owners = [
+            ref["name"]
+            for ref in meta.get("ownerReferences", [])
+            if ref.get("kind") == "DatabaseMigration"
+            and ref.get("apiVersion", "").startswith(API_GROUP)
+        ]
+        if not owners or not labels.get(LABEL_MIGRATION):
+            return
+        self.reconcile(namespace, owners[0])
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Handlers:
+    """Register the operator's handlers, configured by ``settings``, on ``registry``.
+
+    The ids are the handlers' historic function names: Kopf keys its bookkeeping annotations by
+    them, so a resource handled by an older operator is picked up where it was left."""
+    handlers = Handlers(settings)
+    kopf.on.startup(id="configure", registry=registry)(handlers.startup)
+    kopf.on.login(id="login", registry=registry)(handlers.login)
+    for on, handler_id in (
+        (kopf.on.create, "on_create"),
+        (kopf.on.resume, "on_resume"),
+        (kopf.on.update, "on_update"),
+    ):
+        on(*RESOURCE, id=handler_id, registry=registry)(handlers.reconcile)
+    kopf.timer(
+        *RESOURCE,
+        id="on_timer",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds / 2,
+        when=_active,
+        registry=registry,
+    )(handlers.reconcile)
+    # a step said it ended with 0: go on now, not when the Job controller gets to the Job
+    kopf.on.event(*RESOURCE, id="on_step_exit", when=_step_exit_pending, registry=registry)(
+        handlers.reconcile
+    )
+    kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        id="on_job_event",
+        labels={LABEL_MANAGED_BY: MANAGER},
+        registry=registry,
+    )(handlers.on_job_event)
+    return handlers
+
+
+def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
+    """Kopf's credentials from ``kubeconfig`` (client certificates honoured) or in-cluster."""
     from dbmigrate.controller.kube import load_api_client
 
-    conf = load_api_client(OperatorConfig.kubeconfig).configuration
+    conf = load_api_client(kubeconfig).configuration
     header: str = conf.get_api_key_with_prefix("BearerToken") or ""
     scheme, _sep, token = header.partition(" ") if " " in header else ("", "", header)
     return kopf.ConnectionInfo(
@@ -107,27 +182,6 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-def _reconcile(namespace: str | None, name: str | None) -> None:
-    if not namespace or not name:
-        return
-    reconciler().reconcile(namespace, name)
-
-
-@kopf.on.create(API_GROUP, API_VERSION, PLURAL)
-def on_create(namespace: str | None, name: str, **_: Any) -> None:
-    _reconcile(namespace, name)
-
-
-@kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
-def on_resume(namespace: str | None, name: str, **_: Any) -> None:
-    _reconcile(namespace, name)
-
-
-@kopf.on.update(API_GROUP, API_VERSION, PLURAL)
-def on_update(namespace: str | None, name: str, **_: Any) -> None:
-    _reconcile(namespace, name)
-
-
 def _active(status: kopf.Status, meta: kopf.Meta, body: kopf.Body, **_: Any) -> bool:
     """The timer runs only while there is something to watch over."""
     if meta.get("deletionTimestamp"):
@@ -137,18 +191,6 @@ def _active(status: kopf.Status, meta: kopf.Meta, body: kopf.Body, **_: Any) -> 
     return not (finished and current)
 
 
-@kopf.timer(
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
-    interval=RESYNC_SECONDS,
-    initial_delay=RESYNC_SECONDS / 2,
-    when=_active,
-)
-def on_timer(namespace: str | None, name: str, **_: Any) -> None:
-    _reconcile(namespace, name)
-
-
 def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:
     """A step said it ended (status.stepExit) and its Job is still Running in status.jobs."""
     ended = status.get(KEY_STEP_EXIT) or {}
@@ -156,23 +198,3 @@ def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:
         return False
     records = status.get("jobs") or []
     return any(r.get("name") == ended.get("job") and r.get("outcome") == "Running" for r in records)
-
-
-@kopf.on.event(API_GROUP, API_VERSION, PLURAL, when=_step_exit_pending)
-def on_step_exit(namespace: str | None, name: str, **_: Any) -> None:
-    """A step's pod ended with 0: go on now, not when the Job controller gets to the Job."""
-    _reconcile(namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGER})
-def on_job_event(namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any) -> None:
-    """A step Job changed: reconcile its owner now (the ownerReference names it)."""
-    owners = [
-        ref["name"]
-        for ref in meta.get("ownerReferences", [])
-        if ref.get("kind") == "DatabaseMigration"
-        and ref.get("apiVersion", "").startswith(API_GROUP)
-    ]
-    if not owners or not labels.get(LABEL_MIGRATION):
-        return
-    _reconcile(namespace, owners[0])

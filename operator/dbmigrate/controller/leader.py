@@ -22,7 +22,6 @@ within its retry period.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import threading
@@ -262,26 +261,18 @@ class LeaderElector:
         log.info("released the lease %s/%s", self.config.namespace, self.config.name)
 
 
-def lease_config(args: argparse.Namespace) -> LeaseConfig:
-    """The LeaseConfig of the ``--lease-*`` arguments."""
-    return LeaseConfig(
-        namespace=args.lease_namespace,
-        name=args.lease_name,
-        identity=args.lease_identity,
-        duration=args.lease_duration,
-        renew_every=args.lease_renew,
-        retry_every=min(2.0, args.lease_renew),
-    )
+def run_as_leader(
+    lease: LeaseConfig, kubeconfig: str | None, liveness: str | None, run: Callable[[], None]
+) -> int:
+    """Wait for ``lease``, then ``run()`` (Kopf) while renewing it; release it afterwards.
 
-
-def run_as_leader(args: argparse.Namespace, run: Callable[[], None]) -> int:
-    """Wait for the Lease, then ``run()`` (Kopf) while renewing it; release it afterwards."""
-    config = lease_config(args)
-    kube = Kube(load_api_client(args.kubeconfig), timeout=max(1.0, config.renew_deadline / 3))
-    elector = LeaderElector(kube, config)
+    ``kubeconfig`` is the operator's (None: in-cluster); ``liveness`` is Kopf's liveness URL,
+    answered on its port while this replica stands by."""
+    kube = Kube(load_api_client(kubeconfig), timeout=max(1.0, lease.renew_deadline / 3))
+    elector = LeaderElector(kube, lease)
     stop = threading.Event()
-    log.info("leader election as %s on lease %s/%s", config.identity, config.namespace, config.name)
-    with standby_health(args.liveness):
+    log.info("leader election as %s on lease %s/%s", lease.identity, lease.namespace, lease.name)
+    with standby_health(liveness):
         elector.acquire(stop)
     keeper = threading.Thread(
         target=elector.keep, args=(stop, exit_without_lease), name="lease-renewal", daemon=True
@@ -291,7 +282,7 @@ def run_as_leader(args: argparse.Namespace, run: Callable[[], None]) -> int:
         run()
     finally:
         stop.set()
-        keeper.join(timeout=config.renew_deadline)
+        keeper.join(timeout=lease.renew_deadline)
         elector.release()
     return EXIT_OK
 

@@ -21,7 +21,6 @@ What may heal (API server unavailable, throttling) raises ``kopf.TemporaryError`
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -34,7 +33,6 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from dbmigrate import __version__
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
@@ -44,6 +42,7 @@ from dbmigrate.controller.actuator import DecisionApplier
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.requeue import Requeuer
+from dbmigrate.controller.settings import DEFAULT_IMAGE
 from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy
 from dbmigrate.decision import gate_rules as gates
 from dbmigrate.decision import notifications as notify
@@ -62,13 +61,7 @@ from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
 log = logging.getLogger("dbmigrate.operator")
 
-DEFAULT_IMAGE = f"ghcr.io/dbmigrate/dbmigrate:{__version__}"
 RECORD_ATTEMPTS = 3  # writes of a delivery's result into the status
-
-
-def operator_image() -> str:
-    """The image of the step Jobs unless spec.jobs.image says otherwise (env DBMIGRATE_IMAGE)."""
-    return os.environ.get("DBMIGRATE_IMAGE") or DEFAULT_IMAGE
 
 
 class Reconciler:
@@ -91,7 +84,7 @@ class Reconciler:
         self.notify_policy = notify_policy or RetryPolicy()
         self._notifier: Notifier | None = None
         self.events = EventRecorder(kube)
-        self.applier = DecisionApplier(kube, self.events, image or operator_image())
+        self.applier = DecisionApplier(kube, self.events, image or DEFAULT_IMAGE)
         self.requeuer = Requeuer(self._requeued)
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()

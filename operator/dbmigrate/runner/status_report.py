@@ -6,8 +6,9 @@ the ``/status`` subresource, so it never touches what the operator owns (phase, 
 observedGeneration) nor another step's key. Fields the model leaves unset are sent as ``null``, so
 a stale value of an earlier report (say, the index being built) is removed rather than kept.
 
-Credentials: the pod's service account (``step_api``: the standard library's HTTPS, so a step
-pod does not pay for importing the kubernetes client). Progress is throttled (at most one patch
+Credentials: the pod's service account, or outside a Pod the kubeconfig in ``KUBECONFIG``
+(``kubeapi``: the standard library's HTTPS, so a step pod does not pay for importing the
+kubernetes client). Progress is throttled (at most one patch
 every ``min_interval`` seconds); a final result is always sent, with retries. A failed patch is
 logged, never raised: the step's own outcome must not depend on reporting. Every string of a
 patch is redacted first (``logging_setup.redact_tree``): error messages may quote a URL.
@@ -46,7 +47,7 @@ class StatusTransport(Protocol):
 
 
 class KubernetesTransport:
-    """The real transport: the pod's service account over plain HTTPS (see ``step_api``)."""
+    """The real transport: plain HTTPS as the pod's service account (see ``kubeapi``)."""
 
     def __init__(self) -> None:
         self._client = ServiceAccountClient()
