@@ -8,7 +8,7 @@ and "forbidden" from what may heal (5xx, 429, timeouts).
 
 Secrets: ``secret_keys`` reads a Secret object to learn which keys it has and returns only their
 names: the database credentials are never read by the operator. ``secret_value`` returns one
-value, for one purpose only: the URL of a notification target (``notifier``), which is used to
+value, for one purpose only: the URL of a notification target (``webhooks``), which is used to
 send and never logged or stored.
 """
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the operator, and the HTTP server behind ``/metrics`` and ``/healthz``.
 
-The runtime calls the ``observe_*`` functions (or ``observe_status`` once per reconcile, which
+The reconcile calls the ``observe_*`` functions (or ``observe_status`` once per reconcile, which
 derives everything from the status model) and starts the server with ``start_metrics_server``.
 Metrics live in their own registry, so the module can be imported many times in tests without
 "duplicated timeseries" errors. Labels carry namespace and name, never spec or secret values.

@@ -22,7 +22,7 @@ Spec changes while a run is going on (the run's generation is status.observedGen
 
 The migration set itself cannot change under a running run: the apply Job gets the plan's hash
 and refuses files that do not match it. A new run clears the step keys of the previous run, and
-asks the runtime to delete the Jobs of runs older than the last ``KEEP_RUNS`` (Jobs have no TTL:
+asks the actuator to delete the Jobs of runs older than the last ``KEEP_RUNS`` (Jobs have no TTL:
 they are the evidence of recent runs; all of them go with the resource).
 """
 

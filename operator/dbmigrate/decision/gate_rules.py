@@ -6,8 +6,8 @@ Each gate is a pure function of the spec, the status the plan step wrote, the an
 ``status.window``) and a message that says exactly what is awaited and how to get past it.
 ``decide`` evaluates them in that order; the first closed gate names the waiting phase.
 
-The lock gate itself is computed by the runtime with ``lock_holder`` (it needs the other
-resources), from ``lock_candidate`` of every DatabaseMigration: a migration holds its database
+The lock gate itself is computed by ``controller.reconcile`` with ``lock_holder`` (it needs the
+other resources), from ``lock_candidate`` of every DatabaseMigration: a migration holds its database
 from the backup until it ends (and while it waits for a window after its backup); waiters queue in
 order of their run's start, so two waiting migrations never both go ahead. ``needs_lock_check``
 says when the others must be read at all (reading every DatabaseMigration is the costliest call of

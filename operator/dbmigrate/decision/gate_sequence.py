@@ -1,6 +1,6 @@
 """The gate sequence of a run, between a sound plan and its first change.
 
-``through_gates`` asks the gates of ``gates.py`` in order (approval, maintenance window, the
+``through_gates`` asks the gates of ``gate_rules`` in order (approval, maintenance window, the
 database lock) and turns the first closed one into its waiting phase; when all are open it starts
 the first step that changes something: the backup, or the apply if the backup is done or switched
 off. It runs after the plan, in every WaitingFor* phase, and again after the backup (the window

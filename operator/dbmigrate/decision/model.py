@@ -1,11 +1,11 @@
 """What the pure state machine reads (``Observed``) and what it returns (``Decision``).
 
-The runtime gathers an ``Observed`` from the API server (the resource, its Jobs, whether the
-Secret and ConfigMap exist, which other migration holds the database, the time) and carries out a
+``controller.reconcile`` gathers an ``Observed`` from the API server (the resource, its Jobs,
+whether the Secret and ConfigMap exist, which other migration holds the database, the time) and carries out a
 ``Decision``. Both are frozen: ``decide`` is a function of its input and nothing else, so the same
 observation always gives the same decision, and a restarted operator picks up where it left off.
 
-The runtime carries out a Decision in this order (restart safety depends on it):
+``controller.actuator`` carries out a Decision in this order (restart safety depends on it):
 
 1. patch the status with ``status_patch(decision)`` (operator-owned fields only, plus the step
    keys of the previous run cleared when a new run starts);
@@ -15,12 +15,12 @@ The runtime carries out a Decision in this order (restart safety depends on it):
 4. emit ``events``; delete ``delete_jobs``; reconcile again after ``requeue_after`` seconds.
 
 Scale-down handshake: for each WorkloadRef in ``scale_down`` not yet in
-``status.scaledWorkloads``, the runtime reads the workload's current ``spec.replicas`` and
+``status.scaledWorkloads``, the actuator reads the workload's current ``spec.replicas`` and
 appends ``{kind, name, replicas, restored: false}`` to status.scaledWorkloads *before* scaling it
 to 0 (a missing workload is recorded with replicas 0 and a Warning Event). It scales every listed
 workload to 0 even when already recorded (idempotent). ``decide`` creates the rollback Job only
 once every listed workload is recorded and none of their pods is left (``workload_pods``). For
-each ScaledWorkload in ``scale_up`` the runtime sets the workload's replicas back to ``replicas``
+each ScaledWorkload in ``scale_up`` the actuator sets the workload's replicas back to ``replicas``
 and then marks the entry ``restored: true``.
 """
 
@@ -137,7 +137,7 @@ class EventSpec:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the runtime must do now (see the module docstring for the order)."""
+    """What the operator must do now (see the module docstring for the order)."""
 
     status: DatabaseMigrationStatus
     create_job: Step | None = None

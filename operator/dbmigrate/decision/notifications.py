@@ -13,7 +13,7 @@ Targets come from two places, and the resource's list adds to the operator-wide 
 ``spec.notifications`` (the URL in a Secret of the resource's namespace) and ``dbmigrate
 operator --notify`` (the URL in an environment variable of the operator, which the chart fills
 from a Secret of its own namespace). The URL itself never enters this module: a delivery names
-its target, and ``notifier`` reads the URL when it sends.
+its target, and ``controller.webhooks`` reads the URL when it sends.
 """
 
 from __future__ import annotations

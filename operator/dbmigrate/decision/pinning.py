@@ -4,7 +4,7 @@ A spec change while a run is under way is queued (``decide``): the run that has 
 database finishes first. Its later steps must then still run with the spec it was planned and
 backed up with (the same database, backup, verification and rollback), not the newer one. So when
 a run's plan Job is created, the spec of that generation is kept in a ConfigMap owned by the
-resource (``build_run_spec_config_map``); while a newer generation waits for the run, the runtime
+resource (``build_run_spec_config_map``); while a newer generation waits for the run, the reconcile
 reads it back (``read_run_spec``) and decides with it (``pinned``). Without a kept spec (one too
 large for a ConfigMap, or a run begun by an older operator) the current spec is used, as before.
 """

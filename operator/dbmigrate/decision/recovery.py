@@ -1,7 +1,7 @@
 """The emergency rollback after a failed apply or verify, and how such a run ends.
 
-Order of a rollback: scale the workloads listed in spec.rollback.scaleDown to zero (the runtime
-records their replicas in status.scaledWorkloads first, see ``model.py``), wait until none of their
+Order of a rollback: scale the workloads listed in spec.rollback.scaleDown to zero (the actuator
+records their replicas in status.scaledWorkloads first, see ``model``), wait until none of their
 pods is left (terminating ones included: an application still shutting down may still write), run
 the rollback Job
 (spec.rollback.strategy: drop what this run created, or restore the backup; it verifies the result
