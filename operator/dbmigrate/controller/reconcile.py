@@ -4,10 +4,10 @@ Every Kopf handler (create, resume, update, timer, Job events) ends here. ``Reco
 reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, whether the Secret
 and its keys exist, whether the ConfigMap exists, which other migration holds the same database),
 calls ``decide`` and carries out the Decision in the order ``decision.model`` documents: status
-patch, scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions, and a
-requeue. The notifications a transition makes due (``notifications``) are recorded in that same
-status patch, and their Pending deliveries are handed to the ``Notifier`` last, which sends them
-in the background: a webhook never holds or fails a reconcile. A delivery's result is written
+patch, scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions,
+and a requeue. The notifications a transition makes due (``notifications``) are recorded in that
+same status patch, and their Pending deliveries are handed to the ``Notifier`` last, which sends
+them in the background: a webhook never holds or fails a reconcile. A delivery's result is written
 back under the resource's lock (so a reconcile never overwrites it with an older list), with a
 Warning Event and a metric when it failed.
 

@@ -1,9 +1,10 @@
 """What the pure state machine reads (``Observed``) and what it returns (``Decision``).
 
 ``controller.reconcile`` gathers an ``Observed`` from the API server (the resource, its Jobs,
-whether the Secret and ConfigMap exist, which other migration holds the database, the time) and carries out a
-``Decision``. Both are frozen: ``decide`` is a function of its input and nothing else, so the same
-observation always gives the same decision, and a restarted operator picks up where it left off.
+whether the Secret and ConfigMap exist, which other migration holds the database, the time) and
+carries out a ``Decision``. Both are frozen: ``decide`` is a function of its input and nothing else,
+so the same observation always gives the same decision, and a restarted operator picks up where it
+left off.
 
 ``controller.actuator`` carries out a Decision in this order (restart safety depends on it):
 
