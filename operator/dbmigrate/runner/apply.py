@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, Step
 from dbmigrate.engine.pgtools import StepError
-from dbmigrate.runner.context import StepContext, say
+from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
     LINT_POLICIES,
@@ -32,7 +32,6 @@ from dbmigrate.runner.options import (
     add_run_options,
     add_target,
 )
-from dbmigrate.runner.preflight import migration_set
 
 if TYPE_CHECKING:
     from collections.abc import Callable

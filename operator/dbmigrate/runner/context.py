@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.runner.reporting import Reporter
+
+if TYPE_CHECKING:
+    from dbmigrate.engine.sources import MigrationSet
 
 # libpq's environment variables that name a server, a database or a user: any one of them is
 # enough for libpq to try a connection of its own.
@@ -43,6 +46,15 @@ def conninfo_from(args: argparse.Namespace) -> str:
     if any(os.environ.get(name) for name in LIBPQ_ENV):
         return ""
     raise StepError(NO_DATABASE)
+
+
+def migration_set(args: argparse.Namespace) -> MigrationSet:
+    """The files of ``--migrations`` (read before connecting: a bad folder is exit 2 at once)."""
+    if not args.migrations:
+        raise StepError("give --migrations DIR (the folder of NNN_name.sql files)")
+    from dbmigrate.engine.sources import load_directory
+
+    return load_directory(args.migrations)
 
 
 def say(text: str) -> None:

@@ -34,7 +34,7 @@ import psycopg
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.api.stepnames import KEY_DATABASE, KEY_LINT, KEY_PLAN, KEY_PREFLIGHT, Step
-from dbmigrate.runner.context import StepContext, say
+from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
     LINT_POLICIES,
@@ -43,7 +43,7 @@ from dbmigrate.runner.options import (
     add_run_options,
     add_target,
 )
-from dbmigrate.runner.preflight import add_check_options, check_options, migration_set
+from dbmigrate.runner.preflight import add_check_options, check_options
 
 if TYPE_CHECKING:
     from dbmigrate.api.base import ApiModel

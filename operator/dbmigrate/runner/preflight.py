@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.api.stepnames import KEY_PREFLIGHT
-from dbmigrate.engine.pgtools import StepError
-from dbmigrate.runner.context import StepContext
+from dbmigrate.runner.context import StepContext, migration_set
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import add_migrations, add_output, add_probes, add_run_options
 
 if TYPE_CHECKING:
     from dbmigrate.engine.preflight import PreflightOptions
-    from dbmigrate.engine.sources import MigrationSet
 
 STEP = "preflight"
 SUMMARY = "check privileges, sizes, estimates, blockers"
@@ -49,15 +47,6 @@ def check_options(args: argparse.Namespace) -> PreflightOptions:
         sample_builds=not args.no_sample_builds,
         probes=probe_list(args),
     )
-
-
-def migration_set(args: argparse.Namespace) -> MigrationSet:
-    """The files of ``--migrations`` (read before connecting: a bad folder is exit 2 at once)."""
-    if not args.migrations:
-        raise StepError("give --migrations DIR (the folder of NNN_name.sql files)")
-    from dbmigrate.engine.sources import load_directory
-
-    return load_directory(args.migrations)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.api.stepnames import KEY_APPLY, KEY_PREFLIGHT, KEY_VERIFICATION, Step
 from dbmigrate.engine.pgtools import StepError
-from dbmigrate.runner.context import StepContext
+from dbmigrate.runner.context import StepContext, migration_set
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
     add_duration,
@@ -35,7 +35,6 @@ from dbmigrate.runner.options import (
     this_run,
     version_list,
 )
-from dbmigrate.runner.preflight import migration_set
 
 if TYPE_CHECKING:
     import psycopg
