@@ -48,7 +48,7 @@ PROGRESS_LINE_SECONDS = 5.0
 # INDEX to CONCURRENTLY and bounds a statement at 6 hours; lint only warns (the plan gated).
 JOB_DEFAULTS: dict[str, Any] = {
     "lock_retries": 5,
-    "statement_timeout": 6 * 3_600_000,
+    "statement_timeout": "6h",
     "auto_concurrently": True,
     "lint_policy": "warn",
 }
@@ -61,15 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_migrations(parser)
     add_output(parser)
     add_target(parser)
-    add_duration(parser, "--lock-timeout", 5000, "lock_timeout of every statement, e.g. 5s")
+    add_duration(parser, "--lock-timeout", "5s", "lock_timeout of every statement, e.g. 5s")
     add_duration(
         parser,
         "--concurrent-lock-timeout",
         None,
         "lock_timeout of CONCURRENTLY and other autocommit statements, whose waits block no "
-        "reads or writes (none: --lock-timeout)",
+        "reads or writes; none: as --lock-timeout",
     )
-    add_duration(parser, "--statement-timeout", 0, "statement_timeout of every statement; 0: none")
+    add_duration(
+        parser, "--statement-timeout", "0", "statement_timeout of every statement; 0: none"
+    )
     parser.add_argument(
         "--lock-retries",
         "--max-retries",
@@ -79,8 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="retries after a lock timeout or deadlock (default %(default)s)",
     )
-    add_duration(parser, "--retry-backoff", 2000, "first wait between retries, doubling each time")
-    add_duration(parser, "--lock-wait", 60000, "how long to wait for another run's migration lock")
+    add_duration(parser, "--retry-backoff", "2s", "first wait between retries, doubling each time")
+    add_duration(parser, "--lock-wait", "60s", "how long to wait for another run's migration lock")
     parser.add_argument(
         "--auto-concurrently",
         action=argparse.BooleanOptionalAction,

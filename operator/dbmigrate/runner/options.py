@@ -39,17 +39,14 @@ def duration_ms(text: str) -> int:
 
 
 def add_duration(
-    parser: argparse.ArgumentParser, flag: str, default: int | None, what: str, *more: str
+    parser: argparse.ArgumentParser, flag: str, default: str | None, what: str
 ) -> None:
-    """A duration option in milliseconds (``more``: other spellings of the flag)."""
-    shown = "none" if default is None else "%(default)s ms"
+    """A duration option, parsed into milliseconds. The default is written as a person writes
+    it (``5s``: argparse parses a string default like a value given), so ``--help`` shows it
+    that way, also where the ``job`` alias sets another (``6h``)."""
+    shown = "none" if default is None else "%(default)s"
     parser.add_argument(
-        flag,
-        *more,
-        type=duration_ms,
-        default=default,
-        metavar="D",
-        help=f"{what} (default {shown})",
+        flag, type=duration_ms, default=default, metavar="D", help=f"{what} (default {shown})"
     )
 
 

@@ -47,7 +47,7 @@ STRATEGIES: dict[str, Strategy] = {
 }
 MANUAL_RUN_ID = "manual-rollback"
 
-JOB_DEFAULTS: dict[str, Any] = {"lock_timeout": 5000, "this_run": True}
+JOB_DEFAULTS: dict[str, Any] = {"lock_timeout": "5s", "this_run": True}
 JOB_REQUIRED = ("run_id", "strategy")
 
 
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--jobs", "--restore-jobs", dest="jobs", type=int, default=1, help="pg_restore jobs")
     add("--versions", help="comma-separated versions (default: see --this-run)")
     add_this_run(parser, "undo")
-    add_duration(parser, "--lock-timeout", 10000, "lock_timeout of the DROP statements")
+    add_duration(parser, "--lock-timeout", "10s", "lock_timeout of the DROP statements")
     add_duration(
         parser, "--statement-timeout", None, "accepted for the old job command line; not used"
     )

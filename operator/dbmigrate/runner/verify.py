@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 STEP: Step = "verify"
 SUMMARY = "check created indexes and probe query plans"
 
-JOB_DEFAULTS: dict[str, Any] = {"statement_timeout": 6 * 3_600_000, "this_run": True}
+JOB_DEFAULTS: dict[str, Any] = {"statement_timeout": "6h", "this_run": True}
 JOB_REQUIRED = ("run_id", "migrations")
 
 
