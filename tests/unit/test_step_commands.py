@@ -209,7 +209,7 @@ def test_an_explicit_sha256_wins_over_the_status(monkeypatch: pytest.MonkeyPatch
         from dbmigrate.api.evidence import RollbackRecord
 
         return RollbackRecord(
-            strategy=strategy,  # type: ignore[arg-type]
+            strategy=strategy,
             target_database="db",
             verified=True,
             duration_seconds=0.0,

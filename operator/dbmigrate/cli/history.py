@@ -17,6 +17,7 @@ from datetime import datetime
 import psycopg
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
+from dbmigrate.api.stepnames import KEY_PLAN
 from dbmigrate.engine import history
 from dbmigrate.engine.connect import connect, database_label
 from dbmigrate.runner.context import conninfo_from
@@ -103,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             {
                 "database": label,
                 "history": [_row_dict(r) for r in rows],
-                "plan": result.to_wire() if result else None,
+                KEY_PLAN: result.to_wire() if result else None,
             }
         )
     else:

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dbmigrate.api.exitcodes import EXIT_OK
-from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, Step
+from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, STEP_APPLY, Step
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from dbmigrate.api.plan import ApplyProgress
     from dbmigrate.engine.settings import ApplySettings
 
-STEP: Step = "apply"
+STEP: Step = STEP_APPLY
 SUMMARY = "apply the pending migrations safely"
 PROGRESS_LINE_SECONDS = 5.0
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.api.stepnames import KEY_BACKUP, Step
+from dbmigrate.api.stepnames import KEY_BACKUP, STEP_BACKUP, Step
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.runner.context import StepContext
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import add_migrations, add_output, add_pg_bin, add_run_options
 
-STEP: Step = "backup"
+STEP: Step = STEP_BACKUP
 SUMMARY = "pg_dump, read back, hash, retention"
 
 JOB_DEFAULTS: dict[str, Any] = {"create_dir": True}  # the Job's folder is made on the volume

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.api.stepnames import KEY_DATABASE, KEY_LINT, KEY_PLAN, KEY_PREFLIGHT, Step
+from dbmigrate.api.stepnames import KEY_DATABASE, KEY_LINT, KEY_PLAN, KEY_PREFLIGHT, STEP_PLAN, Step
 from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from dbmigrate.api.status import DatabaseIdentity
     from dbmigrate.engine.sources import Migration
 
-STEP: Step = "plan"
+STEP: Step = STEP_PLAN
 SUMMARY = "show the pending migrations and refuse drift (with --lint-policy and --preflight: all "
 SUMMARY += "the plan Job checks)"
 

@@ -18,7 +18,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.api.stepnames import KEY_BACKUP, KEY_ROLLBACK, Step
+from dbmigrate.api.stepnames import KEY_BACKUP, KEY_ROLLBACK, STEP_ROLLBACK, Step
 from dbmigrate.runner.context import StepContext
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from dbmigrate.api.evidence import RollbackRecord
     from dbmigrate.engine.rollback import Strategy
 
-STEP: Step = "rollback"
+STEP: Step = STEP_ROLLBACK
 SUMMARY = "drop what the run created, or restore the backup"
 
 STRATEGIES: dict[str, Strategy] = {

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.api.stepnames import KEY_APPLY, KEY_PREFLIGHT, KEY_VERIFICATION, Step
+from dbmigrate.api.stepnames import KEY_APPLY, KEY_PREFLIGHT, KEY_VERIFICATION, STEP_VERIFY, Step
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.runner.context import StepContext, migration_set
 from dbmigrate.runner.lifecycle import add_step_parser
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from dbmigrate.api.evidence import ProbeResult
 
-STEP: Step = "verify"
+STEP: Step = STEP_VERIFY
 SUMMARY = "check created indexes and probe query plans"
 
 JOB_DEFAULTS: dict[str, Any] = {"statement_timeout": "6h", "this_run": True}

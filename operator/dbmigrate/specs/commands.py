@@ -56,7 +56,14 @@ import json
 from dbmigrate.api.labels import BACKUP_MOUNT, MIGRATIONS_MOUNT
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
-from dbmigrate.api.stepnames import STEPS
+from dbmigrate.api.stepnames import (
+    STEP_APPLY,
+    STEP_BACKUP,
+    STEP_PLAN,
+    STEP_ROLLBACK,
+    STEP_VERIFY,
+    STEPS,
+)
 
 
 def migrations_dir(spec: DatabaseMigrationSpec) -> str:
@@ -79,21 +86,21 @@ def probes_json(spec: DatabaseMigrationSpec) -> str:
 
 def uses_probes(step: str) -> bool:
     """Whether the step reads DBMIGRATE_PROBES."""
-    return step in ("plan", "verify")
+    return step in (STEP_PLAN, STEP_VERIFY)
 
 
 def reads_migrations(step: str) -> bool:
     """Whether the step reads the migration files (backup and rollback do not)."""
-    return step in ("plan", "apply", "verify")
+    return step in (STEP_PLAN, STEP_APPLY, STEP_VERIFY)
 
 
 def mounts_backups(step: str, spec: DatabaseMigrationSpec) -> bool:
     """Whether the step needs the backup PVC: the backup itself, and a restoring rollback."""
     if spec.backup.pvc_name is None:
         return False
-    if step == "backup":
+    if step == STEP_BACKUP:
         return spec.backup.enabled
-    return step == "rollback" and spec.rollback.strategy == "RestoreBackup"
+    return step == STEP_ROLLBACK and spec.rollback.strategy == "RestoreBackup"
 
 
 def step_command(
@@ -121,13 +128,13 @@ def _step_options(
     spec: DatabaseMigrationSpec,
     status: DatabaseMigrationStatus | None,
 ) -> list[str]:
-    if step == "plan":
+    if step == STEP_PLAN:
         return _plan_options(spec)
-    if step == "backup":
+    if step == STEP_BACKUP:
         return _backup_options(spec, resource, namespace)
-    if step == "apply":
+    if step == STEP_APPLY:
         return _apply_options(spec, status)
-    if step == "verify":
+    if step == STEP_VERIFY:
         return _verify_options(spec)
     return _rollback_options(spec, status)
 
