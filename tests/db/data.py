@@ -22,7 +22,7 @@ from dbmigrate.engine import pgtools
 from dbmigrate.engine.apply import ApplySettings, apply_migrations
 from dbmigrate.engine.sources import load_directory
 from dbmigrate.engine.statements import executable_statements
-from dbmigrate.runner import step_commands as step_cmds
+from dbmigrate.runner import backup, preflight, rollback, verify
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "database" / "migrations")
 
@@ -176,6 +176,8 @@ def app_tables(url: str) -> tuple[tuple[str, str], ...]:
 def run_cli(argv: list[str]) -> int:
     """Run one of the step sub-commands as `dbmigrate` would (only this module's commands)."""
     parser = argparse.ArgumentParser(prog="dbmigrate")
-    step_cmds.register(parser.add_subparsers(dest="command"))
+    subparsers = parser.add_subparsers(dest="command")
+    for step in (preflight, backup, verify, rollback):
+        step.register(subparsers)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -192,33 +192,41 @@ def test_command_lines_per_step() -> None:
             step, resource="orders", namespace="apps", run_id="r1", spec=spec, status=status
         )
 
-    common = ["--report-to", "apps/orders", "--run-id", "r1", "--migrations", "/migrations"]
+    common = ["--report-to", "apps/orders", "--run-id", "r1"]
+    files = ["--migrations", "/migrations"]
     assert command("plan") == [
         "dbmigrate",
-        "job",
         "plan",
         *common,
+        *files,
+        "--preflight",
         "--lint-policy",
         "warn",
         "--no-auto-concurrently",
         "--large-table-rows",
         "1000000",
-        "--target-version",
+        "--target",
         "5",
     ]
-    assert command("backup")[9:] == [
-        "--backup-dir",
+    assert command("backup") == [
+        "dbmigrate",
+        "backup",
+        *common,
+        "--dir",
         "/backups/apps/orders",
-        "--backup-name",
-        "orders-g1-3f2c1a9e",
-        "--backup-format",
+        "--create-dir",
+        "--format",
         "directory",
-        "--backup-jobs",
+        "--jobs",
         "4",
         "--keep",
         "3",
     ]
-    assert command("apply")[9:] == [
+    assert command("apply") == [
+        "dbmigrate",
+        "apply",
+        *common,
+        *files,
         "--plan-hash",
         PLAN_HASH,
         "--lock-timeout",
@@ -230,26 +238,33 @@ def test_command_lines_per_step() -> None:
         "--retry-backoff",
         "2s",
         "--no-auto-concurrently",
-        "--target-version",
+        "--lint-policy",
+        "warn",
+        "--target",
         "5",
     ]
-    assert command("verify")[9:] == [
+    assert command("verify") == [
+        "dbmigrate",
+        "verify",
+        *common,
+        *files,
         "--analyze",
         "--statement-timeout",
         "6h",
-        "--target-version",
+        "--target",
         "5",
     ]
-    assert command("rollback")[9:] == [
+    assert command("rollback") == [
+        "dbmigrate",
+        "rollback",
+        *common,
         "--strategy",
         "RestoreBackup",
         "--lock-timeout",
         "3s",
-        "--statement-timeout",
-        "6h",
-        "--backup-path",
+        "--backup",
         "/backups/apps/orders/orders-g1.dump",
-        "--restore-jobs",
+        "--jobs",
         "4",
     ]
 
@@ -285,7 +300,8 @@ def test_volumes_per_source_and_step() -> None:
     assert volumes["migrations"]["configMap"]["name"] == "orders-migrations"
     image = job_for("plan", source={"image": {"path": "/app/migrations"}})
     assert "/migrations" not in mounts(image)
-    assert image["spec"]["template"]["spec"]["containers"][0]["command"][8] == "/app/migrations"
+    command = image["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--migrations") + 1] == "/app/migrations"
 
 
 def test_scheduling_and_resources_from_the_spec() -> None:
@@ -411,7 +427,7 @@ def test_observe_job_reads_state_from_the_job_conditions() -> None:
 def test_every_command_line_parses_with_the_step_command(
     step: str, overrides: dict[str, Any]
 ) -> None:
-    """The contract with ``dbmigrate job``: whatever the operator builds, the CLI accepts."""
+    """The contract with ``dbmigrate <step>``: whatever the operator builds, the CLI accepts."""
     from dbmigrate.cli.main import build_parser
 
     command = job_for(step, **overrides)["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -420,4 +436,4 @@ def test_every_command_line_parses_with_the_step_command(
     if step == "apply":
         assert args.plan_hash == PLAN_HASH
     if step == "rollback" and overrides:
-        assert args.backup_path == "/backups/apps/orders/orders-g1.dump" and args.restore_jobs == 2
+        assert args.backup == "/backups/apps/orders/orders-g1.dump" and args.jobs == 2

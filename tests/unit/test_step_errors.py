@@ -11,16 +11,23 @@ import pytest
 from dbmigrate.engine.errors import LockTimeoutError
 from dbmigrate.engine.pgtools import StepError, ToolFailed
 from dbmigrate.engine.sources import MigrationSourceError
-from dbmigrate.runner.failures import guarded
+from dbmigrate.runner.context import StepContext
+from dbmigrate.runner.lifecycle import run_step
 
 URL = "postgresql://app:hunter2@db.example:5432/analytics"
 
 
-def _run(exc: Exception) -> int:
-    def step(args: argparse.Namespace) -> int:
+def _args(command: str) -> argparse.Namespace:
+    return argparse.Namespace(
+        database_url=URL, command=command, report_to=None, log_format=None, run_id=None
+    )
+
+
+def _run(exc: Exception, command: str = "backup") -> int:
+    def step(ctx: StepContext) -> int:
         raise exc
 
-    return guarded(step)(argparse.Namespace(database_url=URL, command="backup"))
+    return run_step("backup", step, _args(command))
 
 
 @pytest.mark.parametrize(
@@ -37,7 +44,7 @@ def test_expected_failures_exit_with_their_code_and_no_password(
 ) -> None:
     assert _run(exc) == code
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "hunter2" not in err
+    assert err.startswith("dbmigrate backup: ") and "hunter2" not in err
 
 
 def test_database_errors_are_mapped(capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,18 +74,16 @@ def _bad_input(kind: str) -> Exception:
 
 @pytest.mark.parametrize("kind", ["model", "sql"])
 def test_a_step_job_exits_like_the_command_on_bad_input(
-    kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``dbmigrate job <step>`` maps failures through the same table as the hand-run commands:
-    a model or SQL the step cannot read is bad input (2), not a crash with a traceback."""
-    from dbmigrate.runner import job as step_jobs
-    from dbmigrate.runner import tasks as step_runs
+    """``dbmigrate job <step>`` (the alias) maps failures through the same table as ``dbmigrate
+    <step>``: a model or SQL the step cannot read is bad input (2), not a crash with a traceback;
+    the message names the command as it was called."""
 
-    def plan(ctx: object) -> int:
+    def plan(ctx: StepContext) -> int:
         raise _bad_input(kind)
 
-    monkeypatch.setattr(step_runs, "job_plan", plan)
-    args = argparse.Namespace(step="plan", report_to=None, database_url=URL, command="job")
-    assert step_jobs.run_step(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("dbmigrate job plan: ") and "hunter2" not in err
+    for command, prefix in (("job", "dbmigrate job plan: "), ("plan", "dbmigrate plan: ")):
+        assert run_step("plan", plan, _args(command)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(prefix) and "hunter2" not in err

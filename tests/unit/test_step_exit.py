@@ -14,8 +14,9 @@ from dbmigrate.api.status import StepExit
 from dbmigrate.controller.handlers import _step_exit_pending
 from dbmigrate.decision.model import JobObservation, settle_with_step_exit
 from dbmigrate.runner import kubeapi
-from dbmigrate.runner.job import StepContext, _report_exit
+from dbmigrate.runner.context import StepContext
 from dbmigrate.runner.kubeapi import ApiCallError, in_cluster_credentials
+from dbmigrate.runner.lifecycle import report_exit
 from dbmigrate.runner.status_report import KubernetesTransport, PatchError
 from dbmigrate.specs.jobs import build_step_job
 from tests.unit.controller_samples import make_spec
@@ -134,7 +135,7 @@ def _context(reporter: RecordingReporter) -> StepContext:
 def test_a_step_in_a_job_reports_how_it_ended(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(JOB_NAME_ENV, "mig-apply-g2")
     reporter = RecordingReporter()
-    _report_exit(_context(reporter), "apply", 3)
+    report_exit(_context(reporter), "apply", 3)
     ended = reporter.reported["stepExit"]
     assert isinstance(ended, StepExit)
     assert (ended.job, ended.step, ended.exit_code) == ("mig-apply-g2", "apply", 3)
@@ -143,5 +144,5 @@ def test_a_step_in_a_job_reports_how_it_ended(monkeypatch: pytest.MonkeyPatch) -
 def test_a_step_run_by_hand_has_no_job_to_speak_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(JOB_NAME_ENV, raising=False)
     reporter = RecordingReporter()
-    _report_exit(_context(reporter), "plan", 0)
+    report_exit(_context(reporter), "plan", 0)
     assert reporter.reported == {}

@@ -107,6 +107,6 @@ def test_backup_and_rollback_do_not_load_other_commands_modules(command: str) ->
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     loaded = set(done.stderr.split())
-    assert "dbmigrate.runner.step_commands" in loaded
+    assert f"dbmigrate.runner.{command}" in loaded
     unwanted = {"pglast", "yaml", "dbmigrate.engine.preflight", "dbmigrate.engine.verify"}
     assert not loaded & unwanted

@@ -29,19 +29,19 @@ from dbmigrate.api.exitcodes import EXIT_BROKEN_PIPE, EXIT_USAGE, help_text
 
 COMMAND_MODULES = {
     "crd": "dbmigrate.cli.crd",
-    "plan": "dbmigrate.runner.engine_commands",
-    "apply": "dbmigrate.runner.engine_commands",
-    "status": "dbmigrate.runner.engine_commands",
-    "history": "dbmigrate.runner.engine_commands",
-    "repair": "dbmigrate.runner.engine_commands",
+    "plan": "dbmigrate.runner.plan",
+    "apply": "dbmigrate.runner.apply",
+    "status": "dbmigrate.cli.history",
+    "history": "dbmigrate.cli.history",
+    "repair": "dbmigrate.cli.history",
     "lint": "dbmigrate.cli.lint",
     "wait": "dbmigrate.cli.wait",
-    "preflight": "dbmigrate.runner.step_commands",
-    "backup": "dbmigrate.runner.step_commands",
-    "verify": "dbmigrate.runner.step_commands",
-    "rollback": "dbmigrate.runner.step_commands",
+    "preflight": "dbmigrate.runner.preflight",
+    "backup": "dbmigrate.runner.backup",
+    "verify": "dbmigrate.runner.verify",
+    "rollback": "dbmigrate.runner.rollback",
     "operator": "dbmigrate.cli.operator",
-    "job": "dbmigrate.cli.operator",
+    "job": "dbmigrate.cli.job",
 }
 
 

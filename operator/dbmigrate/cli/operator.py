@@ -1,4 +1,4 @@
-"""``dbmigrate operator`` (the Kopf operator) and ``dbmigrate job <step>`` (what each Job runs).
+"""``dbmigrate operator``: the Kopf operator.
 
 ``dbmigrate operator`` runs the Kopf handlers of ``dbmigrate.controller.handlers`` standalone,
 either for a list of namespaces or for all of them, logged in with ``--kubeconfig`` or in-cluster.
@@ -13,12 +13,6 @@ and ``/healthz``; 0 for none), ``--log-format text|json`` (redacting handler of
 holds the Lease (``dbmigrate.controller.leader``; ``--lease-*``), answers ``/healthz`` on the
 liveness port meanwhile, renews it while Kopf runs, exits at once (code 1) if it loses it, and
 releases it on SIGTERM after Kopf has stopped.
-
-``dbmigrate job plan|backup|apply|verify|rollback`` are the composite commands of the step Jobs
-(the contract is in ``dbmigrate.specs.commands``): each calls the engine, prints a readable
-summary and reports its status keys into the resource through ``--report-to``. Exit codes: 0 the
-step succeeded, 1 it ran and failed (the result is in the status either way), 2 bad input, 3 the
-database or a lock was unavailable (may heal: the Job retries).
 """
 
 from __future__ import annotations
@@ -30,24 +24,14 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dbmigrate.runner.reporting import add_reporting_args
-
 if TYPE_CHECKING:
     from dbmigrate.controller.leader import LeaseConfig
     from dbmigrate.controller.settings import OperatorSettings
     from dbmigrate.decision.notifications import Target
 
-STEP_HELP = {
-    "plan": "load the migrations, compute the plan, lint, preflight; report the database identity",
-    "backup": "pg_dump the database to the mounted volume and verify the archive",
-    "apply": "apply the pending migrations of the approved plan, with live progress",
-    "verify": "check the created indexes, ANALYZE, run the probe queries",
-    "rollback": "the emergency rollback: drop what the run created, or restore the backup",
-}
-
 
 def register(subparsers: Any) -> None:
-    """Add ``operator`` and ``job`` with its five steps."""
+    """Add ``operator``."""
     op = subparsers.add_parser(
         "operator",
         help="run the DatabaseMigration operator (Kopf, standalone)",
@@ -111,20 +95,6 @@ def register(subparsers: Any) -> None:
     _leader_args(op)
     op.set_defaults(func=operator_command)
 
-    job = subparsers.add_parser(
-        "job",
-        help="the composite step commands run by the operator's Jobs",
-        description="What each step Job runs; reports its results into the resource's status.",
-    )
-    steps = job.add_subparsers(dest="step", metavar="STEP", required=True)
-    for step, text in STEP_HELP.items():
-        parser = steps.add_parser(step, help=text, description=text)
-        _common_job_args(parser)
-        from dbmigrate.runner import job as step_jobs
-
-        step_jobs.add_step_args(step, parser)
-        parser.set_defaults(func=job_command)
-
 
 def _leader_args(op: argparse.ArgumentParser) -> None:
     from dbmigrate.controller.leader import DEFAULT_LEASE_NAME
@@ -170,28 +140,6 @@ def _log_format_arg(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="log lines as text or one JSON object each (default text); secrets are redacted",
     )
-
-
-def _common_job_args(parser: argparse.ArgumentParser) -> None:
-    add_reporting_args(parser)
-    _log_format_arg(parser)
-    parser.add_argument("--run-id", required=True, help="identity of this run (history, backups)")
-    parser.add_argument("--migrations", required=True, help="folder of the NNN_name.sql files")
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="connection URL (default: env DATABASE_URL, else libpq's PG* environment variables)",
-    )
-
-
-def job_command(args: argparse.Namespace) -> int:
-    """Run one step; see ``dbmigrate.runner.job``."""
-    from dbmigrate.logging_setup import configure_logging
-
-    configure_logging(args.log_format, "INFO")
-    from dbmigrate.runner import job as step_jobs
-
-    return step_jobs.run_step(args)
 
 
 def operator_command(args: argparse.Namespace) -> int:

@@ -47,9 +47,9 @@ def report_failure(
     exc: Exception, args: argparse.Namespace, prefix: str = "error", context: str | None = None
 ) -> int | None:
     """Print a failure the steps expect (``prefix: message``) and return its exit code; None for
-    anything else. Both the hand-run commands and ``dbmigrate job <step>`` go through here, so a
-    failure exits with the same code either way. ``context`` names the command in database
-    errors (default ``dbmigrate <command>``)."""
+    anything else. Every step and command goes through here, so a failure exits with the same
+    code however it was called. ``context`` names the command in database errors (default
+    ``dbmigrate <command>``)."""
     import psycopg
     from pglast.parser import ParseError
     from pydantic import ValidationError
@@ -67,16 +67,19 @@ def report_failure(
     return None
 
 
-def guarded(step: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the engine's exceptions into a clear message and the documented exit code."""
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the engine's exceptions into ``dbmigrate <command>: message`` and the documented
+    exit code (the commands that are not steps; a step runs in ``lifecycle``)."""
 
     def run(args: argparse.Namespace) -> int:
+        name = f"dbmigrate {args.command}"
         try:
-            return step(args)
+            return command(args)
         except Exception as exc:
-            code = report_failure(exc, args)
+            code = report_failure(exc, args, prefix=name, context=name)
             if code is None:
                 raise
             return code
 
+    run.__doc__ = command.__doc__
     return run

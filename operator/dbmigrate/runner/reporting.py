@@ -15,6 +15,7 @@ import sys
 from typing import Protocol
 
 from dbmigrate.api.base import ApiModel
+from dbmigrate.api.exitcodes import EXIT_USAGE
 
 
 class Reporter(Protocol):
@@ -56,7 +57,7 @@ def reporter_from_args(args: argparse.Namespace) -> Reporter:
         return ConsoleReporter()
     if "/" not in target:
         print(f"--report-to wants NAMESPACE/NAME, got {target!r}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(EXIT_USAGE)
     module = importlib.import_module("dbmigrate.runner.status_report")
     namespace, name = target.split("/", 1)
     reporter: Reporter = module.StatusReporter(namespace=namespace, name=name)

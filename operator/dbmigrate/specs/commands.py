@@ -1,43 +1,52 @@
-"""The command line of each step Job: the contract between the operator and ``dbmigrate job``.
+"""The command line of each step Job: the contract between the operator and ``dbmigrate <step>``.
 
-Every step Job runs ``dbmigrate job <step> COMMON STEP-OPTIONS``. The composite ``job``
-commands run the engine and report their status keys through ``--report-to``; they connect with
-an empty conninfo (libpq reads ``DATABASE_URL``-less env ``PGHOST PGPORT PGDATABASE PGUSER
-PGPASSWORD PGSSLMODE``) or with ``DATABASE_URL`` when set. No secret is ever on the command line.
+Every step Job runs ``dbmigrate <step> --report-to NAMESPACE/NAME --run-id RUN_ID [--migrations
+DIR] STEP-OPTIONS``: the same command a person runs by hand (``dbmigrate.runner.<step>``), plus
+``--report-to`` (the resource whose status receives the step's keys, ``api.stepnames.REPORTS``,
+and whose status gives the step its context: this run's versions, the probe baseline, the
+backup's sha256) and ``--run-id`` (this run's identity: history rows, what verify checks and
+rollback undoes). The step connects with ``DATABASE_URL`` when set, else with an empty conninfo
+so that libpq reads the Job's ``PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE`` (from the
+Secret). No secret is ever on the command line.
 
 COMMON (every step)::
 
     --report-to NAMESPACE/NAME   the resource whose status receives the reports
     --run-id RUN_ID              identity of this run (history table, backup name)
-    --migrations DIR             /migrations (ConfigMap volume) or spec.source.image.path
+    --migrations DIR             plan, apply, verify: /migrations (ConfigMap volume) or
+                                 spec.source.image.path
 
 Per step (values from the spec unless noted; ``[...]`` only when set):
 
 =========  ==================================================================================
-plan       --lint-policy strict|warn|off  --auto-concurrently | --no-auto-concurrently (lint
-           as the apply will run)  --large-table-rows N  [--target-version V]
-           [--explain-analyze]; env DBMIGRATE_PROBES (probe baseline).
-           Reports: plan, lint (unless policy off), preflight, and the database identity.
-backup     --backup-dir /backups/NAMESPACE/NAME  --backup-name RUN_ID
-           --backup-format custom|directory  --backup-jobs N  --keep N
-           (PVC spec.backup.pvcName mounted at /backups). Reports: backup.
+plan       --preflight  --lint-policy strict|warn|off  --auto-concurrently |
+           --no-auto-concurrently (lint as the apply will run)  --large-table-rows N
+           [--target V]; env DBMIGRATE_PROBES (probe baseline). Reports: plan, lint (unless
+           policy off), preflight, and the database identity (read whenever it reports).
+backup     --dir /backups/NAMESPACE/NAME  --create-dir (on the volume mounted at /backups)
+           --format custom|directory  --jobs N  --keep N (PVC spec.backup.pvcName mounted at
+           /backups). Reports: backup.
 apply      --plan-hash HASH (status.plan's hash: refuse to apply a different migration set)
            --lock-timeout D  --statement-timeout D  --lock-retries N  --retry-backoff D
-           --auto-concurrently | --no-auto-concurrently  [--target-version V].
-           Reports: apply, progress.
-verify     --analyze | --no-analyze  [--explain-analyze]  --statement-timeout D
-           [--target-version V]; env DBMIGRATE_PROBES. Reports: verification.
-rollback   --strategy DropCreatedObjects|RestoreBackup  --lock-timeout D
-           --statement-timeout D; with RestoreBackup also --backup-path P (status.backup.path,
-           PVC mounted read-only at /backups) and --restore-jobs N. Reports: rollback.
+           --auto-concurrently | --no-auto-concurrently  --lint-policy warn (the plan step
+           gated on the spec's policy)  [--target V]. Reports: apply, progress.
+verify     --analyze | --no-analyze  [--explain-analyze]  --statement-timeout D  [--target V];
+           env DBMIGRATE_PROBES. Reports: verification.
+rollback   --strategy DropCreatedObjects|RestoreBackup  --lock-timeout D; with RestoreBackup
+           also --backup P (status.backup.path, PVC mounted read-only at /backups) and
+           --jobs N. Reports: rollback.
 =========  ==================================================================================
 
-``D`` is a Go-like duration exactly as written in the spec (parse it with
-``dbmigrate.api.durations``). ``DBMIGRATE_PROBES`` is the JSON list of
-``spec.verification.probes`` in wire form: ``[{"name": ..., "sql": ..., "expectIndex": ...}]``.
-Exit codes as everywhere: 0 reported, 1 the step ran and found a failure, 2 bad input, 3
-unavailable (may heal). The Job fails at once on 1 and 2 (podFailurePolicy) and retries 3 up to
-``spec.jobs.backoffLimit``.
+``D`` is a Go-like duration exactly as written in the spec (the step parses it with
+``dbmigrate.api.durations``; it also takes plain milliseconds, and 0 turns a timeout off).
+``DBMIGRATE_PROBES`` is the JSON list of ``spec.verification.probes`` in wire form:
+``[{"name": ..., "sql": ..., "expectIndex": ...}]``. Every step ends by writing
+``status.stepExit`` (its exit code). Exit codes (``api.exitcodes``): 0 reported, 1 the step ran
+and found a failure, 2 bad input, 3 unavailable (may heal). The Job fails at once on 1 and 2
+(podFailurePolicy) and retries 3 up to ``spec.jobs.backoffLimit``.
+
+``dbmigrate job <step>``, the command line of earlier versions, stays accepted as an alias with
+its old defaults and spellings (``dbmigrate.cli.job``).
 """
 
 from __future__ import annotations
@@ -47,7 +56,14 @@ import json
 from dbmigrate.api.labels import BACKUP_MOUNT, MIGRATIONS_MOUNT
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
-from dbmigrate.api.stepnames import STEPS
+from dbmigrate.api.stepnames import (
+    STEP_APPLY,
+    STEP_BACKUP,
+    STEP_PLAN,
+    STEP_ROLLBACK,
+    STEP_VERIFY,
+    STEPS,
+)
 
 
 def migrations_dir(spec: DatabaseMigrationSpec) -> str:
@@ -70,16 +86,21 @@ def probes_json(spec: DatabaseMigrationSpec) -> str:
 
 def uses_probes(step: str) -> bool:
     """Whether the step reads DBMIGRATE_PROBES."""
-    return step in ("plan", "verify")
+    return step in (STEP_PLAN, STEP_VERIFY)
+
+
+def reads_migrations(step: str) -> bool:
+    """Whether the step reads the migration files (backup and rollback do not)."""
+    return step in (STEP_PLAN, STEP_APPLY, STEP_VERIFY)
 
 
 def mounts_backups(step: str, spec: DatabaseMigrationSpec) -> bool:
     """Whether the step needs the backup PVC: the backup itself, and a restoring rollback."""
     if spec.backup.pvc_name is None:
         return False
-    if step == "backup":
+    if step == STEP_BACKUP:
         return spec.backup.enabled
-    return step == "rollback" and spec.rollback.strategy == "RestoreBackup"
+    return step == STEP_ROLLBACK and spec.rollback.strategy == "RestoreBackup"
 
 
 def step_command(
@@ -91,24 +112,13 @@ def step_command(
     spec: DatabaseMigrationSpec,
     status: DatabaseMigrationStatus | None = None,
 ) -> list[str]:
-    """The full command of the step's container: ``dbmigrate job <step> ...``."""
+    """The full command of the step's container: ``dbmigrate <step> ...``."""
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
-    common = [
-        "--report-to",
-        f"{namespace}/{resource}",
-        "--run-id",
-        run_id,
-        "--migrations",
-        migrations_dir(spec),
-    ]
-    return [
-        "dbmigrate",
-        "job",
-        step,
-        *common,
-        *_step_options(step, resource, namespace, spec, status),
-    ]
+    common = ["--report-to", f"{namespace}/{resource}", "--run-id", run_id]
+    if reads_migrations(step):
+        common += ["--migrations", migrations_dir(spec)]
+    return ["dbmigrate", step, *common, *_step_options(step, resource, namespace, spec, status)]
 
 
 def _step_options(
@@ -118,19 +128,19 @@ def _step_options(
     spec: DatabaseMigrationSpec,
     status: DatabaseMigrationStatus | None,
 ) -> list[str]:
-    if step == "plan":
+    if step == STEP_PLAN:
         return _plan_options(spec)
-    if step == "backup":
-        return _backup_options(spec, resource, namespace, status)
-    if step == "apply":
+    if step == STEP_BACKUP:
+        return _backup_options(spec, resource, namespace)
+    if step == STEP_APPLY:
         return _apply_options(spec, status)
-    if step == "verify":
+    if step == STEP_VERIFY:
         return _verify_options(spec)
     return _rollback_options(spec, status)
 
 
 def _target(spec: DatabaseMigrationSpec) -> list[str]:
-    return [] if spec.target_version is None else ["--target-version", str(spec.target_version)]
+    return [] if spec.target_version is None else ["--target", str(spec.target_version)]
 
 
 def _timeouts(spec: DatabaseMigrationSpec) -> list[str]:
@@ -143,28 +153,20 @@ def _concurrently(spec: DatabaseMigrationSpec) -> str:
 
 
 def _plan_options(spec: DatabaseMigrationSpec) -> list[str]:
-    options = ["--lint-policy", spec.safety.lint_policy, _concurrently(spec)]
-    options += ["--large-table-rows", str(spec.preflight.large_table_rows), *_target(spec)]
-    return options + (["--explain-analyze"] if spec.verification.explain_analyze else [])
+    options = ["--preflight", "--lint-policy", spec.safety.lint_policy, _concurrently(spec)]
+    return [*options, "--large-table-rows", str(spec.preflight.large_table_rows), *_target(spec)]
 
 
-def _backup_options(
-    spec: DatabaseMigrationSpec,
-    resource: str,
-    namespace: str,
-    status: DatabaseMigrationStatus | None,
-) -> list[str]:
+def _backup_options(spec: DatabaseMigrationSpec, resource: str, namespace: str) -> list[str]:
     if not spec.backup.enabled or spec.backup.pvc_name is None:
         raise ValueError("a backup Job needs spec.backup.enabled and spec.backup.pvcName")
-    name = status.run_id if status is not None and status.run_id else f"{resource}-backup"
     return [
-        "--backup-dir",
+        "--dir",
         backup_dir(namespace, resource),
-        "--backup-name",
-        name,
-        "--backup-format",
+        "--create-dir",
+        "--format",
         spec.backup.format,
-        "--backup-jobs",
+        "--jobs",
         str(spec.backup.jobs),
         "--keep",
         str(spec.backup.retention),
@@ -187,6 +189,8 @@ def _apply_options(
         "--retry-backoff",
         safety.retry_backoff,
         _concurrently(spec),
+        "--lint-policy",
+        "warn",  # the plan step already gated on the spec's policy: the apply only prints
         *_target(spec),
     ]
 
@@ -206,12 +210,12 @@ def _rollback_options(
     strategy = spec.rollback.strategy
     if strategy == "None":
         raise ValueError("rollback.strategy is None: there is no rollback Job to build")
-    options = ["--strategy", strategy, *_timeouts(spec)]
+    options = ["--strategy", strategy, "--lock-timeout", spec.safety.lock_timeout]
     if strategy == "RestoreBackup":
         backup = status.backup if status is not None else None
         if backup is None:
             raise ValueError("a RestoreBackup rollback needs status.backup.path (no backup taken)")
-        options += ["--backup-path", backup.path, "--restore-jobs", str(spec.backup.jobs)]
+        options += ["--backup", backup.path, "--jobs", str(spec.backup.jobs)]
     return options
 
 

@@ -1,9 +1,14 @@
-"""Readable summaries of the preflight, backup, verify and rollback results for a terminal.
+"""How a step's result is printed: readable text for a person (or a Job's log), or JSON.
 
-The JSON form (``--output json``) is the model itself; this is the short text a person reads.
+The JSON form (``--output json``) is the result model itself, as the status holds it; the text is
+the short summary a person reads: here for the preflight, backup, verify and rollback results and
+the lint report (``engine_text`` draws the plan, the apply and the history).
 """
 
 from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.api.evidence import (
@@ -13,6 +18,10 @@ from dbmigrate.api.evidence import (
     RollbackRecord,
     VerificationResult,
 )
+
+if TYPE_CHECKING:
+    from dbmigrate.api.lint import LintReport
+    from dbmigrate.runner.context import StepContext
 
 MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
@@ -101,3 +110,29 @@ def render(model: ApiModel) -> str:
     if isinstance(model, RollbackRecord):
         return "\n".join(rollback_text(model))
     return str(model.to_wire())
+
+
+def lint_text(report: LintReport) -> list[str]:
+    """The lint verdict and each finding that is not waived."""
+    verdict = "passed" if report.passed else "REFUSED"
+    lines = [
+        f"lint ({report.policy}): {report.error_count} error(s), {report.warning_count} "
+        f"warning(s), {report.suppressed_count} suppressed; {verdict}"
+    ]
+    for f in report.findings:
+        if not f.suppressed:
+            lines.append(f"  {f.file}:{f.line}:{f.column} {f.severity} {f.rule}: {f.message}")
+    return lines
+
+
+def print_json(data: object) -> None:
+    """One JSON document on stdout."""
+    print(json.dumps(data, indent=2, default=str), flush=True)
+
+
+def finish(ctx: StepContext, model: ApiModel) -> None:
+    """Print a step's result as ``--output`` asks: the model as JSON, or its text summary."""
+    if ctx.args.output == "json":
+        print_json(model.to_wire())
+    else:
+        print(render(model), flush=True)
