@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 
 def register(subparsers: Any) -> None:
     """Add the ``crd`` sub-command."""
@@ -33,16 +35,16 @@ def crd_command(args: argparse.Namespace) -> int:
     if args.check:
         if target is None:
             print("--check needs --output FILE to compare against", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         current = target.read_text() if target.exists() else ""
         if current != text:
             print(f"{target} is out of date: run `make crds` and commit it", file=sys.stderr)
-            return 1
-        return 0
+            return EXIT_FAILED
+        return EXIT_OK
     if target is None:
         sys.stdout.write(text)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         print(f"wrote {target}", file=sys.stderr)
-    return 0
+    return EXIT_OK

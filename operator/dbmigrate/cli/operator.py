@@ -24,6 +24,8 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
+from dbmigrate.api.exitcodes import EXIT_OK, EXIT_USAGE
+
 if TYPE_CHECKING:
     from dbmigrate.controller.leader import LeaseConfig
     from dbmigrate.controller.settings import OperatorSettings
@@ -150,7 +152,7 @@ def operator_command(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # liveness probes, every 10 s
     settings = operator_settings(args)
     if settings is None:
-        return 2
+        return EXIT_USAGE
     from dbmigrate.controller import handlers
     from dbmigrate.controller.metrics import start_metrics_server
 
@@ -158,7 +160,7 @@ def operator_command(args: argparse.Namespace) -> int:
         start_metrics_server(settings.metrics_port)
     if settings.lease is None:
         handlers.run(settings)
-        return 0
+        return EXIT_OK
     from dbmigrate.controller.leader import run_as_leader
 
     return run_as_leader(
