@@ -33,6 +33,7 @@ from dbmigrate.engine.errors import (
 from dbmigrate.engine.execute import FileRunner, now
 from dbmigrate.engine.locking import migration_lock
 from dbmigrate.engine.planning import compute_plan, plan, plan_on
+from dbmigrate.engine.prepared import PreparedFile, first_step_objects
 from dbmigrate.engine.progress import ProgressCallback, ProgressMonitor
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.sources import Migration, MigrationSet, MigrationSourceError
@@ -42,7 +43,6 @@ from dbmigrate.engine.statements import (
     parse_tree,
     rewrite_concurrently,
 )
-from dbmigrate.engine.steps import PreparedFile, first_step_objects
 
 __all__ = ["ApplySettings", "apply_migrations", "lint_gate", "new_run_id", "plan"]
 

@@ -34,10 +34,10 @@ from dbmigrate.engine.errors import (
     from_database_error,
 )
 from dbmigrate.engine.planning import resume_point
+from dbmigrate.engine.prepared import PreparedFile
 from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor, describe_blockers
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.statements import Statement, created_objects_of
-from dbmigrate.engine.steps import PreparedFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

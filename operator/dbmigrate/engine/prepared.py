@@ -1,7 +1,8 @@
-"""How a migration file breaks into steps: the whole file in one transaction, or one statement
-at a time in autocommit (the first step of a file, which the apply reads ahead).
+"""A migration file prepared to run, and how it breaks into units: the whole file in one
+transaction, or one statement at a time in autocommit (the first unit of a file, which the apply
+reads ahead, is what ``first_step_objects`` looks up).
 
-The runner (``execute``) runs the steps; the apply (``apply``) reads the next file's first step
+``execute`` runs the units; the apply (``apply``) reads the next file's first step
 ahead, so that the look-up after one file also answers the look-up before the next.
 """
 
