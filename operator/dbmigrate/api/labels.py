@@ -22,6 +22,10 @@ MANAGER = "dbmigrate-operator"
 # Annotations a person (or a GitOps tool) sets on a DatabaseMigration.
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
 
+# Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
+FINALIZER = f"{API_GROUP}/finalizer"
+KOPF_ANNOTATION_PREFIX = API_GROUP
+
 # The step pod's environment and mounts, set by ``dbmigrate.specs.jobs``.
 JOB_NAME_ENV = "DBMIGRATE_JOB_NAME"  # tells a step pod its Job, for status.stepExit
 PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by plan and verify

@@ -31,7 +31,13 @@ import kopf
 
 from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.exitcodes import EXIT_OK
-from dbmigrate.api.labels import LABEL_MANAGED_BY, LABEL_MIGRATION, MANAGER
+from dbmigrate.api.labels import (
+    FINALIZER,
+    KOPF_ANNOTATION_PREFIX,
+    LABEL_MANAGED_BY,
+    LABEL_MIGRATION,
+    MANAGER,
+)
 from dbmigrate.api.status import TERMINAL_PHASES
 from dbmigrate.api.stepnames import KEY_STEP_EXIT
 from dbmigrate.controller.reconcile import Reconciler
@@ -39,7 +45,6 @@ from dbmigrate.controller.settings import OperatorSettings
 
 log = logging.getLogger("dbmigrate.operator")
 
-FINALIZER = f"{API_GROUP}/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 
 
@@ -67,9 +72,11 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     if not settings.clusterwide:
         kopf_conf.scanning.disabled = True
     kopf_conf.persistence.finalizer = FINALIZER
-    kopf_conf.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    kopf_conf.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=KOPF_ANNOTATION_PREFIX
+    )
     kopf_conf.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration"
+        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     kopf_conf.posting.level = logging.WARNING  # our own Events tell the story
     kopf_conf.execution.max_workers = 16

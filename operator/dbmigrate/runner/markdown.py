@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from dbmigrate.api.evidence import PreflightResult
+from dbmigrate.api.labels import APPROVE_ANNOTATION
 from dbmigrate.api.lint import LintFinding, LintReport
 from dbmigrate.api.plan import PlanResult
 from dbmigrate.engine.lint import RULES
@@ -209,7 +210,7 @@ def plan_markdown(
         f"`{plan.plan_hash}`",
         "",
         "An approval binds to this hash: `kubectl annotate dbm/<name> "
-        f"dbmigrate.io/approve={plan.plan_hash}`. A change to a pending file or the target "
+        f"{APPROVE_ANNOTATION}={plan.plan_hash}`. A change to a pending file or the target "
         "changes it.",
     ]
     return "\n".join(lines) + "\n"
