@@ -90,7 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """``dbmigrate status``: the history's state, and what is pending when --migrations is given."""
     from dbmigrate.engine import planning
     from dbmigrate.engine.sources import load_directory
-    from dbmigrate.runner.engine_text import history_text, plan_text
+    from dbmigrate.runner.migration_text import history_text, plan_text
     from dbmigrate.runner.render import print_json
 
     url = conninfo_from(args)
@@ -119,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """``dbmigrate history``."""
-    from dbmigrate.runner.engine_text import history_text
+    from dbmigrate.runner.migration_text import history_text
     from dbmigrate.runner.render import print_json
 
     with connect(conninfo_from(args), "history") as conn:

@@ -6,7 +6,7 @@ One module per step, each with its options (``add_arguments``) and its ``run(ctx
 (and ``--run-id``); ``dbmigrate job <step>`` is its old spelling (``dbmigrate.cli.job``).
 Shared pieces: ``context`` (StepContext, how the database is reached), ``lifecycle`` (SIGTERM,
 exit codes, ``status.stepExit``), ``options`` (the flags every step shares), ``failures`` (a
-failure's message and exit code), ``render``, ``engine_text`` and ``markdown`` (what is printed),
+failure's message and exit code), ``render``, ``migration_text`` and ``markdown`` (what is printed),
 ``reporting`` and ``status_report`` over ``kubeapi`` (the status writes). Imports ``api`` and
 ``engine``, never the operator's packages.
 """

@@ -152,7 +152,7 @@ def run(ctx: StepContext) -> int:
     """Apply the pending versions; report progress and ``apply``."""
     from dbmigrate.engine.apply import apply_migrations
     from dbmigrate.engine.errors import exit_code_for
-    from dbmigrate.runner.engine_text import ProgressView, apply_text
+    from dbmigrate.runner.migration_text import ProgressView, apply_text
     from dbmigrate.runner.render import print_json
 
     args = ctx.args

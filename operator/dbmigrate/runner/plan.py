@@ -192,7 +192,7 @@ def _print(
     checks: PreflightResult | None,
     identity: DatabaseIdentity | None,
 ) -> None:
-    from dbmigrate.runner.engine_text import plan_text
+    from dbmigrate.runner.migration_text import plan_text
     from dbmigrate.runner.render import lint_text, print_json, render
 
     output = ctx.args.output

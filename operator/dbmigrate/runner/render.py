@@ -2,7 +2,7 @@
 
 The JSON form (``--output json``) is the result model itself, as the status holds it; the text is
 the short summary a person reads: here for the preflight, backup, verify and rollback results and
-the lint report (``engine_text`` draws the plan, the apply and the history).
+the lint report (``migration_text`` draws the plan, the apply and the history).
 """
 
 from __future__ import annotations
