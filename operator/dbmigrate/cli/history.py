@@ -14,15 +14,13 @@ import argparse
 import dataclasses
 from datetime import datetime
 
-import psycopg
-
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.api.stepnames import KEY_PLAN
 from dbmigrate.engine import history
-from dbmigrate.engine.connect import connect, database_label
+from dbmigrate.engine.connect import connect, connection_label
 from dbmigrate.runner.context import conninfo_from
 from dbmigrate.runner.failures import guarded
-from dbmigrate.runner.options import EXIT_CODES, add_output, add_target, duration_ms
+from dbmigrate.runner.options import EXIT_CODES, add_database, add_output, add_target, duration_ms
 
 COMMANDS = {
     "status": ("applied, failed and pending versions", "The history's state, and the plan."),
@@ -34,15 +32,6 @@ COMMANDS = {
         "The remedy verify prints.",
     ),
 }
-
-
-def _database(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="PostgreSQL URL (default: env DATABASE_URL, else libpq's PG* variables); the "
-        "password is never printed",
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         for name, (text, about) in COMMANDS.items()
     }
     for parser in parsers.values():
-        _database(parser)
+        add_database(parser)
         add_output(parser)
     parsers["status"].add_argument("--migrations", metavar="DIR", help="also show the plan")
     add_target(parsers["status"])
@@ -79,13 +68,6 @@ def _row_dict(row: history.HistoryRow) -> dict[str, object]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
 
 
-def _label(conninfo: str, conn: psycopg.Connection) -> str:
-    """host:port/dbname of the URL, or of the connection libpq made from its PG* variables."""
-    if conninfo:
-        return database_label(conninfo)
-    return f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """``dbmigrate status``: the history's state, and what is pending when --migrations is given."""
     from dbmigrate.engine import planning
@@ -96,7 +78,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     url = conninfo_from(args)
     migrations = load_directory(args.migrations) if args.migrations else None
     with connect(url, "status") as conn:
-        label = _label(url, conn)
+        label = connection_label(url, conn)
         rows = history.read_history(conn)
         result = planning.compute_plan(rows, migrations, args.target, label) if migrations else None
     if args.output == "json":
@@ -141,7 +123,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     url = conninfo_from(args)
     with connect(url, "repair") as conn:
         rebuilt = repair_indexes(conn, list(migrations), args.lock_timeout)
-        label = _label(url, conn)
+        label = connection_label(url, conn)
     if args.output == "json":
         print_json({"database": label, "rebuilt": rebuilt})
     else:

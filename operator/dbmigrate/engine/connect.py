@@ -82,6 +82,14 @@ def database_label(conninfo: str) -> str:
     return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
 
 
+def connection_label(conninfo: str, conn: psycopg.Connection) -> str:
+    """``host:port/dbname`` of the URL, or of the connection libpq made from its PG* variables
+    (an empty conninfo)."""
+    if conninfo:
+        return database_label(conninfo)
+    return f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+
+
 def connect(conninfo: str, purpose: str, run_id: str | None = None) -> psycopg.Connection:
     """An autocommit connection named ``dbmigrate <purpose> <run id>`` in pg_stat_activity."""
     name = " ".join(part for part in (APPLICATION_NAME, purpose, run_id) if part)

@@ -50,14 +50,19 @@ def add_duration(
     )
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The database, ``--report-to``, ``--run-id`` and ``--log-format``: what every step takes."""
+def add_database(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``; without it ``context.conninfo_from`` falls back to the environment."""
     parser.add_argument(
         "--database-url",
         default=None,
         help="PostgreSQL URL (default: env DATABASE_URL, else libpq's PG* variables such as "
         "PGHOST and PGDATABASE); the password is never printed",
     )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The database, ``--report-to``, ``--run-id`` and ``--log-format``: what every step takes."""
+    add_database(parser)
     add_reporting_args(parser)
     parser.add_argument(
         "--run-id",

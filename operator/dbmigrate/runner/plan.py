@@ -129,15 +129,6 @@ def database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
     )
 
 
-def _label(ctx: StepContext, conn: psycopg.Connection) -> str:
-    """host:port/dbname of the URL, or of the connection libpq made from its PG* variables."""
-    if ctx.conninfo:
-        from dbmigrate.engine.connect import database_label
-
-        return database_label(ctx.conninfo)
-    return f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
-
-
 def _lint(pending: list[Migration], policy: LintPolicy, auto_concurrently: bool) -> LintReport:
     from dbmigrate.engine import lint
     from dbmigrate.engine.apply import made_moot_by_rewrite
@@ -159,7 +150,7 @@ def _policy(args: argparse.Namespace) -> LintPolicy | None:
 def run(ctx: StepContext) -> int:
     """Plan (and lint, preflight, read the identity as asked); report and print the parts."""
     from dbmigrate.engine import planning, preflight
-    from dbmigrate.engine.connect import connect
+    from dbmigrate.engine.connect import connect, connection_label
 
     args = ctx.args
     policy = _policy(args)
@@ -167,7 +158,9 @@ def run(ctx: StepContext) -> int:
     options = check_options(args) if args.preflight else None
     with connect(ctx.conninfo, STEP, ctx.run_id) as conn:
         identity = database_identity(conn) if args.report_to else None
-        result, _ = planning.plan_on(conn, migrations, args.target, _label(ctx, conn))
+        result, _ = planning.plan_on(
+            conn, migrations, args.target, connection_label(ctx.conninfo, conn)
+        )
         wanted = {p.version for p in result.pending}
         pending = [m for m in migrations if m.version in wanted]
         report = _lint(pending, policy, args.auto_concurrently) if policy else None
