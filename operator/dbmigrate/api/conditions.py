@@ -3,7 +3,8 @@ that sets them.
 
 ``Ready``, ``Reconciling`` and ``Stalled`` follow kstatus, so Flux, Argo CD and
 ``kubectl wait --for=condition=Ready`` judge health without custom code; ``BackedUp``,
-``Migrated``, ``Verified`` and ``RolledBack`` tell how each step that touches the database went.
+``Migrated``, ``Verified`` and ``RolledBack`` tell how each step that touches the database went;
+``PerformanceVerified`` gives the verdict of the performance watch after ``Succeeded``.
 A condition's ``lastTransitionTime`` changes only when its status flips.
 
 Users, scripts, Argo CD health checks and notification receivers match on the types and reasons,
@@ -30,7 +31,14 @@ if TYPE_CHECKING:  # status.py imports this module
     from dbmigrate.api.status import ConditionReason
 
 ConditionType = Literal[
-    "Ready", "Reconciling", "Stalled", "BackedUp", "Migrated", "Verified", "RolledBack"
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "BackedUp",
+    "Migrated",
+    "Verified",
+    "RolledBack",
+    "PerformanceVerified",
 ]
 READY: Final = "Ready"
 RECONCILING: Final = "Reconciling"
@@ -39,6 +47,7 @@ BACKED_UP: Final = "BackedUp"
 MIGRATED: Final = "Migrated"
 VERIFIED: Final = "Verified"
 ROLLED_BACK: Final = "RolledBack"
+PERFORMANCE_VERIFIED: Final = "PerformanceVerified"
 
 TYPES: dict[ConditionType, str] = {
     READY: "the run reached Succeeded for the current generation (kstatus Current)",
@@ -48,6 +57,7 @@ TYPES: dict[ConditionType, str] = {
     MIGRATED: "whether the apply step applied the pending versions",
     VERIFIED: "whether the verify step found every index valid and every probe using it",
     ROLLED_BACK: "whether the rollback after a failed apply or verify restored a verified state",
+    PERFORMANCE_VERIFIED: "the verdict of the performance watch after Succeeded (spec.watch)",
 }
 
 
@@ -89,6 +99,13 @@ class Reason(StrEnum):
     VERIFIED = "Verified"
     DROPPED_CREATED_OBJECTS = "DropCreatedObjects"
     RESTORED_BACKUP = "RestoreBackup"
+    # the verdict of the performance watch (PerformanceVerified), and the cause of its rollback
+    WATCH_STARTED = "WatchStarted"  # an Event when the watch starts (the condition is absent meanwhile)
+    NO_REGRESSION = "NoRegression"
+    REGRESSED = "Regressed"
+    INCONCLUSIVE = "Inconclusive"
+    UNAVAILABLE = "Unavailable"
+    PERFORMANCE_REGRESSED = "PerformanceRegressed"
 
 
 @unique
@@ -128,6 +145,12 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.VERIFIED: "every index is valid and every probe uses its index",
     Reason.DROPPED_CREATED_OBJECTS: "rolled back by dropping what the run created",
     Reason.RESTORED_BACKUP: "rolled back by restoring the backup",
+    Reason.WATCH_STARTED: "the performance watch after Succeeded has started sampling",
+    Reason.NO_REGRESSION: "the watch compared the workload before and after: no query regressed",
+    Reason.REGRESSED: "the watch found queries that got slower after the migration",
+    Reason.INCONCLUSIVE: "the watch saw too few calls (or too short a window) to judge",
+    Reason.UNAVAILABLE: "the watch could not sample the database (or its counters were reset)",
+    Reason.PERFORMANCE_REGRESSED: "the run was rolled back because the watch found a regression",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
 }

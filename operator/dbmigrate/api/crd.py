@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, KIND, PLURAL
+from dbmigrate.api.conditions import PERFORMANCE_VERIFIED
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
 
@@ -53,6 +54,14 @@ PRINTER_COLUMNS = [
         "type": "string",
         "priority": 1,
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {
+        "name": "Performance",
+        "type": "string",
+        "priority": 1,
+        "description": "The performance watch's verdict (spec.watch): the PerformanceVerified "
+        "condition's reason, empty while it watches.",
+        "jsonPath": f'.status.conditions[?(@.type=="{PERFORMANCE_VERIFIED}")].reason',
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
