@@ -18,7 +18,8 @@ Spec changes while a run is going on (the run's generation is status.observedGen
 * From BackingUp on, the run finishes for the generation it started with; the new generation is
   queued (the Ready message says so, and kstatus sees observedGeneration < generation) and starts
   as soon as the run reaches Succeeded, Failed or RolledBack.
-* A terminal phase never changes without a new generation.
+* A terminal phase never changes without a new generation, but for the performance watch after
+  Succeeded (``watching``: its Job, its verdict, and the rollback a regression may lead to).
 
 The migration set itself cannot change under a running run: the apply Job gets the plan's hash
 and refuses files that do not match it. A new run clears the step keys of the previous run, and
@@ -61,6 +62,7 @@ from dbmigrate.decision.transitions import (
     stalled,
     start_step,
 )
+from dbmigrate.decision.watching import after_success
 from dbmigrate.specs.naming import run_id
 
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
@@ -77,7 +79,7 @@ def decide(observed: Observed) -> Decision:
         return replace(render(fresh, outcome), delete_jobs=expired)
     phase = observed.status.phase
     if phase in TERMINAL_PHASES:
-        return Decision(status=observed.status)
+        return after_success(ctx) or Decision(status=observed.status)  # the performance watch
     if phase == "WaitingForLock":
         return render(*_waiting_for_lock(ctx))
     return render(ctx, PHASE_HANDLERS[phase](ctx))

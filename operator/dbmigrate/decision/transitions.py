@@ -14,6 +14,7 @@ from typing import Any
 
 from dbmigrate.api.conditions import (
     MIGRATED,
+    PERFORMANCE_VERIFIED,
     VERIFIED,
     ConditionType,
     Reason,
@@ -31,6 +32,7 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_ROLLBACK,
     STEP_VERIFY,
+    STEP_WATCH,
 )
 from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
 from dbmigrate.decision.model import JobObservation, status_field
@@ -46,6 +48,7 @@ STEP_PHASES: dict[Step, Phase] = {
     STEP_APPLY: "Migrating",
     STEP_VERIFY: "Verifying",
     STEP_ROLLBACK: "RollingBack",
+    STEP_WATCH: "Succeeded",  # the performance watch runs after the run succeeded
 }
 
 
@@ -177,7 +180,12 @@ def not_reported(ctx: Ctx, step: Step, job: JobObservation, missing: list[str]) 
 
 def cause_of_failure(ctx: Ctx) -> tuple[Reason, str]:
     """(reason, message) that made the run roll back: the failed step's condition (StepFailed
-    when it says nothing, or names a reason this operator does not know)."""
+    when it says nothing, or names a reason this operator does not know); a regression the
+    performance watch found is PerformanceRegressed, with the watch's evidence."""
+    if ctx.base.failed_step == STEP_WATCH:
+        verdict = find_condition(ctx.base.conditions, PERFORMANCE_VERIFIED)
+        evidence = verdict.message if verdict is not None else "the performance watch regressed"
+        return Reason.PERFORMANCE_REGRESSED, evidence
     type_: ConditionType = MIGRATED if ctx.base.failed_step == STEP_APPLY else VERIFIED
     condition = find_condition(ctx.base.conditions, type_)
     reason = None if condition is None else known_reason(condition.reason)
