@@ -100,7 +100,7 @@ class Reason(StrEnum):
     DROPPED_CREATED_OBJECTS = "DropCreatedObjects"
     RESTORED_BACKUP = "RestoreBackup"
     # the verdict of the performance watch (PerformanceVerified), and the cause of its rollback
-    WATCH_STARTED = "WatchStarted"  # an Event when the watch starts (the condition is absent meanwhile)
+    WATCH_STARTED = "WatchStarted"  # an Event: the watch started (the condition is absent)
     NO_REGRESSION = "NoRegression"
     REGRESSED = "Regressed"
     INCONCLUSIVE = "Inconclusive"

@@ -29,6 +29,7 @@ KOPF_ANNOTATION_PREFIX = API_GROUP
 # The step pod's environment and mounts, set by ``dbmigrate.specs.jobs``.
 JOB_NAME_ENV = "DBMIGRATE_JOB_NAME"  # tells a step pod its Job, for status.stepExit
 PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by plan and verify
+WATCH_ENV = "DBMIGRATE_WATCH"  # spec.watch as JSON: the performance watch's limits and thresholds
 MIGRATIONS_MOUNT = "/migrations"  # the ConfigMap of spec.source.inline / configMapRef
 BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to

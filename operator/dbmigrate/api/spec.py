@@ -465,7 +465,8 @@ class DatabaseMigrationSpec(ApiModel):
         default_factory=list,
         max_length=10,
         description="Webhooks notified of approval and window waits, success, failure, "
-        "rollback, stalls and a performance regression; they add to the operator-wide targets. Names must be unique.",
+        "rollback, stalls and a performance regression; they add to the operator-wide "
+        "targets. Names must be unique.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {

@@ -198,10 +198,6 @@ class WatchProgress(ApiModel):
     interval_seconds: float | None = Field(default=None, description="Seconds between samples.")
     samples: int = Field(default=0, ge=0, description="Samples taken so far in the after window.")
     last_sample_at: datetime | None = Field(default=None, description="The latest sample.")
-    after_start: Snapshot | None = Field(
-        default=None,
-        description="The first sample of the after window (kept so a restarted watch resumes).",
-    )
     report: WatchReport | None = Field(
         default=None,
         description="The comparison so far while Watching (its verdict is provisional), the "

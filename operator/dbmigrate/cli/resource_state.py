@@ -5,9 +5,10 @@ The status carries the kstatus conditions the operator writes (see ``outcome.py`
 once the migration succeeded, Stalled=True when a person must act, and the phase. ``judge_resource``
 is the pure decision over the object the API server returned (a regression the performance
 watch found after Succeeded does not hold the application back: its schema is in place, and
-Ready=False there tells GitOps, not the init container; see docs/conditions.md); ``ResourceReader`` fetches it with
-the operator's own REST access (``kube.py``: a kubeconfig, or the pod's service account in a
-cluster), so the init container needs only ``get`` on databasemigrations.
+Ready=False there tells GitOps, not the init container; see docs/conditions.md);
+``ResourceReader`` fetches it with the operator's own REST access (``kube.py``: a kubeconfig,
+or the pod's service account in a cluster), so the init container needs only ``get`` on
+databasemigrations.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def _start(ctx: Ctx, watch: WatchSpec) -> Decision:
 def _judge(ctx: Ctx, watch: WatchSpec, job: JobObservation) -> Decision | None:
     record = ctx.base.watch
     report = record.report if record is not None and record.state == "Done" else None
-    if job.state == "Failed":
+    if report is None and job.state == "Failed":
         detail = job.message or "see its logs"
         return _concluded(ctx, Reason.UNAVAILABLE, f"the watch Job {job.name} failed: {detail}")
     if report is None:
