@@ -9,9 +9,10 @@ import psycopg
 import pytest
 
 from dbmigrate.api.evidence import VerificationResult
-from dbmigrate.engine import preflight, rollback, verify
+from dbmigrate.engine import preflight, rollback
+from dbmigrate.engine.after import verify
+from dbmigrate.engine.after.probes import Probe
 from dbmigrate.engine.indexdefs import index_defs
-from dbmigrate.engine.probes import Probe
 from dbmigrate.engine.sources import load_directory
 from tests.db.data import (
     MIGRATIONS,

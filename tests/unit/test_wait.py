@@ -10,8 +10,8 @@ import pytest
 from dbmigrate.cli import wait as wait_cmds
 from dbmigrate.cli.resource_state import judge_resource
 from dbmigrate.cli.wait import Backoff, wait_for
+from dbmigrate.engine.after.readiness import Verdict, Wanted, judge
 from dbmigrate.engine.history import HistoryRow
-from dbmigrate.engine.readiness import Verdict, Wanted, judge
 from dbmigrate.engine.sources import load_mapping
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dbmigrate.api.conditions import READY, STALLED
-from dbmigrate.engine.readiness import Verdict
+from dbmigrate.engine.after.readiness import Verdict
 
 FAILED_PHASES = ("Failed", "RolledBack")
 

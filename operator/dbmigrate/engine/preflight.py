@@ -20,8 +20,8 @@ import psycopg
 
 from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
 from dbmigrate.engine import estimates, hotupdates, indexdefs, pgtools, table_stats
+from dbmigrate.engine.after.probes import Probe, run_probe
 from dbmigrate.engine.indexdefs import IndexDef, TableRef
-from dbmigrate.engine.probes import Probe, run_probe
 from dbmigrate.engine.sources import Migration
 
 

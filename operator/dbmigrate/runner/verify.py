@@ -116,7 +116,7 @@ def _versions(ctx: StepContext, conn: psycopg.Connection) -> set[int]:
 
 def run(ctx: StepContext) -> int:
     """Verify the chosen versions against the catalog and the probes; report ``verification``."""
-    from dbmigrate.engine import verify
+    from dbmigrate.engine.after import verify
     from dbmigrate.engine.connect import connect
     from dbmigrate.runner.render import finish
 
