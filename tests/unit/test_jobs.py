@@ -455,10 +455,13 @@ def test_the_watch_and_its_baseline_on_the_command_lines_and_in_the_env() -> Non
         commands[step] = build_parser().parse_args(container["command"][1:])
         envs[step] = {e["name"]: e.get("value") for e in container["env"]}
     assert commands["plan"].watch_baseline and commands["apply"].watch_baseline
-    assert (commands["watch"].duration, commands["watch"].interval) == (7_200_000, 300_000)
-    for step in ("plan", "apply", "watch"):
+    watching = commands["watch"]
+    assert (watching.duration, watching.interval) == (7_200_000, 300_000)
+    assert (watching.min_calls, watching.statement_timeout, watching.baseline) == (7, 5000, None)
+    assert (watching.top_n, watching.probe_runs, watching.ratio) == (100, 5, 1.5)
+    for step in ("plan", "apply"):
         assert json.loads(envs[step]["DBMIGRATE_WATCH"])["thresholds"]["minCalls"] == 7
-    assert "DBMIGRATE_WATCH" not in envs["verify"]
+    assert "DBMIGRATE_WATCH" not in envs["verify"] and "DBMIGRATE_WATCH" not in envs["watch"]
     assert {s for s in envs if "DBMIGRATE_PROBES" in envs[s]} == {
         "plan",
         "apply",

@@ -95,6 +95,9 @@ class StatementCounters(ApiModel):
         default=None, description="Run at top level (PG 14+; None before)."
     )
     query: str = Field(max_length=QUERY_TEXT_LIMIT, description="Normalized query text, cut short.")
+    text_hash: str = Field(
+        default="", max_length=32, description="md5 of the whole normalized text (for matching)."
+    )
     calls: int = Field(description="Executions.")
     total_exec_time: float = Field(description="Total execution time (ms).")
     stats_since: datetime | None = Field(

@@ -40,6 +40,7 @@ COMMAND_MODULES = {
     "backup": "dbmigrate.runner.backup",
     "verify": "dbmigrate.runner.verify",
     "rollback": "dbmigrate.runner.rollback",
+    "snapshot": "dbmigrate.runner.snapshot",
     "watch": "dbmigrate.runner.watch",
     "operator": "dbmigrate.cli.operator",
     "job": "dbmigrate.cli.job",

@@ -1,231 +1,264 @@
-"""``dbmigrate watch``: sample the database through a window after a migration and compare it
-with the window before; the verdict NoRegression, Regressed, Inconclusive or Unavailable.
+"""``dbmigrate watch``: the "after" of the guide's before-and-after, and the verdict.
 
-One command by hand and in the watch Job the operator starts after a run Succeeded (with
-``spec.watch``). The baseline (the before window: two snapshots) is ``--baseline FILE`` (the JSON
-of ``{"start": SNAPSHOT, "end": SNAPSHOT}``), else, with ``--report-to``, the run's
-``status.watch.runStart`` and ``.beforeApply`` that the plan and apply steps sampled. It samples
-every ``--interval`` for ``--duration`` (``engine.after.watching``: each sample on a short
-connection, bounded by a statement timeout, top-N statements, never a reset of the counters) and
-ends early on a regression. With ``--report-to`` every sample's comparison is reported into
-``status.watch`` (state Watching) and the verdict at the end (state Done); the watch stops, saying
-so, when the resource has started another run meanwhile.
+Samples the database every ``--interval`` for ``--duration`` after a migration and compares each
+query's mean time with the baseline ``dbmigrate snapshot`` wrote (``--baseline FILE``): the
+verdict NoRegression, Regressed, Inconclusive or Unavailable, the offenders, the improved
+queries, the new indexes and whether they were scanned, the database-wide deltas and the probes'
+times, as text or JSON (``--output``). A Regressed verdict ends the watch at once (unless
+``--until-end``) and exits 1; the other verdicts exit 0 with the verdict printed: too few calls
+or no pg_stat_statements is no reason to fail a pipeline, and Regressed is the one a script acts
+on.
 
-Thresholds: env DBMIGRATE_WATCH (spec.watch as JSON, as the Job passes it), else the defaults;
-``--min-calls`` and ``--ratio`` override. Exit 0 with a verdict reported (1 by hand when it is
-Regressed), 2 on bad input, 3 when the database cannot be reached at all.
-
-The Job runs ``dbmigrate watch --report-to NS/NAME --run-id R --duration D --interval D``, with
-spec.watch in env DBMIGRATE_WATCH and the probes in env DBMIGRATE_PROBES.
+It is also the operator's watch step: ``dbmigrate watch --report-to NS/NAME --run-id R
+--duration D --interval D`` and the thresholds of spec.watch as flags, the probes in env
+DBMIGRATE_PROBES. Without ``--baseline`` the baseline is then the run's own (the plan and apply
+steps sampled it into the status), every sample and the verdict are reported into
+``status.watch`` (``resource_watch``), and it exits 0 with any verdict reported: the operator acts
+on the status, not on the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import UTC, datetime, timedelta
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.api.stepnames import KEY_APPLY, KEY_WATCH, STEP_WATCH, Step
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.runner.context import StepContext, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import add_duration, add_output, add_run_options
+from dbmigrate.runner.snapshot import add_sampling
 
 if TYPE_CHECKING:
-    from dbmigrate.api.spec import WatchSpec
-    from dbmigrate.api.status import WatchProgress
-    from dbmigrate.api.watch import Baseline, WatchReport
+    import psycopg
 
-STEP: Step = STEP_WATCH
-SUMMARY = "compare query times after a migration with before it (the performance watch)"
+    from dbmigrate.api.watch import Baseline, WatchReport, WatchThresholds
+    from dbmigrate.engine.after.watching import Connector
+
+STEP = "watch"
+SUMMARY = "compare query times after a migration with a baseline: the performance verdict"
 
 
-class RunChanged(Exception):
-    """The resource started another run while this watch sampled: its verdict would be
-    written into the new run's status, so the watch stops."""
+def add_thresholds(parser: argparse.ArgumentParser) -> None:
+    """When a query counts as regressed (the spec's ``watch`` thresholds, same defaults)."""
+    from dbmigrate.api.watch import WatchThresholds
+
+    d = WatchThresholds()
+    group = parser.add_argument_group("thresholds (a query regressed only when all hold)")
+    group.add_argument(
+        "--min-calls",
+        type=int,
+        default=d.min_calls,
+        metavar="N",
+        help="calls needed in each window (default %(default)s)",
+    )
+    group.add_argument(
+        "--ratio",
+        type=float,
+        default=d.ratio,
+        metavar="X",
+        help="mean after / before that is a slowdown (default %(default)s)",
+    )
+    group.add_argument(
+        "--min-delta-ms",
+        type=float,
+        default=d.min_delta_ms,
+        metavar="MS",
+        help="slowdown per call that counts (default %(default)s)",
+    )
+    group.add_argument(
+        "--min-share-percent",
+        type=float,
+        default=d.min_share_percent,
+        metavar="P",
+        help="share of the after window's time that makes it matter (default %(default)s), or:",
+    )
+    group.add_argument(
+        "--min-extra-ms-per-hour",
+        type=float,
+        default=d.min_extra_ms_per_hour,
+        metavar="MS",
+        help="extra time per hour that makes it matter (default %(default)s)",
+    )
+    group.add_argument(
+        "--min-baseline-seconds",
+        type=int,
+        default=d.min_baseline_seconds,
+        metavar="S",
+        help="shortest before window compared (default %(default)s)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``dbmigrate watch``."""
     add_run_options(parser)
-    add_output(parser)
     parser.add_argument(
         "--baseline",
         metavar="FILE",
-        help='JSON of the before window, {"start": SNAPSHOT, "end": SNAPSHOT} (default with '
-        "--report-to: status.watch.runStart and .beforeApply)",
+        help="the baseline dbmigrate snapshot wrote before the migration (required but with "
+        "--report-to, where the run's own baseline in status.watch is the default)",
     )
-    add_duration(parser, "--duration", None, "how long to sample (default: spec.watch's, 15m)")
-    add_duration(parser, "--interval", None, "time between samples (default: spec.watch's, 1m)")
-    parser.add_argument("--min-calls", type=int, metavar="N", help="calls needed per window")
-    parser.add_argument("--ratio", type=float, metavar="R", help="mean after/before: slower")
+    add_duration(parser, "--duration", "15m", "how long to watch after the migration")
+    add_duration(parser, "--interval", "1m", "how often to sample")
     parser.add_argument(
-        "--to-end",
+        "--until-end",
         action="store_true",
-        help="watch the whole duration even after a regression (default: stop at once)",
+        help="watch the whole --duration even after a Regressed verdict",
     )
+    parser.add_argument(
+        "--new-index",
+        action="append",
+        default=[],
+        metavar="SCHEMA.INDEX",
+        help="an index the migration created (repeatable; default: the indexes "
+        "the baseline did not have)",
+    )
+    add_output(parser)
+    add_sampling(parser)
+    add_thresholds(parser)
 
 
-def settings_from(args: argparse.Namespace) -> WatchSpec:
-    """spec.watch (env DBMIGRATE_WATCH or the defaults) with the command line's overrides."""
-    from dbmigrate.runner.baseline import watch_settings
+def _flag(field: str) -> str:
+    return "statement-timeout" if field == "statement_timeout_ms" else field.replace("_", "-")
 
-    watch = watch_settings()
-    thresholds: dict[str, Any] = {}
-    if args.min_calls is not None:
-        thresholds["min_calls"] = args.min_calls
-    if args.ratio is not None:
-        thresholds["ratio"] = args.ratio
+
+def thresholds_from(args: argparse.Namespace) -> WatchThresholds:
+    """The thresholds of the flags (``dbmigrate snapshot`` has only the sampling ones)."""
+    from pydantic import ValidationError
+
+    from dbmigrate.api.watch import WatchThresholds
+
+    given = {
+        name: getattr(args, name)
+        for name in WatchThresholds.model_fields
+        if getattr(args, name, None) is not None
+    }
+    given["statement_timeout_ms"] = args.statement_timeout
     try:
-        checked = type(watch.thresholds).model_validate(
-            {**watch.thresholds.model_dump(), **thresholds}
-        )
-    except ValueError as exc:
-        raise StepError(f"bad threshold: {exc}") from exc
-    return watch.model_copy(update={"thresholds": checked})
+        return WatchThresholds(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{_flag(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors())
+        raise StepError(f"bad watch settings: {problems}") from exc
 
 
-def baseline_of(ctx: StepContext) -> tuple[Baseline | None, str]:
-    """The before window, or None and why there is none."""
-    from dbmigrate.api.watch import Baseline, Snapshot
+def connector(conninfo: str, purpose: str, run_id: str | None) -> Connector:
+    """A fresh connection per sample (see ``engine.after.watching``)."""
+    from dbmigrate.engine.connect import connect
 
-    if ctx.args.baseline:
-        try:
-            data = json.loads(Path(ctx.args.baseline).read_text(encoding="utf-8"))
-            return Baseline.model_validate(data), ""
-        except (OSError, ValueError) as exc:
-            raise StepError(f"cannot read baseline {ctx.args.baseline}: {exc}") from exc
-    watch = ctx.resource_status().get(KEY_WATCH) or {}
-    start, end = watch.get("runStart"), watch.get("beforeApply")
-    if not start or not end:
-        why = watch.get("baselineNote") or (
-            "no baseline: the plan and apply steps did not sample the database "
-            "(status.watch.runStart and .beforeApply)"
-            if ctx.resource
-            else "no baseline: give --baseline FILE (the before window)"
-        )
-        return None, str(why)
-    return Baseline(start=Snapshot.model_validate(start), end=Snapshot.model_validate(end)), ""
+    @contextlib.contextmanager
+    def open_one() -> Iterator[psycopg.Connection]:
+        with connect(conninfo, purpose, run_id) as conn:
+            yield conn
+
+    return open_one
 
 
-def new_indexes(status: dict[str, Any]) -> list[tuple[str, str]] | None:
-    """(schema, index) of every index this run created (status.apply); None by hand."""
-    apply = status.get(KEY_APPLY)
-    if not apply:
+def read_baseline(path: str) -> Baseline:
+    """The baseline file ``dbmigrate snapshot`` wrote, or a StepError saying what is wrong."""
+    from pydantic import ValidationError
+
+    from dbmigrate.api.watch import Baseline
+
+    try:
+        return Baseline.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StepError(f"cannot read --baseline {path}: {exc.strerror or exc}") from exc
+    except ValidationError as exc:
+        raise StepError(
+            f"--baseline {path} is not a baseline written by dbmigrate snapshot "
+            f"({exc.error_count()} problem(s), first: {exc.errors()[0]['msg']})"
+        ) from exc
+
+
+def _new_indexes(values: list[str]) -> list[tuple[str, str]] | None:
+    if not values:
         return None
-    return [
-        (obj.get("schema") or "public", obj["name"])
-        for version in apply.get("versions") or []
-        if version.get("status") == "applied"
-        for obj in version.get("createdObjects") or []
-        if obj.get("kind") == "index"
-    ]
-
-
-def _still_this_run(ctx: StepContext) -> None:
-    """Raise RunChanged when the resource's status belongs to another run now."""
-    read = getattr(ctx.reporter, "read_status", None)
-    if read is None or ctx.run_id is None:
-        return
-    status = read()
-    if status is not None and status.get("runId") not in (None, ctx.run_id):
-        raise RunChanged(f"the resource is at run {status.get('runId')} now")
+    pairs = []
+    for value in values:
+        schema, dot, name = value.rpartition(".")
+        if not (dot and schema and name):
+            raise StepError(f"--new-index wants SCHEMA.INDEX, such as public.idx_x; got {value!r}")
+        pairs.append((schema, name))
+    return pairs
 
 
 def run(ctx: StepContext) -> int:
-    """Sample through the window, report every comparison, then the verdict."""
-    from dbmigrate.api.durations import duration_seconds
-    from dbmigrate.api.status import WatchProgress
-    from dbmigrate.api.watch import WatchReport
+    """Watch, compare, print the verdict; exit 1 when Regressed."""
     from dbmigrate.engine.after.watching import WatchSettings, watch
     from dbmigrate.engine.connect import connect
-    from dbmigrate.runner.baseline import env_probes
+    from dbmigrate.runner.options import probe_list
+    from dbmigrate.runner.verdict_text import progress_line
 
     args = ctx.args
-    spec = settings_from(args)
-    duration = args.duration / 1000 if args.duration else duration_seconds(spec.duration)
-    interval = args.interval / 1000 if args.interval else duration_seconds(spec.interval)
-    started = datetime.now(UTC)
-    progress = WatchProgress(
-        state="Watching",
-        started_at=started,
-        ends_at=started + timedelta(seconds=duration),
-        interval_seconds=interval,
-    )
-    baseline, why = baseline_of(ctx)
-    if baseline is None:
-        report = WatchReport(verdict="Unavailable", reason=why, thresholds=spec.thresholds)
-        return _finish(ctx, progress, report)
-    ctx.report(KEY_WATCH, progress)
-    say(f"watching for {duration:.0f}s, a sample every {interval:.0f}s")
-
-    def on_sample(report: WatchReport) -> None:
-        _still_this_run(ctx)
-        now = datetime.now(UTC)
-        sampled = progress.model_copy(
-            update={"samples": report.samples, "last_sample_at": now, "report": report}
-        )
-        ctx.progress(KEY_WATCH, sampled)
-        say(f"  sample {report.samples}: {report.verdict} ({report.reason})")
-
+    if not args.baseline and not ctx.resource:
+        raise StepError("--baseline FILE is required (the file dbmigrate snapshot wrote)")
+    if args.interval <= 0 or args.duration <= 0:
+        raise StepError("--duration and --interval must be longer than zero, such as 15m and 1m")
     settings = WatchSettings(
-        duration_seconds=duration,
-        interval_seconds=interval,
-        thresholds=spec.thresholds,
-        probes=env_probes(),
-        new_indexes=new_indexes(ctx.resource_status()),
-        stop_on_regression=not args.to_end,
+        duration_seconds=args.duration / 1000,
+        interval_seconds=args.interval / 1000,
+        thresholds=thresholds_from(args),
+        probes=probe_list(args),
+        new_indexes=_new_indexes(args.new_index),
+        stop_on_regression=not args.until_end,
     )
+    sink = None
+    if args.baseline:
+        baseline: Baseline | None = read_baseline(args.baseline)
+    else:  # the operator's watch step: the run's own baseline, reported into its status
+        from dbmigrate.runner.resource_watch import StatusSink, baseline_from_status
+
+        sink = StatusSink(ctx, settings.duration_seconds, settings.interval_seconds)
+        baseline, why = baseline_from_status(ctx)
+        if baseline is None:
+            return _printed(ctx, sink.unavailable(why, settings.thresholds), sink)
+        if settings.new_indexes is None:
+            from dbmigrate.runner.resource_watch import run_new_indexes
+
+            new = run_new_indexes(ctx.resource_status())
+            settings = dataclasses.replace(settings, new_indexes=new)
+    with connect(ctx.conninfo, STEP, ctx.run_id):
+        pass  # a bad URL or an unreachable server fails here, at once
+    text = args.output != "json"
+    if text:
+        say(f"watch: {args.duration / 1000:g}s, a sample every {args.interval / 1000:g}s")
+
+    def show(report: WatchReport) -> None:
+        if text:
+            say(progress_line(report))
+        if sink is not None:
+            sink.sample(report)
+
+    if sink is not None:
+        sink.start()
+    from dbmigrate.runner.resource_watch import RunChanged
+
+    assert baseline is not None  # read from the file, or returned above without one
     try:
-        report = watch(
-            lambda: connect(ctx.conninfo, STEP, ctx.run_id), baseline, settings, on_sample
-        )
+        report = watch(connector(ctx.conninfo, STEP, ctx.run_id), baseline, settings, show)
     except RunChanged as exc:
         say(f"watch stopped: {exc}; its verdict would belong to another run")
         return EXIT_OK
-    return _finish(ctx, progress, report)
+    if sink is not None:
+        sink.finish(report)
+    return _printed(ctx, report, sink)
 
 
-def _finish(ctx: StepContext, progress: WatchProgress, report: WatchReport) -> int:
-    done = progress.model_copy(
-        update={"state": "Done", "samples": report.samples, "report": report}
-    )
-    ctx.report(KEY_WATCH, done)
-    if ctx.args.output == "json":
-        from dbmigrate.runner.render import print_json
+def _printed(ctx: StepContext, report: WatchReport, sink: object | None) -> int:
+    """Print the verdict; the exit code (1 for Regressed, but when reported to a resource)."""
+    from dbmigrate.runner.render import print_json
+    from dbmigrate.runner.verdict_text import report_text
 
-        print_json(report.to_wire())
-    else:
+    if ctx.args.output != "json":
         say("\n".join(report_text(report)))
-    regressed = report.verdict == "Regressed"
-    return EXIT_FAILED if regressed and not ctx.resource else EXIT_OK
-
-
-def report_text(report: WatchReport) -> list[str]:
-    """The verdict for a person: the windows, the offenders, what got faster, what is missing."""
-    lines = [f"performance watch: {report.verdict}: {report.reason}"]
-    for name, window in (("before", report.before), ("after", report.after)):
-        if window is not None:
-            lines.append(f"  {name} window: {window.seconds:.0f}s from {window.start:%H:%M:%S}")
-    lines.append(f"  samples: {report.samples}, queries compared: {report.compared}")
-    for title, rows in (("slower", report.offenders), ("faster", report.improved)):
-        for row in rows:
-            lines.append(
-                f"  {title}: {row.mean_before_ms:.2f} ms -> {row.mean_after_ms:.2f} ms "
-                f"(x{row.ratio:.2f}, {row.calls_before}/{row.calls_after} calls) {row.query}"
-            )
-    for probe in report.probes:
-        if probe.before_ms is not None and probe.after_ms is not None:
-            lines.append(
-                f"  probe {probe.probe}: {probe.before_ms:.2f} ms -> {probe.after_ms:.2f} ms"
-            )
-    if report.unused_new_indexes:
-        lines.append(f"  new indexes not scanned: {', '.join(report.unused_new_indexes)}")
-    lines += [f"  missing: {what}" for what in report.missing]
-    return lines
+    else:
+        print_json(report.to_wire())
+    reported = sink is not None
+    return EXIT_FAILED if report.verdict == "Regressed" and not reported else EXIT_OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -35,12 +35,16 @@ verify     --analyze | --no-analyze  [--explain-analyze]  --statement-timeout D 
 rollback   --strategy DropCreatedObjects|RestoreBackup  --lock-timeout D; with RestoreBackup
            also --backup P (status.backup.path, PVC mounted read-only at /backups) and
            --jobs N. Reports: rollback.
-watch      --duration D  --interval D (spec.watch); env DBMIGRATE_WATCH (spec.watch: the
-           thresholds) and DBMIGRATE_PROBES. The baseline is status.watch.runStart and
-           .beforeApply. Reports: watch (every sample, then the verdict).
+watch      --duration D  --interval D  and each of spec.watch.thresholds as its flag
+           (--min-calls N --ratio X --min-delta-ms MS --min-share-percent P
+           --min-extra-ms-per-hour MS --min-baseline-seconds S --top-n N --statement-timeout
+           Nms --probe-runs N); env DBMIGRATE_PROBES. No --baseline: the run's own,
+           status.watch.runStart and .beforeApply. Reports: watch (every sample, then the
+           verdict; exit 0 with any verdict).
 =========  ==================================================================================
 
-With ``spec.watch`` set, plan and apply also get ``--watch-baseline`` and env DBMIGRATE_WATCH:
+With ``spec.watch`` set, plan and apply also get ``--watch-baseline`` and env DBMIGRATE_WATCH
+(spec.watch as JSON: how big a sample may be, ``waitForBaseline``):
 the plan samples the counters at the start of the run (``status.watch.runStart``), the apply
 just before its first statement (``status.watch.beforeApply``; with ``waitForBaseline`` it first
 waits, at most ``thresholds.minBaselineSeconds``, for the window to be long enough), and the
@@ -103,8 +107,14 @@ def uses_probes(step: str, spec: DatabaseMigrationSpec | None = None) -> bool:
 
 
 def uses_watch(step: str, spec: DatabaseMigrationSpec) -> bool:
-    """Whether the step samples for the performance watch (and reads DBMIGRATE_WATCH)."""
+    """Whether the step samples for the performance watch."""
     return spec.watch is not None and step in (STEP_PLAN, STEP_APPLY, STEP_WATCH)
+
+
+def takes_baseline(step: str, spec: DatabaseMigrationSpec) -> bool:
+    """Whether the step samples the watch's before window (``--watch-baseline``, env
+    DBMIGRATE_WATCH): the plan and the apply."""
+    return spec.watch is not None and step in (STEP_PLAN, STEP_APPLY)
 
 
 def watch_json(spec: DatabaseMigrationSpec) -> str:
@@ -153,7 +163,7 @@ def _step_options(
     spec: DatabaseMigrationSpec,
     status: DatabaseMigrationStatus | None,
 ) -> list[str]:
-    baseline = ["--watch-baseline"] if uses_watch(step, spec) else []
+    baseline = ["--watch-baseline"] if takes_baseline(step, spec) else []
     if step == STEP_PLAN:
         return _plan_options(spec) + baseline
     if step == STEP_BACKUP:
@@ -250,7 +260,15 @@ def _rollback_options(
 def _watch_options(spec: DatabaseMigrationSpec) -> list[str]:
     if spec.watch is None:
         raise ValueError("a watch Job needs spec.watch")
-    return ["--duration", spec.watch.duration, "--interval", spec.watch.interval]
+    thresholds = spec.watch.thresholds
+    options = ["--duration", spec.watch.duration, "--interval", spec.watch.interval]
+    for field in type(thresholds).model_fields:
+        value = getattr(thresholds, field)
+        if field == "statement_timeout_ms":
+            options += ["--statement-timeout", f"{value}ms"]
+        else:
+            options += [f"--{field.replace('_', '-')}", str(value)]
+    return options
 
 
 def plan_hash_of(status: DatabaseMigrationStatus | None) -> str | None:

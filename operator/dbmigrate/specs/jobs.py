@@ -33,8 +33,8 @@ from dbmigrate.specs.commands import (
     mounts_backups,
     probes_json,
     step_command,
+    takes_baseline,
     uses_probes,
-    uses_watch,
     watch_json,
 )
 from dbmigrate.specs.naming import (
@@ -94,7 +94,7 @@ def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
     ]
     if uses_probes(step, spec):
         env.append({"name": PROBES_ENV, "value": probes_json(spec)})
-    if uses_watch(step, spec):
+    if takes_baseline(step, spec):
         env.append({"name": WATCH_ENV, "value": watch_json(spec)})
     return env
 
