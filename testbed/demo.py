@@ -192,6 +192,11 @@ def summary(status: dict[str, Any]) -> list[str]:
             lines.append(f"         [{mark}] probe {probe['name']}: uses {used}")
     for cond in status.get("conditions", []):
         lines.append(f"condition {cond['type']}={cond['status']} ({cond['reason']})")
+    if any(j.get("step") == "watch" for j in status.get("jobs", [])):
+        lines.append(
+            "watch    the performance watch samples on (spec.watch); its verdict will be the "
+            "PerformanceVerified condition: kubectl get dbm analytics -o wide"
+        )
     return lines
 
 
@@ -246,7 +251,8 @@ def apply_and_follow(
 
 
 def step_pods(bed: Bed, namespace: str, output: str) -> str:
-    selector = "dbmigrate.io/migration=analytics"
+    """The run's step pods but the performance watch's, which samples on after Succeeded."""
+    selector = "dbmigrate.io/migration=analytics,dbmigrate.io/step!=watch"
     return kubectl(bed, "-n", namespace, "get", "pods", "-l", selector, "-o", output)
 
 

@@ -85,14 +85,17 @@ def trimmed(snapshot: Snapshot) -> Snapshot:
     )
 
 
-def sample(ctx: StepContext, purpose: str, probes: Sequence[Probe] = ()) -> Snapshot:
-    """One snapshot on its own short connection (the step's own stays as it was)."""
+def sample(
+    ctx: StepContext, purpose: str, probes: Sequence[Probe] = (), track: Sequence[int] = ()
+) -> Snapshot:
+    """One snapshot on its own short connection (the step's own stays as it was); the
+    statements of ``track`` are kept even below the top-N."""
     from dbmigrate.engine.after.snapshot import take_snapshot
     from dbmigrate.engine.connect import connect
 
     settings = watch_settings()
     with connect(ctx.conninfo, purpose, ctx.run_id) as conn:
-        return take_snapshot(conn, settings.thresholds, probes)
+        return take_snapshot(conn, settings.thresholds, probes, track)
 
 
 def run_start(ctx: StepContext, purpose: str) -> WatchRunStart | None:
@@ -123,7 +126,7 @@ def before_apply(
     if watch.get("beforeApply"):
         say("performance watch: the before-apply sample was taken by an earlier attempt")
         return
-    started = _run_start(watch)
+    started, tracked = _run_start(watch)
     settings = watch_settings()
     minimum = settings.thresholds.min_baseline_seconds
     if started is not None and settings.wait_for_baseline:
@@ -132,7 +135,7 @@ def before_apply(
             say(f"performance watch: waiting {missing:.0f}s for a {minimum}s before window")
             sleep(min(missing, float(minimum)))
     try:
-        snapshot = trimmed(sample(ctx, purpose, env_probes()))
+        snapshot = trimmed(sample(ctx, purpose, env_probes(), tracked))
     except Exception as exc:  # evidence, never a gate: the apply goes on
         log.warning("the performance watch's before-apply sample failed: %s", exc)
         note = f"no before-apply sample ({exc}): the verdict can only be Unavailable"
@@ -143,13 +146,15 @@ def before_apply(
     _say_missing(snapshot)
 
 
-def _run_start(watch: dict[str, object]) -> datetime | None:
+def _run_start(watch: dict[str, object]) -> tuple[datetime | None, list[int]]:
+    """When the run-start sample was taken, and the queryids it holds (to keep tracking)."""
     from dbmigrate.api.watch import Snapshot
 
     start = watch.get("runStart")
     if not isinstance(start, dict):
-        return None
-    return Snapshot.model_validate(start).taken_at
+        return None, []
+    snapshot = Snapshot.model_validate(start)
+    return snapshot.taken_at, sorted({s.queryid for s in snapshot.statements})
 
 
 def _closing(snapshot: Snapshot, started: datetime | None, minimum: int) -> WatchBeforeApply:
