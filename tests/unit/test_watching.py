@@ -23,7 +23,7 @@ from dbmigrate.api.status import DatabaseMigrationStatus, ScaledWorkload, WatchS
 from dbmigrate.api.watch import QueryComparison, WatchReport, WatchWindow
 from dbmigrate.decision.decide import decide
 from dbmigrate.decision.model import Decision, JobObservation, Observed
-from dbmigrate.decision.notifications import event_of
+from dbmigrate.decision.notifications import Target, event_of, with_notifications
 from dbmigrate.decision.watching import describe
 from tests.unit.controller_samples import NOW
 from tests.unit.test_decide import FINISHED, PLANNED, obs
@@ -234,3 +234,15 @@ def test_describe_names_offenders_unused_indexes_and_what_is_missing() -> None:
     assert text.count("page_views") == 3  # at most three named
     assert "new indexes not scanned: public.idx_unused" in text
     assert "missing: pg_stat_statements is not installed" in text
+
+
+def test_a_regression_is_notified_once_as_regressed() -> None:
+    regressed = report("Regressed", offenders=[SLOW.to_wire()])
+    observed = succeeded(WATCH, watch_job="Succeeded", watch=regressed)
+    hook = Target(name="platform", source="Operator", url_env="HOOK")
+    decision = with_notifications(observed.status, decide(observed), [hook], NOW)
+    records = decision.status.notifications
+    assert [(r.event, r.reason) for r in records] == [("Regressed", "Regressed")]
+    assert "SELECT * FROM page_views" in records[0].message
+    again_ = with_notifications(decision.status, decide(again(observed, decision)), [hook], NOW)
+    assert len(again_.status.notifications) == 1  # once per run
