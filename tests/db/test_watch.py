@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def _windows(url: str, migration: str) -> tuple[Baseline, list[Snapshot]]:
                 conn.execute(statement)
     after_start = _snap(url)
     _calls(url)
+    if after_start.server_version_num < 150000:
+        time.sleep(0.7)  # the statistics collector before 15 sends its counts every 500 ms
     return baseline, [after_start, _snap(url)]
 
 
@@ -83,7 +86,9 @@ def test_a_dropped_index_is_regressed_with_exact_deltas(events_url: str, pg_majo
     assert report.database.after.xact_commit >= 30
 
 
-def test_a_swapped_table_matches_by_text(events_url: str) -> None:
+def test_a_swapped_table_matches_by_text(events_url: str, pg_major: int) -> None:
+    """Up to 17 a swapped table's queries get new queryids (the jumble holds the relation's oid),
+    matched by text; 18 jumbles the relation's name, so they keep theirs."""
     swap = (
         "CREATE TABLE events_new (LIKE events INCLUDING DEFAULTS);"
         "INSERT INTO events_new SELECT * FROM events;"
@@ -96,10 +101,11 @@ def test_a_swapped_table_matches_by_text(events_url: str) -> None:
     report = compare(baseline, after, LIMITS)
     assert report.verdict == "Regressed", report.reason
     (offender,) = [o for o in report.offenders if "events" in o.query]
-    assert offender.matched_by == "text" and offender.calls_after == 30
+    assert offender.matched_by == ("text" if pg_major < 18 else "queryid")
+    assert offender.calls_after == 30
 
 
-def test_new_indexes_and_probe_timings(events_url: str) -> None:
+def test_new_indexes_and_probe_timings(events_url: str, pg_major: int) -> None:
     probe = Probe("by-kind", "SELECT count(*) FROM events WHERE kind = 7", "events_kind")
     with psycopg.connect(events_url, autocommit=True) as conn:
         conn.execute("DROP INDEX events_kind")
@@ -111,6 +117,8 @@ def test_new_indexes_and_probe_timings(events_url: str) -> None:
         conn.execute("CREATE INDEX events_idle ON events (payload)")
     after = [_snap(events_url, (probe,))]
     _calls(events_url)
+    if pg_major < 15:
+        time.sleep(0.7)  # the statistics collector before 15 sends its counts every 500 ms
     after.append(_snap(events_url))
     report = compare(baseline, after, LIMITS)
     assert report.verdict == "NoRegression" and report.improved, report.reason
@@ -134,7 +142,7 @@ def test_reset_entries_are_left_out(events_url: str, pg_major: int) -> None:
     _calls(events_url, 10 if pg_major < 17 else 60)
     window = window_deltas([start, _snap(events_url)])
     key = (entry.dbid, entry.userid, entry.queryid, entry.toplevel)
-    assert key not in window.deltas and window.reset == 1
+    assert key not in window.deltas and window.reset >= 1
 
 
 @pytest.fixture(scope="module")

@@ -120,12 +120,10 @@ def window_deltas(samples: Sequence[Snapshot]) -> WindowDeltas:
             if reset or calls < 0 or total < 0:
                 window.reset += 1
                 continue
-        elif created_within:
-            calls, total = entry.calls, entry.total_exec_time
         elif evictions:
             window.evicted += 1
             continue
-        elif _complete(start):
+        elif created_within or _complete(start):
             calls, total = entry.calls, entry.total_exec_time
         else:
             continue  # below the top-N of every earlier sample: its delta is unknown
