@@ -81,6 +81,7 @@ def test_a_dropped_index_is_regressed_with_exact_deltas(events_url: str, pg_majo
     (offender,) = [o for o in report.offenders if "events" in o.query]
     assert (offender.calls_before, offender.calls_after) == (30, 30)
     assert offender.matched_by == "queryid" and offender.ratio >= LIMITS.ratio
+    assert offender.t_score is not None and offender.t_score >= LIMITS.min_t_score
     assert "dbmigrate watch" not in " ".join(s.query for s in snap.statements)
     assert report.database and report.database.after.blks_hit + report.database.after.blks_read
     assert report.database.after.xact_commit >= 30

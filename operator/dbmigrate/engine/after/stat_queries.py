@@ -43,6 +43,14 @@ class StatementsView:
         return "stats_since" in self.columns
 
     @property
+    def stddev_column(self) -> str | None:
+        """stddev_exec_time (1.8+), stddev_time (older), or None."""
+        for name in ("stddev_exec_time", "stddev_time"):
+            if name in self.columns:
+                return name
+        return None
+
+    @property
     def time_column(self) -> str:
         """total_exec_time (1.8+, PG 13+); total_time on an extension left at an older version."""
         return "total_exec_time" if "total_exec_time" in self.columns else "total_time"
@@ -86,13 +94,15 @@ def statements_query(view: StatementsView) -> sql.Composed:
     The view is read once (a MATERIALIZED CTE): each read of it reads the query-text file."""
     toplevel = sql.SQL("s.toplevel") if view.has_toplevel else sql.SQL("NULL::boolean")
     since = sql.SQL("s.stats_since") if view.has_stats_since else sql.SQL("NULL::timestamptz")
+    column = view.stddev_column
+    stddev = sql.SQL("s.{}").format(sql.Identifier(column)) if column else sql.SQL("NULL::float8")
     return sql.SQL(
         """
 WITH """
         + MARKER
         + """ s AS MATERIALIZED (
     SELECT s.dbid, s.userid, s.queryid, {toplevel} AS toplevel, s.query, s.calls,
-           s.{time} AS total_time, {since} AS stats_since
+           s.{time} AS total_time, {since} AS stats_since, {stddev} AS stddev
       FROM {schema}.pg_stat_statements s
      WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND s.queryid IS NOT NULL
@@ -104,7 +114,7 @@ WITH """
       FROM s
 )
 SELECT dbid::bigint, userid::bigint, queryid, toplevel, left(query, {limit}), md5(query),
-       calls, total_time, stats_since, entries, all_calls, all_time
+       calls, total_time, stats_since, entries, all_calls, all_time, stddev
   FROM ranked
  WHERE rank <= %(top)s OR queryid = ANY(%(ids)s)
  ORDER BY total_time DESC
@@ -112,6 +122,7 @@ SELECT dbid::bigint, userid::bigint, queryid, toplevel, left(query, {limit}), md
     ).format(
         toplevel=toplevel,
         since=since,
+        stddev=stddev,
         time=sql.Identifier(view.time_column),
         schema=sql.Identifier(view.schema),
         limit=sql.Literal(QUERY_TEXT_LIMIT),
