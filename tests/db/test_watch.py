@@ -6,6 +6,7 @@ out, and a database without pg_stat_statements gets Unavailable with how to enab
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +14,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from dbmigrate.api.watch import Baseline, Snapshot, WatchThresholds
 from dbmigrate.cli.main import main
 from dbmigrate.engine.after.compare import compare, window_deltas
 from dbmigrate.engine.after.probes import Probe
 from dbmigrate.engine.after.snapshot import take_snapshot
-from testbed.postgres import PostgresServer, fresh_database
+from testbed.postgres import (
+    PostgresServer,
+    create_database,
+    drop_database,
+    fresh_database,
+    replace_dbname,
+)
 
 QUERY = "SELECT count(*) FROM events WHERE kind = %s"
 LIMITS = WatchThresholds(min_calls=20, min_delta_ms=0.3, min_baseline_seconds=0)
@@ -48,10 +56,30 @@ def _snap(url: str, probes: tuple[Probe, ...] = ()) -> Snapshot:
         return take_snapshot(conn, LIMITS, probes)
 
 
+@pytest.fixture(scope="module")
+def events_template(pg_admin_url: str) -> Iterator[str]:
+    """A database with the events table, copied for each test (faster than loading it again)."""
+    name = f"watch_template_{secrets.token_hex(4)}"
+    _setup(create_database(pg_admin_url, name))
+    try:
+        yield name
+    finally:
+        drop_database(pg_admin_url, name)
+
+
 @pytest.fixture
-def events_url(database_url: str) -> str:
-    _setup(database_url)
-    return database_url
+def events_url(pg_admin_url: str, events_template: str) -> Iterator[str]:
+    name = f"watch_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(events_template)
+            )
+        )
+    try:
+        yield replace_dbname(pg_admin_url, name)
+    finally:
+        drop_database(pg_admin_url, name)
 
 
 def _windows(url: str, migration: str) -> tuple[Baseline, list[Snapshot]]:
