@@ -6,19 +6,28 @@ out, and a database without pg_stat_statements gets Unavailable with how to enab
 from __future__ import annotations
 
 import json
+import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from dbmigrate.api.watch import Baseline, Snapshot, WatchThresholds
 from dbmigrate.cli.main import main
 from dbmigrate.engine.after.compare import compare, window_deltas
 from dbmigrate.engine.after.probes import Probe
 from dbmigrate.engine.after.snapshot import take_snapshot
-from testbed.postgres import PostgresServer, fresh_database
+from testbed.postgres import (
+    PostgresServer,
+    create_database,
+    drop_database,
+    fresh_database,
+    replace_dbname,
+)
 
 QUERY = "SELECT count(*) FROM events WHERE kind = %s"
 LIMITS = WatchThresholds(min_calls=20, min_delta_ms=0.3, min_baseline_seconds=0)
@@ -47,10 +56,30 @@ def _snap(url: str, probes: tuple[Probe, ...] = ()) -> Snapshot:
         return take_snapshot(conn, LIMITS, probes)
 
 
+@pytest.fixture(scope="module")
+def events_template(pg_admin_url: str) -> Iterator[str]:
+    """A database with the events table, copied for each test (faster than loading it again)."""
+    name = f"watch_template_{secrets.token_hex(4)}"
+    _setup(create_database(pg_admin_url, name))
+    try:
+        yield name
+    finally:
+        drop_database(pg_admin_url, name)
+
+
 @pytest.fixture
-def events_url(database_url: str) -> str:
-    _setup(database_url)
-    return database_url
+def events_url(pg_admin_url: str, events_template: str) -> Iterator[str]:
+    name = f"watch_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(events_template)
+            )
+        )
+    try:
+        yield replace_dbname(pg_admin_url, name)
+    finally:
+        drop_database(pg_admin_url, name)
 
 
 def _windows(url: str, migration: str) -> tuple[Baseline, list[Snapshot]]:
@@ -63,6 +92,8 @@ def _windows(url: str, migration: str) -> tuple[Baseline, list[Snapshot]]:
                 conn.execute(statement)
     after_start = _snap(url)
     _calls(url)
+    if after_start.server_version_num < 150000:
+        time.sleep(0.7)  # the statistics collector before 15 sends its counts every 500 ms
     return baseline, [after_start, _snap(url)]
 
 
@@ -78,12 +109,15 @@ def test_a_dropped_index_is_regressed_with_exact_deltas(events_url: str, pg_majo
     (offender,) = [o for o in report.offenders if "events" in o.query]
     assert (offender.calls_before, offender.calls_after) == (30, 30)
     assert offender.matched_by == "queryid" and offender.ratio >= LIMITS.ratio
+    assert offender.t_score is not None and offender.t_score >= LIMITS.min_t_score
     assert "dbmigrate watch" not in " ".join(s.query for s in snap.statements)
     assert report.database and report.database.after.blks_hit + report.database.after.blks_read
     assert report.database.after.xact_commit >= 30
 
 
-def test_a_swapped_table_matches_by_text(events_url: str) -> None:
+def test_a_swapped_table_matches_by_text(events_url: str, pg_major: int) -> None:
+    """Up to 17 a swapped table's queries get new queryids (the jumble holds the relation's oid),
+    matched by text; 18 jumbles the relation's name, so they keep theirs."""
     swap = (
         "CREATE TABLE events_new (LIKE events INCLUDING DEFAULTS);"
         "INSERT INTO events_new SELECT * FROM events;"
@@ -96,10 +130,11 @@ def test_a_swapped_table_matches_by_text(events_url: str) -> None:
     report = compare(baseline, after, LIMITS)
     assert report.verdict == "Regressed", report.reason
     (offender,) = [o for o in report.offenders if "events" in o.query]
-    assert offender.matched_by == "text" and offender.calls_after == 30
+    assert offender.matched_by == ("text" if pg_major < 18 else "queryid")
+    assert offender.calls_after == 30
 
 
-def test_new_indexes_and_probe_timings(events_url: str) -> None:
+def test_new_indexes_and_probe_timings(events_url: str, pg_major: int) -> None:
     probe = Probe("by-kind", "SELECT count(*) FROM events WHERE kind = 7", "events_kind")
     with psycopg.connect(events_url, autocommit=True) as conn:
         conn.execute("DROP INDEX events_kind")
@@ -111,6 +146,8 @@ def test_new_indexes_and_probe_timings(events_url: str) -> None:
         conn.execute("CREATE INDEX events_idle ON events (payload)")
     after = [_snap(events_url, (probe,))]
     _calls(events_url)
+    if pg_major < 15:
+        time.sleep(0.7)  # the statistics collector before 15 sends its counts every 500 ms
     after.append(_snap(events_url))
     report = compare(baseline, after, LIMITS)
     assert report.verdict == "NoRegression" and report.improved, report.reason
@@ -134,7 +171,7 @@ def test_reset_entries_are_left_out(events_url: str, pg_major: int) -> None:
     _calls(events_url, 10 if pg_major < 17 else 60)
     window = window_deltas([start, _snap(events_url)])
     key = (entry.dbid, entry.userid, entry.queryid, entry.toplevel)
-    assert key not in window.deltas and window.reset == 1
+    assert key not in window.deltas and window.reset >= 1
 
 
 @pytest.fixture(scope="module")

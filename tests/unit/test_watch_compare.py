@@ -3,6 +3,7 @@ rule that keeps a false positive out is tested on its own (pure: snapshots in, r
 
 from __future__ import annotations
 
+import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -197,3 +198,36 @@ def test_new_indexes_scanned_or_not() -> None:
     assert report.unused_new_indexes == ["public.idx_idle"]
     named = compare(base, samples, new_indexes=[("public", "gone")])
     assert named.new_indexes[0].scans is None and not named.new_indexes[0].scanned
+
+
+def timed(times: list[float], queryid: int = 7) -> StatementCounters:
+    """An entry as pg_stat_statements keeps it after calls taking ``times`` (ms)."""
+    return entry(queryid, len(times), sum(times)).model_copy(
+        update={"stddev_exec_time": statistics.pstdev(times)}
+    )
+
+
+def outlier_windows(after_times: list[float]) -> tuple[Baseline, list[Snapshot]]:
+    history = [0.1 + 0.01 * (i % 3) for i in range(100)]
+    before = history + [0.1 + 0.01 * (i % 5) for i in range(30)]
+    base = Baseline(start=snap(0, timed(history)), end=snap(5, timed(before)))
+    return base, [snap(10, timed(before)), snap(11, timed(before + after_times))]
+
+
+def test_one_slow_outlier_is_not_a_regression() -> None:
+    """A 60 ms stall of one call among thirty 0.1 ms ones (a busy machine): the mean is 20x,
+    but Welch's t is about 1."""
+    base, samples = outlier_windows([0.1] * 29 + [60.0])
+    report = compare(base, samples)
+    row = report.improved + report.offenders
+    assert report.verdict == "NoRegression" and not report.offenders, report.reason
+    assert compare(base, samples, WatchThresholds(min_t_score=0)).verdict == "Regressed"
+    assert row == [] and report.compared == 1
+
+
+def test_a_steady_slowdown_is_significant() -> None:
+    base, samples = outlier_windows([5.0 + 0.1 * (i % 4) for i in range(30)])
+    report = compare(base, samples)
+    assert report.verdict == "Regressed"
+    t_score = report.offenders[0].t_score
+    assert t_score is not None and t_score > 50

@@ -42,10 +42,10 @@ class WatchThresholds(ApiModel):
     """When a query counts as regressed, and how big and slow a sample may be.
 
     A query is regressed only when ALL hold: it ran at least ``minCalls`` times in both windows,
-    its mean time per call grew by ``ratio`` or more AND by ``minDeltaMs`` or more, and it
-    matters: its share of the after window's execution time is ``minSharePercent`` or more, OR
-    the extra time it costs is ``minExtraMsPerHour`` or more. Too few calls is Inconclusive,
-    never Regressed.
+    its mean time per call grew by ``ratio`` or more AND by ``minDeltaMs`` or more, the growth is
+    no accident of a few outliers (Welch's t at least ``minTScore``), and it matters: its share
+    of the after window's execution time is ``minSharePercent`` or more, OR the extra time it
+    costs is ``minExtraMsPerHour`` or more. Too few calls is Inconclusive, never Regressed.
     """
 
     min_calls: int = Field(
@@ -67,6 +67,14 @@ class WatchThresholds(ApiModel):
         default=60_000.0,
         ge=0.0,
         description="Extra execution time per hour (ms) that makes it matter (60000: 1 min/h).",
+    )
+    min_t_score: float = Field(
+        default=3.0,
+        ge=0.0,
+        le=1000.0,
+        description="Welch's t of the slowdown (difference of the means over its standard "
+        "error, from pg_stat_statements' stddev): a few slow outliers are not a regression; 0: "
+        "off.",
     )
     min_baseline_seconds: int = Field(
         default=60,
@@ -100,6 +108,9 @@ class StatementCounters(ApiModel):
     )
     calls: int = Field(description="Executions.")
     total_exec_time: float = Field(description="Total execution time (ms).")
+    stddev_exec_time: float | None = Field(
+        default=None, description="Population standard deviation of the execution time (ms)."
+    )
     stats_since: datetime | None = Field(
         default=None, description="When this entry started counting (PG 17+; None before)."
     )
@@ -231,6 +242,10 @@ class QueryComparison(ApiModel):
         description="Extra (negative: saved) execution time per hour at the after call rate."
     )
     share_percent: float = Field(description="Share of the after window's execution time.")
+    t_score: float | None = Field(
+        default=None,
+        description="Welch's t of the difference of the means (None: no stddev to judge by).",
+    )
 
 
 class IndexUsage(ApiModel):

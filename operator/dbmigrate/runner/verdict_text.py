@@ -9,6 +9,7 @@ from dbmigrate.api.watch import QueryComparison, WatchReport
 def _query_line(row: QueryComparison) -> str:
     text = " ".join(row.query.split())
     how = " [matched by text]" if row.matched_by == "text" else ""
+    how += "" if row.t_score is None else f", t {row.t_score:g}"
     return (
         f"    {row.mean_before_ms:g} -> {row.mean_after_ms:g} ms/call (x{row.ratio:g}), "
         f"calls {row.calls_before} -> {row.calls_after}, {row.extra_ms_per_hour / 1000:+.1f} s/h,"

@@ -85,6 +85,14 @@ def add_thresholds(parser: argparse.ArgumentParser) -> None:
         help="extra time per hour that makes it matter (default %(default)s)",
     )
     group.add_argument(
+        "--min-t-score",
+        type=float,
+        default=d.min_t_score,
+        metavar="T",
+        help="Welch's t of the slowdown, so outliers are no regression; 0: off "
+        "(default %(default)s)",
+    )
+    group.add_argument(
         "--min-baseline-seconds",
         type=int,
         default=d.min_baseline_seconds,

@@ -12,13 +12,16 @@ keep false positives out, because a Regressed verdict may roll a migration back:
 - The two windows' entries match by key; where a key is in one window only (a rebuilt or
   swapped table changes every queryid on it), they match by (userid, toplevel, normalized text).
 - A query is compared only with ``minCalls`` in both windows; it is regressed only when slower by
-  ``ratio`` AND by ``minDeltaMs`` per call AND it matters (share of the after window's time, or
-  extra time per hour). Too few calls anywhere gives Inconclusive, never Regressed; so does a
-  before window shorter than ``minBaselineSeconds``. No pg_stat_statements at all: Unavailable.
+  ``ratio`` AND by ``minDeltaMs`` per call AND significantly (Welch's t from the windows' sums
+  of squares, which pg_stat_statements' stddev gives: a few outliers on a busy machine do not
+  make a slowdown) AND it matters (share of the after window's time, or extra time per hour).
+  Too few calls anywhere gives Inconclusive, never Regressed; so does a before window shorter
+  than ``minBaselineSeconds``. No pg_stat_statements at all: Unavailable.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,14 +56,46 @@ class Delta:
     queryid: int | None
     calls: int = 0
     total_ms: float = 0.0
+    squares: float | None = 0.0  # sum of the squared times (ms²); None: no stddev to know it
 
-    def add(self, calls: int, total_ms: float) -> None:
+    def add(self, calls: int, total_ms: float, squares: float | None) -> None:
         self.calls += calls
         self.total_ms += total_ms
+        self.squares = None if self.squares is None or squares is None else self.squares + squares
 
     @property
     def mean_ms(self) -> float:
         return self.total_ms / self.calls if self.calls else 0.0
+
+    @property
+    def variance(self) -> float | None:
+        """The sample variance of the window's times (ms²), or None when unknown."""
+        if self.squares is None:
+            return None
+        if self.calls < 2:
+            return 0.0
+        spread = self.squares - self.calls * self.mean_ms**2
+        return max(spread, 0.0) / (self.calls - 1)
+
+
+def squares(entry: StatementCounters) -> float | None:
+    """Σ time² of an entry since it started counting, from its mean and population stddev."""
+    if entry.stddev_exec_time is None or entry.calls == 0:
+        return None
+    mean = entry.total_exec_time / entry.calls
+    return entry.calls * (entry.stddev_exec_time**2 + mean**2)
+
+
+def welch_t(before: Delta, after: Delta) -> float | None:
+    """Welch's t of (mean after - mean before): how many standard errors the slowdown is."""
+    var_before, var_after = before.variance, after.variance
+    if var_before is None or var_after is None or not (before.calls and after.calls):
+        return None
+    error = math.sqrt(var_before / before.calls + var_after / after.calls)
+    diff = after.mean_ms - before.mean_ms
+    if error == 0:
+        return math.copysign(math.inf, diff) if diff else 0.0
+    return diff / error
 
 
 @dataclass
@@ -116,22 +151,22 @@ def window_deltas(samples: Sequence[Snapshot]) -> WindowDeltas:
         if first is not None and (first[0] is start or not created_within):
             since, old = first
             calls, total = entry.calls - old.calls, entry.total_exec_time - old.total_exec_time
+            now_sq, then_sq = squares(entry), squares(old)
+            sq = None if now_sq is None or then_sq is None else now_sq - then_sq
             reset = entry.stats_since is not None and entry.stats_since > since.taken_at
             if reset or calls < 0 or total < 0:
                 window.reset += 1
                 continue
-        elif created_within:
-            calls, total = entry.calls, entry.total_exec_time
         elif evictions:
             window.evicted += 1
             continue
-        elif _complete(start):
-            calls, total = entry.calls, entry.total_exec_time
+        elif created_within or _complete(start):
+            calls, total, sq = entry.calls, entry.total_exec_time, squares(entry)
         else:
             continue  # below the top-N of every earlier sample: its delta is unknown
         if calls <= 0:
             continue
-        window.deltas[key] = Delta(entry.query, entry.queryid, calls, total)
+        window.deltas[key] = Delta(entry.query, entry.queryid, calls, total, sq)
         window.texts[key] = _text_key(entry)
     known = sum(d.total_ms for d in window.deltas.values())
     total_all = end.statements_total_exec_time - start.statements_total_exec_time
@@ -153,7 +188,7 @@ def _by_text(window: WindowDeltas, keys: Iterable[Key]) -> dict[TextKey, Delta]:
     for key in keys:
         delta = window.deltas[key]
         group = grouped.setdefault(window.texts[key], Delta(delta.query, delta.queryid))
-        group.add(delta.calls, delta.total_ms)
+        group.add(delta.calls, delta.total_ms, delta.squares)
     return grouped
 
 
@@ -185,7 +220,13 @@ def _comparison(pair: Pair, after: WindowDeltas) -> QueryComparison:
         ratio=round(min(ratio, 1e9), 3),
         extra_ms_per_hour=round((mean_after - mean_before) * pair.after.calls / hours, 1),
         share_percent=round(min(share, 100.0), 2),
+        t_score=_finite(welch_t(pair.before, pair.after)),
     )
+
+
+def _finite(value: float | None) -> float | None:
+    """Rounded, and bounded (the status is JSON: no infinities)."""
+    return None if value is None else round(max(min(value, 1e9), -1e9), 2)
 
 
 def regressed(row: QueryComparison, limits: WatchThresholds) -> bool:
@@ -193,11 +234,12 @@ def regressed(row: QueryComparison, limits: WatchThresholds) -> bool:
     slower = row.ratio >= limits.ratio and (
         row.mean_after_ms - row.mean_before_ms >= limits.min_delta_ms
     )
+    significant = row.t_score is None or row.t_score >= limits.min_t_score
     matters = (
         row.share_percent >= limits.min_share_percent
         or row.extra_ms_per_hour >= limits.min_extra_ms_per_hour
     )
-    return slower and matters
+    return slower and significant and matters
 
 
 def improved(row: QueryComparison, limits: WatchThresholds) -> bool:

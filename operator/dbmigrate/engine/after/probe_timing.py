@@ -34,7 +34,7 @@ def _explain_analyze(conn: psycopg.Connection, query: str, timeout_ms: int) -> d
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
-        statement = sql.SQL(MARKER + " EXPLAIN (ANALYZE TRUE, VERBOSE TRUE, FORMAT JSON) {}")
+        statement = sql.SQL("EXPLAIN " + MARKER + " (ANALYZE TRUE, VERBOSE TRUE, FORMAT JSON) {}")
         row = conn.execute(statement.format(sql.SQL(query))).fetchone()
     assert row is not None
     return dict(row[0][0])

@@ -71,6 +71,7 @@ def _read_statements(
             calls=row[6],
             total_exec_time=float(row[7]),
             stats_since=row[8],
+            stddev_exec_time=None if row[12] is None else float(row[12]),
         )
         for row in rows
     ]

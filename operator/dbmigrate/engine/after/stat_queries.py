@@ -19,7 +19,8 @@ from psycopg import sql
 from dbmigrate.api.watch import QUERY_TEXT_LIMIT
 
 MARKER = "/* dbmigrate watch */"
-"""Leads every statement the watch runs, so snapshots leave the watch's own entries out."""
+"""Follows the first word of every statement the watch runs (PostgreSQL 18 drops a leading
+comment from the text it keeps), so snapshots leave the watch's own entries out."""
 
 RELATION_LIMIT = 5000
 """Indexes (and tables) read per snapshot at most."""
@@ -42,6 +43,14 @@ class StatementsView:
         return "stats_since" in self.columns
 
     @property
+    def stddev_column(self) -> str | None:
+        """stddev_exec_time (1.8+), stddev_time (older), or None."""
+        for name in ("stddev_exec_time", "stddev_time"):
+            if name in self.columns:
+                return name
+        return None
+
+    @property
     def time_column(self) -> str:
         """total_exec_time (1.8+, PG 13+); total_time on an extension left at an older version."""
         return "total_exec_time" if "total_exec_time" in self.columns else "total_time"
@@ -50,22 +59,25 @@ class StatementsView:
 def find_statements_view(conn: psycopg.Connection) -> StatementsView | None:
     """The pg_stat_statements view of this database, or None when the extension is not created."""
     row = conn.execute(
-        MARKER
-        + " SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        "SELECT "
+        + MARKER
+        + " n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
         " WHERE e.extname = 'pg_stat_statements'"
     ).fetchone()
     if row is None:
         return None
     schema = str(row[0])
     columns = conn.execute(
-        MARKER + " SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        "SELECT " + MARKER + " a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = 'pg_stat_statements'"
         " AND a.attnum > 0 AND NOT a.attisdropped",
         (schema,),
     ).fetchall()
     info = conn.execute(
-        MARKER + " SELECT to_regclass(format('%%I.pg_stat_statements_info', %s::text)) IS NOT NULL",
+        "SELECT "
+        + MARKER
+        + " to_regclass(format('%%I.pg_stat_statements_info', %s::text)) IS NOT NULL",
         (schema,),
     ).fetchone()
     return StatementsView(
@@ -82,12 +94,15 @@ def statements_query(view: StatementsView) -> sql.Composed:
     The view is read once (a MATERIALIZED CTE): each read of it reads the query-text file."""
     toplevel = sql.SQL("s.toplevel") if view.has_toplevel else sql.SQL("NULL::boolean")
     since = sql.SQL("s.stats_since") if view.has_stats_since else sql.SQL("NULL::timestamptz")
+    column = view.stddev_column
+    stddev = sql.SQL("s.{}").format(sql.Identifier(column)) if column else sql.SQL("NULL::float8")
     return sql.SQL(
-        MARKER
-        + """
-WITH s AS MATERIALIZED (
+        """
+WITH """
+        + MARKER
+        + """ s AS MATERIALIZED (
     SELECT s.dbid, s.userid, s.queryid, {toplevel} AS toplevel, s.query, s.calls,
-           s.{time} AS total_time, {since} AS stats_since
+           s.{time} AS total_time, {since} AS stats_since, {stddev} AS stddev
       FROM {schema}.pg_stat_statements s
      WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND s.queryid IS NOT NULL
@@ -99,7 +114,7 @@ WITH s AS MATERIALIZED (
       FROM s
 )
 SELECT dbid::bigint, userid::bigint, queryid, toplevel, left(query, {limit}), md5(query),
-       calls, total_time, stats_since, entries, all_calls, all_time
+       calls, total_time, stats_since, entries, all_calls, all_time, stddev
   FROM ranked
  WHERE rank <= %(top)s OR queryid = ANY(%(ids)s)
  ORDER BY total_time DESC
@@ -107,6 +122,7 @@ SELECT dbid::bigint, userid::bigint, queryid, toplevel, left(query, {limit}), md
     ).format(
         toplevel=toplevel,
         since=since,
+        stddev=stddev,
         time=sql.Identifier(view.time_column),
         schema=sql.Identifier(view.schema),
         limit=sql.Literal(QUERY_TEXT_LIMIT),
@@ -116,13 +132,13 @@ SELECT dbid::bigint, userid::bigint, queryid, toplevel, left(query, {limit}), md
 
 def info_query(view: StatementsView) -> sql.Composed:
     """dealloc and stats_reset of pg_stat_statements_info (PG 14+)."""
-    return sql.SQL(MARKER + " SELECT dealloc, stats_reset FROM {}.pg_stat_statements_info").format(
-        sql.Identifier(view.schema)
-    )
+    return sql.SQL(
+        "SELECT " + MARKER + " dealloc, stats_reset FROM {}.pg_stat_statements_info"
+    ).format(sql.Identifier(view.schema))
 
 
 HIDDEN_TEXT_QUERY = sql.SQL(
-    MARKER + " SELECT count(*) FROM {}.pg_stat_statements"
+    "SELECT " + MARKER + " count(*) FROM {}.pg_stat_statements"
     " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND queryid IS NULL"
 )
@@ -130,9 +146,10 @@ HIDDEN_TEXT_QUERY = sql.SQL(
 pg_read_all_stats)."""
 
 INDEXES_QUERY = (
-    MARKER
+    "SELECT "
+    + MARKER
     + f"""
-SELECT schemaname, relname, indexrelname, idx_scan
+schemaname, relname, indexrelname, idx_scan
   FROM pg_stat_user_indexes
  ORDER BY schemaname, relname, indexrelname
  LIMIT {RELATION_LIMIT}
@@ -140,9 +157,10 @@ SELECT schemaname, relname, indexrelname, idx_scan
 )
 
 TABLES_QUERY = (
-    MARKER
+    "SELECT "
+    + MARKER
     + f"""
-SELECT schemaname, relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_tup_ins,
+schemaname, relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_tup_ins,
        n_tup_upd, n_tup_del, n_live_tup
   FROM pg_stat_user_tables
  ORDER BY schemaname, relname
@@ -151,9 +169,10 @@ SELECT schemaname, relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_tup
 )
 
 DATABASE_QUERY = (
-    MARKER
+    "SELECT "
+    + MARKER
     + """
-SELECT xact_commit, xact_rollback, blks_read, blks_hit, tup_returned, tup_fetched, temp_files,
+xact_commit, xact_rollback, blks_read, blks_hit, tup_returned, tup_fetched, temp_files,
        temp_bytes, deadlocks, pg_database_size(current_database()), stats_reset
   FROM pg_stat_database
  WHERE datname = current_database()
@@ -161,9 +180,10 @@ SELECT xact_commit, xact_rollback, blks_read, blks_hit, tup_returned, tup_fetche
 )
 
 SERVER_QUERY = (
-    MARKER
+    "SELECT "
+    + MARKER
     + """
-SELECT clock_timestamp(), current_setting('server_version'),
+clock_timestamp(), current_setting('server_version'),
        current_setting('server_version_num')::int, current_database(),
        current_setting('shared_preload_libraries')
 """
