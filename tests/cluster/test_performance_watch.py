@@ -42,6 +42,10 @@ from tests.cluster.operator_harness import (
 )
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+pytestmark = pytest.mark.local_testbed(
+    reason="two full runs and two watch windows: the end-to-end proof of the watch is kept to "
+    "the local test bed, within the kind tier's time budget"
+)
 
 DASHBOARD = "SELECT * FROM page_views WHERE path = %s ORDER BY timestamp DESC LIMIT 100"
 ARCHIVE = """-- 006: keep the older page views in an archive that page_views queries see too.
