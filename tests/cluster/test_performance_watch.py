@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from dbmigrate.api.labels import LABEL_STEP
+from dbmigrate.cli.resource_state import judge_resource
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -112,6 +113,10 @@ def fail_on_failed(testbed: Any, cluster: Cluster) -> None:
     pytest.fail(f"the run failed: {status.get('message')}\n" + "\n".join(logs))
 
 
+def is_watching(status: dict[str, Any]) -> bool:
+    return (status.get("watch") or {}).get("state") == "Watching" or verdict(status)
+
+
 def verdict(status: dict[str, Any]) -> bool:
     return bool(condition(status, "PerformanceVerified"))
 
@@ -141,7 +146,12 @@ def test_watch_finds_005_faster_and_rolls_back_a_regression(
         )
         cluster.migration("analytics", spec)
 
-        # 1. the real 005: NoRegression, the dashboard query faster
+        # 1. the real 005: NoRegression, the dashboard query faster. Nothing waits for the
+        # watch: Ready=True (and dbmigrate wait lets the application go) while it samples.
+        watching = cluster.wait("analytics", is_watching, "the watch of 005", timeout=180)
+        assert condition(watching, "Ready")["status"] == "True"
+        assert condition(watching, "Reconciling")["status"] == "False"
+        assert judge_resource(cluster.get("analytics"), "analytics", 5).state == "ready"
         status = cluster.wait("analytics", verdict, "the watch's verdict on 005", timeout=180)
         assert workload.error is None, workload.error
         verified = condition(status, "PerformanceVerified")
@@ -177,6 +187,7 @@ def test_watch_finds_005_faster_and_rolls_back_a_regression(
         slower = dashboard_row(status["watch"]["report"]["offenders"])
         assert slower is not None and slower["meanAfterMs"] > slower["meanBeforeMs"]
         assert status["failedStep"] == "watch"
+        assert judge_resource(cluster.get("analytics"), "analytics", 6).state == "failed"
         assert condition(status, "RolledBack")["reason"] == "DropCreatedObjects"
         with psycopg.connect(database_url) as conn:
             row = conn.execute("SELECT to_regclass('page_views_archive')").fetchone()
