@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from dbmigrate.api.conditions import Condition
 from dbmigrate.api.labels import RETRY_ANNOTATION
 from dbmigrate.api.status import JobRecord, StepExit
 from dbmigrate.controller.handlers import _active
@@ -195,3 +196,20 @@ def test_the_timer_keeps_looking_while_a_retry_is_scheduled_or_asked_for() -> No
     asked: dict[str, Any] = {"generation": 1, "annotations": {RETRY_ANNOTATION: "t1"}}
     assert active(done, asked)
     assert not active({**done, "lastHandledRetry": "t1"}, asked)
+
+
+def test_a_job_whose_pod_never_started_before_its_deadline_is_retried() -> None:
+    stall = Condition(
+        type="Stalled",
+        status="True",
+        reason="StepImagePullFailed",
+        message="the plan Job orders-plan-g1 is not running: its pod orders-plan-g1-x cannot "
+        "pull its image nope:1 (ImagePullBackOff)",
+        last_transition_time=NOW - timedelta(hours=6),
+    )
+    timed_out = obs("Planning", jobs={"plan": "Failed"}, reports=set(), conditions=[stall])
+    decided = decide(timed_out)
+    assert decided.status.phase == "Failed" and decided.status.retry is not None
+    # a plan Job that failed on its own (no stall of its pod) is not retried
+    plain = obs("Planning", jobs={"plan": "Failed"}, reports=set())
+    assert decide(plain).status.retry is None

@@ -5,7 +5,8 @@ A run that failed before changing anything, because its plan or backup step coul
 database (the step exited 3, "unavailable, may heal": the server refused or was unreachable, the
 password was wrong), is not a verdict on the migration: it heals when the cause is fixed. (A pod
 that cannot start is reported while its Job runs, and the run goes on once it starts:
-``podstart``.) Such a run ends Failed as before, with ``status.retry`` saying when it tries
+``podstart``; if the Job's deadline passes first, that is a cause outside the migration too.)
+Such a run ends Failed as before, with ``status.retry`` saying when it tries
 again: after ``backoff(n)`` (30 s, doubling, at most 10 minutes), at most ``AUTO_RETRY_LIMIT``
 times per generation, and at once when the database Secret changes (its resourceVersion differs
 from the one seen at the failure; the reconcile reads the Secret's key names anyway, never its
@@ -31,7 +32,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from dbmigrate.api.conditions import Reason
+from dbmigrate.api.conditions import STALLED, Reason, find_condition
 from dbmigrate.api.exitcodes import EXIT_UNAVAILABLE
 from dbmigrate.api.labels import RETRY_ANNOTATION
 from dbmigrate.api.status import TERMINAL_PHASES, RetryStatus
@@ -45,6 +46,11 @@ BACKOFF_MAX = timedelta(minutes=10)
 WATCH_INTERVAL = 10.0  # while a retry is scheduled: how often the Secret is looked at
 BEFORE_ANY_CHANGE = (STEP_PLAN, STEP_BACKUP)
 CAUSE_LENGTH = 2048  # status.retry.cause's limit
+POD_CAUSES = (
+    Reason.STEP_POD_UNSCHEDULABLE,
+    Reason.STEP_IMAGE_PULL_FAILED,
+    Reason.STEP_POD_NOT_STARTING,
+)
 
 Trigger = Literal["requested", "automatic"]
 
@@ -168,7 +174,8 @@ def schedule_retry(ctx: Ctx, out: Outcome) -> Outcome:
 def cause_outside(ctx: Ctx, out: Outcome) -> bool:
     """Whether the failure in ``out`` happened before any change, for a cause outside the
     migration: its plan or backup step's last pod exited 3 (unavailable: cannot connect,
-    authentication failed), as its ``status.stepExit`` says."""
+    authentication failed), as its ``status.stepExit`` says; or its Job reached its deadline
+    while its pod could not start (the run was stalled by ``podstart`` for that Job)."""
     step = out.updates.get("failed_step")
     if step not in BEFORE_ANY_CHANGE:
         return False
@@ -176,7 +183,15 @@ def cause_outside(ctx: Ctx, out: Outcome) -> bool:
     if job is None or job.state != "Failed":
         return False
     ended = ctx.base.step_exit
-    return ended is not None and ended.job == job.name and ended.exit_code == EXIT_UNAVAILABLE
+    if ended is not None and ended.job == job.name:
+        return ended.exit_code == EXIT_UNAVAILABLE
+    stalled = find_condition(ctx.base.conditions, STALLED)
+    return (
+        stalled is not None
+        and stalled.status == "True"
+        and stalled.reason in POD_CAUSES
+        and f" Job {job.name} " in stalled.message
+    )
 
 
 def _secret_changed(observed: Observed, retry: RetryStatus) -> bool:
