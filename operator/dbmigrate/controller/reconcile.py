@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
-from dbmigrate.api.status import DatabaseMigrationStatus
+from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
 from dbmigrate.controller.events import EventRecorder
@@ -52,6 +52,7 @@ from dbmigrate.decision.decide import decide
 from dbmigrate.decision.model import (
     Observed,
     SecretObservation,
+    StepPods,
     index_jobs,
     observe_job,
     settle_with_step_exit,
@@ -241,9 +242,7 @@ class Reconciler:
                 annotations=dict(meta.get("annotations") or {}),
                 jobs=jobs,
                 run_spec=self._run_spec(namespace, name, generation, status),
-                step_pods=observe_unfinished_step_pods(
-                    self.kube, namespace, name, owned, jobs.values()
-                ),
+                step_pods=self._step_pods(namespace, name, status, owned, jobs),
             )
         )
         spec = observed.spec
@@ -281,6 +280,20 @@ class Reconciler:
             f"{w.kind}/{w.name}": self.kube.pods_left(w.kind, namespace, w.name)
             for w in spec.rollback.scale_down
         }
+
+    def _step_pods(
+        self,
+        namespace: str,
+        name: str,
+        status: DatabaseMigrationStatus,
+        owned: list[Obj],
+        jobs: dict[Any, Any],
+    ) -> dict[str, StepPods]:
+        """What the unfinished step Jobs' pods say (``steppods``); none once the run has ended,
+        where decide looks at no Job."""
+        if status.phase in TERMINAL_PHASES:
+            return {}
+        return observe_unfinished_step_pods(self.kube, namespace, name, owned, jobs.values())
 
     def _owned_jobs(self, namespace: str, name: str, uid: str) -> list[Obj]:
         return [
