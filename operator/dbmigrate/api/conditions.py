@@ -75,6 +75,10 @@ class Reason(StrEnum):
     SECRET_KEY_MISSING = "SecretKeyMissing"
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
     INVALID_MAINTENANCE_WINDOW = "InvalidMaintenanceWindow"
+    # a step Job's pod cannot start: Stalled=True in the step's phase, heals once it starts
+    STEP_POD_UNSCHEDULABLE = "StepPodUnschedulable"
+    STEP_IMAGE_PULL_FAILED = "StepImagePullFailed"
+    STEP_POD_NOT_STARTING = "StepPodNotStarting"
     # decide() cannot be asked at all (set by the reconcile loop): Stalled=True
     INVALID_RESOURCE = "InvalidResource"
     API_ERROR = "ApiError"
@@ -106,6 +110,10 @@ class Reason(StrEnum):
     INCONCLUSIVE = "Inconclusive"
     UNAVAILABLE = "Unavailable"
     PERFORMANCE_REGRESSED = "PerformanceRegressed"
+    # a new run of the same generation (Events): asked for, automatic, or nothing to retry
+    RETRY_REQUESTED = "RetryRequested"
+    AUTOMATIC_RETRY = "AutomaticRetry"
+    RETRY_IGNORED = "RetryIgnored"
 
 
 @unique
@@ -125,6 +133,9 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.SECRET_KEY_MISSING: "the Secret lacks a key the spec names",
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
     Reason.INVALID_MAINTENANCE_WINDOW: "spec.maintenanceWindow cannot be evaluated",
+    Reason.STEP_POD_UNSCHEDULABLE: "the scheduler finds no node for a step Job's pod",
+    Reason.STEP_IMAGE_PULL_FAILED: "the kubelet cannot pull a step Job's image",
+    Reason.STEP_POD_NOT_STARTING: "the kubelet cannot create a step Job's container",
     Reason.INVALID_RESOURCE: "the resource does not match the operator's API model",
     Reason.API_ERROR: "an API call of the operator failed for good (not a transient error)",
     Reason.DRIFT_DETECTED: "the migration set disagrees with the database's history table",
@@ -151,6 +162,9 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.INCONCLUSIVE: "the watch saw too few calls (or too short a window) to judge",
     Reason.UNAVAILABLE: "the watch could not sample the database (or its counters were reset)",
     Reason.PERFORMANCE_REGRESSED: "the run was rolled back because the watch found a regression",
+    Reason.RETRY_REQUESTED: "the dbmigrate.io/retry annotation started a new run",
+    Reason.AUTOMATIC_RETRY: "a run that failed for a cause outside the migration started again",
+    Reason.RETRY_IGNORED: "the dbmigrate.io/retry annotation arrived while a run was under way",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
 }

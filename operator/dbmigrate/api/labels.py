@@ -21,6 +21,9 @@ MANAGER = "dbmigrate-operator"
 
 # Annotations a person (or a GitOps tool) sets on a DatabaseMigration.
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
+# Any new value (a timestamp) starts a new run of the same generation once the run has ended;
+# the operator echoes the value it acted on in status.lastHandledRetry.
+RETRY_ANNOTATION = f"{API_GROUP}/retry"
 
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"

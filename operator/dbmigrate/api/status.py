@@ -212,6 +212,31 @@ class WatchStatus(WatchProgress, WatchBeforeApply, WatchRunStart):
     length, the watch step the rest. The snapshots are bounded (top-N statements, cut text)."""
 
 
+class RetryStatus(ApiModel):
+    """The runs of this generation: automatic retries after a failure outside the migration
+    (``decision/healing.py``), and retries a person asked for (``dbmigrate.io/retry``)."""
+
+    run: int = Field(
+        default=1, ge=1, description="Which run of this generation this is (1, then +1 per retry)."
+    )
+    automatic: int = Field(
+        default=0, ge=0, description="Automatic retries made so far for this generation."
+    )
+    limit: int = Field(ge=0, description="Automatic retries allowed per generation.")
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        description="When the next automatic retry starts (unset: none is scheduled).",
+    )
+    secret_version: str | None = Field(
+        default=None,
+        description="resourceVersion of the database Secret when the run failed: a change of "
+        "the Secret retries at once.",
+    )
+    cause: str | None = Field(
+        default=None, max_length=2048, description="Why the last run failed, if it did."
+    )
+
+
 class DatabaseMigrationStatus(ApiModel):
     """What happened, step by step, with the evidence of each."""
 
@@ -270,4 +295,12 @@ class DatabaseMigrationStatus(ApiModel):
     notifications: list[NotificationRecord] = Field(
         default_factory=list,
         description="Transitions notified to webhooks in this run, with each delivery's state.",
+    )
+    retry: RetryStatus | None = Field(
+        default=None, description="Retries of this generation's run, automatic or asked for."
+    )
+    last_handled_retry: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The last value of the dbmigrate.io/retry annotation the operator acted on.",
     )

@@ -37,6 +37,7 @@ from dbmigrate.api.labels import (
     LABEL_MANAGED_BY,
     LABEL_MIGRATION,
     MANAGER,
+    RETRY_ANNOTATION,
 )
 from dbmigrate.api.status import TERMINAL_PHASES
 from dbmigrate.api.stepnames import KEY_STEP_EXIT
@@ -190,12 +191,16 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
 
 
 def _active(status: kopf.Status, meta: kopf.Meta, body: kopf.Body, **_: Any) -> bool:
-    """The timer runs only while there is something to watch over."""
+    """The timer runs only while there is something to watch over: a run under way, an
+    automatic retry scheduled, or a retry asked for and not yet handled."""
     if meta.get("deletionTimestamp"):
         return False
     finished = status.get("phase") in TERMINAL_PHASES
     current = status.get("observedGeneration") == meta.get("generation")
-    return not (finished and current)
+    retrying = bool((status.get("retry") or {}).get("nextAttemptAt"))
+    asked = (meta.get("annotations") or {}).get(RETRY_ANNOTATION)
+    retry_asked = bool(asked) and asked != status.get("lastHandledRetry")
+    return not (finished and current) or retrying or retry_asked
 
 
 def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:

@@ -147,10 +147,19 @@ class Kube:
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """Names of the keys a Secret holds (None if it does not exist). Values are dropped here
         and never leave this function."""
+        found = self.secret_keys_and_version(namespace, name)
+        return None if found is None else found[0]
+
+    def secret_keys_and_version(
+        self, namespace: str, name: str
+    ) -> tuple[frozenset[str], str | None] | None:
+        """The key names of a Secret and its resourceVersion (None if it does not exist): what
+        it holds and whether it changed, never its values, which are dropped here."""
         secret = self.get("Secret", namespace, name)
         if secret is None:
             return None
-        return frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+        keys = frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+        return keys, secret.get("metadata", {}).get("resourceVersion")
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The text of one key of a Secret (None if the Secret or key is missing, or the value is
