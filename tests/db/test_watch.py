@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -266,3 +267,23 @@ def test_snapshot_and_watch_by_hand(
     assert report["offenders"][0]["query"].startswith("SELECT count(*) FROM events")
     assert report["samples"] >= 2
     assert main(["watch", "--database-url", events_url, "--baseline", str(tmp_path)]) == 2
+
+
+def test_entries_of_other_roles_hidden_from_a_plain_role_are_said(events_url: str) -> None:
+    _calls(events_url, 3)  # entries of the superuser
+    role = f"watch_reader_{secrets.token_hex(4)}"
+    with psycopg.connect(events_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'reader-pw'").format(sql.Identifier(role))
+        )
+    parts = urlsplit(events_url)
+    netloc = f"{role}:reader-pw@{parts.hostname}:{parts.port}"
+    try:
+        with psycopg.connect(urlunsplit(parts._replace(netloc=netloc)), autocommit=True) as conn:
+            snap = take_snapshot(conn, LIMITS)
+        assert snap.statements_available
+        assert any("pg_read_all_stats" in note for note in snap.missing), snap.missing
+        assert all("FROM events" not in s.query for s in snap.statements)
+    finally:
+        with psycopg.connect(events_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -138,12 +138,12 @@ def info_query(view: StatementsView) -> sql.Composed:
 
 
 HIDDEN_TEXT_QUERY = sql.SQL(
-    "SELECT " + MARKER + " count(*) FROM {}.pg_stat_statements"
+    "SELECT " + MARKER + " count(*) FROM {}.pg_stat_statements(false)"
     " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND queryid IS NULL"
 )
 """Entries whose queryid and text the role may not see (other roles', without
-pg_read_all_stats)."""
+pg_read_all_stats); ``showtext`` false, so the query-text file is not read again."""
 
 INDEXES_QUERY = (
     "SELECT "
@@ -184,7 +184,6 @@ SERVER_QUERY = (
     + MARKER
     + """
 clock_timestamp(), current_setting('server_version'),
-       current_setting('server_version_num')::int, current_database(),
-       current_setting('shared_preload_libraries')
+       current_setting('server_version_num')::int, current_database()
 """
 )
