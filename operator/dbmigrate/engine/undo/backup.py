@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from dbmigrate.engine import pgtools
-from dbmigrate.engine.archive import (
+from dbmigrate.engine.undo import pgtools
+from dbmigrate.engine.undo.archive import (
     BackupError,
     listed_entries,
     read_back,
