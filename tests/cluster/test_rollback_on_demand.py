@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
 from dbmigrate import API_GROUP, API_VERSION
 from dbmigrate.api.labels import PAUSE_ANNOTATION, ROLLBACK_ANNOTATION
@@ -93,6 +94,10 @@ def _paused_and_resumed(cluster: Cluster, name: str) -> None:
 NOTES = "CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);"
 
 
+@pytest.mark.local_testbed(
+    reason="its web Deployment has no runnable image; on kind, "
+    "test_rollback_on_demand_scales_a_real_deployment_down_and_back runs a real one"
+)
 def test_pause_then_rollback_on_demand(
     cluster: Cluster, operator: OperatorProcess, database_url: str
 ) -> None:
