@@ -11,7 +11,7 @@ import pytest
 
 from dbmigrate.api.watch import QueryComparison, WatchReport, WatchWindow
 from dbmigrate.cli.main import main
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner import watch
 from dbmigrate.runner.verdict_text import report_text
 

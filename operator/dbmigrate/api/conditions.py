@@ -39,6 +39,7 @@ ConditionType = Literal[
     "Verified",
     "RolledBack",
     "PerformanceVerified",
+    "ReconciliationPaused",
 ]
 READY: Final = "Ready"
 RECONCILING: Final = "Reconciling"
@@ -48,6 +49,7 @@ MIGRATED: Final = "Migrated"
 VERIFIED: Final = "Verified"
 ROLLED_BACK: Final = "RolledBack"
 PERFORMANCE_VERIFIED: Final = "PerformanceVerified"
+RECONCILIATION_PAUSED: Final = "ReconciliationPaused"
 
 TYPES: dict[ConditionType, str] = {
     READY: "the run reached Succeeded for the current generation (kstatus Current)",
@@ -58,6 +60,7 @@ TYPES: dict[ConditionType, str] = {
     VERIFIED: "whether the verify step found every index valid and every probe using it",
     ROLLED_BACK: "whether the rollback after a failed apply or verify restored a verified state",
     PERFORMANCE_VERIFIED: "the verdict of the performance watch after Succeeded (spec.watch)",
+    RECONCILIATION_PAUSED: "whether the operator starts no new step for this resource (paused)",
 }
 
 
@@ -114,6 +117,18 @@ class Reason(StrEnum):
     RETRY_REQUESTED = "RetryRequested"
     AUTOMATIC_RETRY = "AutomaticRetry"
     RETRY_IGNORED = "RetryIgnored"
+    # a rollback on demand (a MigrationRollback): the migration's end, and the request's own
+    ROLLBACK_REQUESTED = "RollbackRequested"
+    ROLLBACK_PLANNING = "RollbackPlanning"
+    ROLLBACK_PLANNED = "RollbackPlanned"
+    CONFIRMATION_REQUIRED = "ConfirmationRequired"
+    ROLLBACK_REFUSED = "RollbackRefused"
+    ROLLBACK_RUNNING = "RollbackRunning"
+    ROLLBACK_SUCCEEDED = "RollbackSucceeded"
+    # pause and resume: ReconciliationPaused
+    PAUSE_ANNOTATION = "PauseAnnotation"
+    OPERATOR_PAUSED = "OperatorPaused"
+    RESUMED = "Resumed"
 
 
 @unique
@@ -165,6 +180,16 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.RETRY_REQUESTED: "the dbmigrate.io/retry annotation started a new run",
     Reason.AUTOMATIC_RETRY: "a run that failed for a cause outside the migration started again",
     Reason.RETRY_IGNORED: "the dbmigrate.io/retry annotation arrived while a run was under way",
+    Reason.ROLLBACK_REQUESTED: "the migration was rolled back because a MigrationRollback asked",
+    Reason.ROLLBACK_PLANNING: "the request is being planned (the rollback check Job runs)",
+    Reason.ROLLBACK_PLANNED: "a dry run: the plan and the data-loss check are in the status",
+    Reason.CONFIRMATION_REQUIRED: "data would be lost: spec.confirm must name the migration",
+    Reason.ROLLBACK_REFUSED: "the rollback cannot run; the message names why",
+    Reason.ROLLBACK_RUNNING: "the migration's emergency rollback runs for this request",
+    Reason.ROLLBACK_SUCCEEDED: "the rollback ran, was verified and the workloads are back",
+    Reason.PAUSE_ANNOTATION: "the dbmigrate.io/pause annotation pauses this resource",
+    Reason.OPERATOR_PAUSED: "the operator runs paused (operator.paused): no new step anywhere",
+    Reason.RESUMED: "the pause was lifted; the operator goes on",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
 }

@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "rollback": "dbmigrate.runner.rollback",
     "snapshot": "dbmigrate.runner.snapshot",
     "watch": "dbmigrate.runner.watch",
+    "rollback-check": "dbmigrate.runner.undo_check",
     "operator": "dbmigrate.cli.operator",
     "job": "dbmigrate.cli.job",
 }

@@ -59,6 +59,7 @@ from dbmigrate.decision.model import (
 )
 from dbmigrate.decision.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.decision.recovery import needs_workload_pods
+from dbmigrate.decision.requested import with_requested_rollback
 from dbmigrate.specs.jobs import required_secret_keys
 from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
@@ -79,8 +80,10 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify_targets: Sequence[notify.Target] = (),
         notify_policy: RetryPolicy | None = None,
+        paused: bool = False,
     ) -> None:
         self.kube = kube
+        self.paused = paused  # the operator-wide pause (``decision.pause``)
         self.namespaces = tuple(namespaces)  # empty: all namespaces
         self.clock = clock
         self.notify_targets = tuple(notify_targets)  # operator-wide (``--notify``)
@@ -96,6 +99,10 @@ class Reconciler:
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
             return self._locks[(namespace, name)]
+
+    def resource_lock(self, namespace: str, name: str) -> threading.Lock:
+        """The lock one reconcile of the resource holds (a rollback on demand starts under it)."""
+        return self._lock(namespace, name)
 
     def _requeued(self, namespace: str, name: str) -> None:
         try:
@@ -230,19 +237,22 @@ class Reconciler:
         status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
         owned = self._owned_jobs(namespace, name, meta["uid"])
         jobs = settle_with_step_exit(self._jobs(owned), status.step_exit)
-        observed = pinned(
-            Observed(
-                name=name,
-                namespace=namespace,
-                uid=meta["uid"],
-                generation=generation,
-                spec=spec,
-                status=status,
-                now=self.clock(),
-                annotations=dict(meta.get("annotations") or {}),
-                jobs=jobs,
-                run_spec=self._run_spec(namespace, name, generation, status),
-                step_pods=self._step_pods(namespace, name, status, owned, jobs),
+        observed = with_requested_rollback(
+            pinned(
+                Observed(
+                    name=name,
+                    namespace=namespace,
+                    uid=meta["uid"],
+                    generation=generation,
+                    spec=spec,
+                    status=status,
+                    now=self.clock(),
+                    annotations=dict(meta.get("annotations") or {}),
+                    jobs=jobs,
+                    run_spec=self._run_spec(namespace, name, generation, status),
+                    step_pods=self._step_pods(namespace, name, status, owned, jobs),
+                    operator_paused=self.paused,
+                )
             )
         )
         spec = observed.spec
@@ -339,6 +349,10 @@ class Reconciler:
             if candidate is not None:
                 others.append(candidate)
         return gates.lock_holder(me, others)
+
+    def all_migrations(self) -> list[Obj]:
+        """Every DatabaseMigration the operator serves."""
+        return self._all_migrations()
 
     def _all_migrations(self) -> list[Obj]:
         if not self.namespaces:

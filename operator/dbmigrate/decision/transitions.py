@@ -37,6 +37,7 @@ from dbmigrate.api.stepnames import (
 from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
+from dbmigrate.decision.requested import requested_cause
 from dbmigrate.specs.jobs import required_secret_keys
 
 STALLED_REQUEUE = 30.0
@@ -180,8 +181,12 @@ def not_reported(ctx: Ctx, step: Step, job: JobObservation, missing: list[str]) 
 
 def cause_of_failure(ctx: Ctx) -> tuple[Reason, str]:
     """(reason, message) that made the run roll back: the failed step's condition (StepFailed
-    when it says nothing, or names a reason this operator does not know); a regression the
-    performance watch found is PerformanceRegressed, with the watch's evidence."""
+    when it says nothing, or names a reason this operator does not know); RollbackRequested
+    for a rollback on demand; a regression the performance watch found is
+    PerformanceRegressed, with the watch's evidence."""
+    asked = requested_cause(ctx.base)
+    if asked is not None:
+        return asked
     if ctx.base.failed_step == STEP_WATCH:
         verdict = find_condition(ctx.base.conditions, PERFORMANCE_VERIFIED)
         evidence = verdict.message if verdict is not None else "the performance watch regressed"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from dbmigrate.api.labels import PROBES_ENV, WATCH_ENV
 from dbmigrate.api.stepnames import KEY_WATCH
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.context import StepContext, say
 
 if TYPE_CHECKING:  # the models load when a baseline is taken, not when the parser is built

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from dbmigrate.api.exitcodes import EXIT_OK
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.context import StepContext, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import add_duration, add_probes, add_run_options

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.context import StepContext, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import add_duration, add_output, add_run_options
