@@ -92,7 +92,8 @@ def _run(argv: list[str], env_url: str | None) -> tuple[int, str, str]:
 
 
 def _check_command(command: str, url: str, password: str, parseable: bool, output: str) -> None:
-    passed_as_flag = [command, "--database-url", url, *COMMANDS[command], "--output", output]
+    # one argument, as a password may start with "-" (argparse would take it for an option)
+    passed_as_flag = [command, f"--database-url={url}", *COMMANDS[command], "--output", output]
     from_env = [command, *COMMANDS[command], "--output", output]
     for argv, env_url in ((passed_as_flag, None), (from_env, url)):
         code, out, err = _run(argv, env_url)
