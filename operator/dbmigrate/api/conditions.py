@@ -60,6 +60,7 @@ class Reason(StrEnum):
     APPROVAL_REFUSED = "ApprovalRefused"
     WAITING_FOR_WINDOW = "WaitingForWindow"
     WAITING_FOR_LOCK = "WaitingForLock"
+    WAITING_FOR_PROMOTION = "WaitingForPromotion"
     # a prerequisite is missing: Stalled=True in the current phase, heals once it is there
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
@@ -104,6 +105,7 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.APPROVAL_REFUSED: "the approve annotation names another plan hash than the current",
     Reason.WAITING_FOR_WINDOW: "the plan waits for its maintenance window to open",
     Reason.WAITING_FOR_LOCK: "another migration is changing the same database",
+    Reason.WAITING_FOR_PROMOTION: "the pending versions have not succeeded in staging yet",
     Reason.SECRET_NOT_FOUND: "the Secret of spec.database.secretRef does not exist",
     Reason.SECRET_KEY_MISSING: "the Secret lacks a key the spec names",
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",

@@ -32,3 +32,4 @@ PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by pla
 MIGRATIONS_MOUNT = "/migrations"  # the ConfigMap of spec.source.inline / configMapRef
 BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to
+STAGING_ENV_PREFIX = "DBMIGRATE_STAGING_"  # + N + _URL or _PGHOST...: the Nth staging database

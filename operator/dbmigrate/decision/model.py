@@ -74,6 +74,7 @@ OPERATOR_FIELDS = (
     "jobs",
     "scaled_workloads",
     "notifications",
+    "promotion_migrations",
 )
 
 
@@ -98,6 +99,14 @@ class SecretObservation:
     missing_keys: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class StagingMigration:
+    """A DatabaseMigration named in spec.promotion.requireSucceeded, as read from the API."""
+
+    generation: int
+    status: DatabaseMigrationStatus
+
+
 @dataclass(frozen=True, kw_only=True)
 class Observed:
     """Everything ``decide`` may look at.
@@ -108,7 +117,10 @@ class Observed:
     database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
     pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
     (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
-    a newer generation waits for it (``pinning``). ``now`` is the only clock decide reads.
+    a newer generation waits for it (``pinning``). ``staging_migrations``: the DatabaseMigrations
+    of spec.promotion.requireSucceeded by ``namespace/name`` (None: not found), read only while
+    the promotion gate may be asked (``promotion``); ``staging_secrets``: the Secrets of
+    spec.promotion.requireAppliedIn by name. ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -125,6 +137,8 @@ class Observed:
     lock_holder: str | None = None
     workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_spec: DatabaseMigrationSpec | None = None
+    staging_migrations: dict[str, StagingMigration | None] = field(default_factory=dict)
+    staging_secrets: dict[str, SecretObservation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
