@@ -1,4 +1,5 @@
-"""Installs the DatabaseMigration CRD on a test bed and waits until the API server serves it.
+"""Installs the DatabaseMigration CRD (and the DatabaseMigrationRollout CRD beside it) on a test
+bed and waits until the API server serves them.
 
 One place for tests, benchmarks and the demo. It polls the Established condition instead of
 ``kubectl wait``, which fails outright while a just-created CRD has no conditions yet.
@@ -15,23 +16,30 @@ from dbmigrate import API_GROUP, PLURAL
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "dbmigrate.io_databasemigrations.yaml"
 CRD_NAME = f"crd/{PLURAL}.{API_GROUP}"
+ROLLOUT_CRD_FILE = CRD_FILE.with_name("dbmigrate.io_databasemigrationrollouts.yaml")
+ROLLOUT_CRD_NAME = f"crd/databasemigrationrollouts.{API_GROUP}"
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def wait_established(kubectl: Kubectl, timeout: float = 60) -> None:
+def wait_established(kubectl: Kubectl, timeout: float = 60, crd: str = CRD_NAME) -> None:
     """Return once the CRD is Established; RuntimeError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
     while time.monotonic() < deadline:
-        if kubectl("get", CRD_NAME, "-o", jsonpath).stdout.strip() == "True":
+        if kubectl("get", crd, "-o", jsonpath).stdout.strip() == "True":
             return
         time.sleep(0.5)
-    raise RuntimeError(f"{CRD_NAME} did not become Established within {timeout:.0f} s")
+    raise RuntimeError(f"{crd} did not become Established within {timeout:.0f} s")
 
 
 def install_crd(kubectl: Kubectl, crd_file: Path = CRD_FILE, timeout: float = 60) -> None:
-    """Server-side apply the CRD (taking over conflicting fields) and wait until it is served."""
-    done = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file))
-    if done.returncode != 0:
-        raise RuntimeError(f"installing {crd_file.name} failed: {done.stderr.strip()}")
+    """Server-side apply the CRD (taking over conflicting fields) and wait until it is served;
+    the default also installs the DatabaseMigrationRollout CRD."""
+    files = [crd_file, ROLLOUT_CRD_FILE] if crd_file == CRD_FILE else [crd_file]
+    for path in files:
+        done = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        if done.returncode != 0:
+            raise RuntimeError(f"installing {path.name} failed: {done.stderr.strip()}")
     wait_established(kubectl, timeout)
+    if crd_file == CRD_FILE:
+        wait_established(kubectl, timeout, ROLLOUT_CRD_NAME)

@@ -25,6 +25,7 @@ from dbmigrate.api.conditions import (
     known_reason,
 )
 from dbmigrate.api.evidence import RollbackRecord
+from dbmigrate.api.rollout import WaveState
 from dbmigrate.api.spec import NotificationEvent, RollbackSpec
 from dbmigrate.api.status import Phase
 from dbmigrate.decision.model import JobState
@@ -50,9 +51,11 @@ def contract_spellings() -> set[str]:
 
 def shared_spellings() -> set[str]:
     """Spellings that are also values of another contract (a phase, a notification event, a
-    rollback strategy, a Job state), so a string of that spelling may mean the other one."""
+    rollback strategy, a Job state, a rollout wave's state), so a string of that spelling may
+    mean the other one."""
     strategy = get_args(RollbackSpec.model_fields["strategy"].annotation)
-    return {*get_args(Phase), *get_args(NotificationEvent), *strategy, *get_args(JobState)}
+    waves = get_args(WaveState)
+    return {*get_args(Phase), *get_args(NotificationEvent), *strategy, *get_args(JobState), *waves}
 
 
 def undocumented(docs: str) -> list[str]:

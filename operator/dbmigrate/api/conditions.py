@@ -90,6 +90,13 @@ class Reason(StrEnum):
     VERIFIED = "Verified"
     DROPPED_CREATED_OBJECTS = "DropCreatedObjects"
     RESTORED_BACKUP = "RestoreBackup"
+    # a DatabaseMigrationRollout's kstatus conditions
+    WAVE_PROGRESSING = "WaveProgressing"
+    SOAKING = "Soaking"
+    WAITING_FOR_PROMOTE = "WaitingForPromote"
+    WAITING_FOR_ANALYSIS = "WaitingForAnalysis"
+    FAILURE_BUDGET_EXCEEDED = "FailureBudgetExceeded"
+    ROLLOUT_COMPLETE = "RolloutComplete"
 
 
 @unique
@@ -98,6 +105,9 @@ class EventReason(StrEnum):
 
     WORKLOAD_NOT_FOUND = "WorkloadNotFound"
     NOTIFICATION_FAILED = "NotificationFailed"
+    WAVE_STARTED = "WaveStarted"
+    WAVE_COMPLETED = "WaveCompleted"
+    WAVE_ROLLBACK_REQUESTED = "WaveRollbackRequested"
 
 
 REASON_MEANINGS: dict[Reason | EventReason, str] = {
@@ -130,8 +140,17 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.VERIFIED: "every index is valid and every probe uses its index",
     Reason.DROPPED_CREATED_OBJECTS: "rolled back by dropping what the run created",
     Reason.RESTORED_BACKUP: "rolled back by restoring the backup",
+    Reason.WAVE_PROGRESSING: "a rollout's wave is migrating its targets",
+    Reason.SOAKING: "a rollout soaks after a wave (pause with a duration)",
+    Reason.WAITING_FOR_PROMOTE: "a rollout waits for the promote annotation after a wave",
+    Reason.WAITING_FOR_ANALYSIS: "a rollout waits for its wave's performance verdicts",
+    Reason.FAILURE_BUDGET_EXCEEDED: "a rollout stopped: more targets failed than its budget",
+    Reason.ROLLOUT_COMPLETE: "every target of a rollout succeeded",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
+    EventReason.WAVE_STARTED: "a rollout's wave started its first targets",
+    EventReason.WAVE_COMPLETED: "every target of a rollout's wave ended",
+    EventReason.WAVE_ROLLBACK_REQUESTED: "a rollout asked the failing wave's targets to roll back",
 }
 
 

@@ -1,4 +1,5 @@
-"""Generates the DatabaseMigration CRD from the pydantic models: one schema, never hand-written.
+"""Generates the CRDs (DatabaseMigration, DatabaseMigrationRollout) from the pydantic models: one
+schema, never hand-written.
 
 pydantic's JSON schema is turned into a structural OpenAPI v3 schema as the API server wants it:
 ``$ref`` inlined, ``anyOf [X, null]`` collapsed to X, titles dropped, ``additionalProperties:
@@ -14,6 +15,12 @@ from typing import Any
 import yaml
 
 from dbmigrate import API_GROUP, API_VERSION, KIND, PLURAL
+from dbmigrate.api.rollout import (
+    ROLLOUT_KIND,
+    ROLLOUT_PLURAL,
+    DatabaseMigrationRolloutSpec,
+    DatabaseMigrationRolloutStatus,
+)
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
 
@@ -39,7 +46,7 @@ KEPT_KEYS = {
     "x-kubernetes-int-or-string",
 }
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Target", "type": "string", "jsonPath": ".status.targetVersion"},
     {"name": "Applied", "type": "string", "jsonPath": ".status.currentVersion"},
@@ -56,6 +63,22 @@ PRINTER_COLUMNS = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+ROLLOUT_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Wave", "type": "string", "jsonPath": ".status.currentWaveName"},
+    {"name": "Succeeded", "type": "string", "jsonPath": ".status.progress"},
+    {"name": "Failed", "type": "integer", "jsonPath": ".status.totals.failed"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+CRD_FILES = {
+    KIND: "crds/dbmigrate.io_databasemigrations.yaml",
+    ROLLOUT_KIND: "crds/dbmigrate.io_databasemigrationrollouts.yaml",
+}
 
 
 class SchemaError(ValueError):
@@ -108,14 +131,38 @@ def openapi_schema(model: type[Any], path: str) -> dict[str, Any]:
     return _structural(raw, raw.get("$defs", {}), path)
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object of DatabaseMigration."""
-    spec = openapi_schema(DatabaseMigrationSpec, "spec")
-    status = openapi_schema(DatabaseMigrationStatus, "status")
+def build_crd(kind: str = KIND) -> dict[str, Any]:
+    """The CustomResourceDefinition object of DatabaseMigration (or DatabaseMigrationRollout)."""
+    if kind == ROLLOUT_KIND:
+        return _crd(
+            ROLLOUT_KIND, ROLLOUT_PLURAL, "dbmro", DatabaseMigrationRolloutSpec,
+            DatabaseMigrationRolloutStatus, ROLLOUT_PRINTER_COLUMNS,
+            "DatabaseMigrationRollout rolls one migration out to many PostgreSQL databases in "
+            "waves: one DatabaseMigration per target, a failure budget, soaks and promotion.",
+        )  # fmt: skip
+    if kind != KIND:
+        raise ValueError(f"unknown kind {kind!r}; expected {KIND} or {ROLLOUT_KIND}")
+    return _crd(
+        KIND, PLURAL, "dbm", DatabaseMigrationSpec, DatabaseMigrationStatus, PRINTER_COLUMNS,
+        "DatabaseMigration migrates one PostgreSQL database safely: plan and lint, "
+        "gates, backup, apply, verify, and an emergency rollback when a check fails.",
+    )  # fmt: skip
+
+
+def _crd(
+    kind: str,
+    plural: str,
+    short: str,
+    spec_model: type[Any],
+    status_model: type[Any],
+    columns: list[dict[str, Any]],
+    description: str,
+) -> dict[str, Any]:
+    spec = openapi_schema(spec_model, "spec")
+    status = openapi_schema(status_model, "status")
     root = {
         "type": "object",
-        "description": "DatabaseMigration migrates one PostgreSQL database safely: plan and lint, "
-        "gates, backup, apply, verify, and an emergency rollback when a check fails.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "Versioned schema of this object."},
@@ -128,16 +175,16 @@ def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "metadata": {"name": f"{plural}.{API_GROUP}"},
         "spec": {
             "group": API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["dbm"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
                 "categories": ["dbmigrate"],
             },
             "versions": [
@@ -146,7 +193,7 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -154,7 +201,7 @@ def build_crd() -> dict[str, Any]:
     }
 
 
-def render_crd_yaml() -> str:
+def render_crd_yaml(kind: str = KIND) -> str:
     """The CRD as the YAML committed in ``crds/`` (stable key order, a generated-file header)."""
     header = "# Generated by `dbmigrate crd` from operator/dbmigrate/api. Do not edit by hand.\n"
-    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+    return header + yaml.safe_dump(build_crd(kind), sort_keys=False, width=100)

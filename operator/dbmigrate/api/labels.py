@@ -21,6 +21,15 @@ MANAGER = "dbmigrate-operator"
 
 # Annotations a person (or a GitOps tool) sets on a DatabaseMigration.
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
+ROLLBACK_ANNOTATION = f"{API_GROUP}/rollback"  # a token: roll this run back (on demand)
+# ... and on a DatabaseMigrationRollout: go on after a `pause: {}` (kubectl dbmigrate promote).
+PROMOTE_ANNOTATION = f"{API_GROUP}/promote"
+
+# A rollout's children (DatabaseMigrations): which rollout, target and wave, and the template.
+LABEL_ROLLOUT = f"{API_GROUP}/rollout"
+LABEL_WAVE = f"{API_GROUP}/wave"
+TARGET_ANNOTATION = f"{API_GROUP}/target-secret"
+TEMPLATE_HASH_ANNOTATION = f"{API_GROUP}/template-hash"
 
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"

@@ -34,7 +34,7 @@ def event_body(
     now: datetime,
     instance: str = "",
 ) -> dict[str, Any]:
-    """The core/v1 Event object about ``resource`` (a DatabaseMigration as a dict)."""
+    """The core/v1 Event object about ``resource`` (a DatabaseMigration, or the kind it names)."""
     meta = resource["metadata"]
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
@@ -44,7 +44,7 @@ def event_body(
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
         "involvedObject": {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": KIND,
+            "kind": resource.get("kind") or KIND,
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta.get("uid", ""),

@@ -45,9 +45,11 @@ from dbmigrate.specs.naming import job_name
 
 MAX_RECHECK = 600.0
 DEFAULT_RECHECK = 30.0
-# the performance watch's verdict on a DatabaseMigration (its condition type and bad reason)
+# the performance watch's verdict on a DatabaseMigration (its condition type and reasons; the
+# rollout's analysis gate reads them too)
 PERFORMANCE_VERIFIED = "PerformanceVerified"
 REGRESSED = "Regressed"
+NO_REGRESSION = "NoRegression"
 PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])
 
 
