@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 from dbmigrate import API_GROUP, API_VERSION
 from dbmigrate.engine.history import ensure_history
@@ -31,6 +32,7 @@ from tests.cluster.operator_harness import (
     operator,
     pod_url,
 )
+from tests.webhook_receiver import running_receiver
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
 
@@ -108,6 +110,7 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
     began = time.monotonic()
     cluster.watchdogs.append(operator.assert_alive)
     with contextlib.ExitStack() as stack:
+        hooks = stack.enter_context(running_receiver())
         urls = [stack.enter_context(fresh_database(pg_admin_url, "fleet")) for _ in range(TARGETS)]
         late = [stack.enter_context(fresh_database(pg_admin_url, "late")) for _ in range(2)]
         names = [f"tenant-{i:03d}" for i in range(TARGETS)]
@@ -117,6 +120,7 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
         for name, url in zip(names, urls, strict=True):
             _secret(cluster, name, url, {"fleet": "yes"})
         _secret(cluster, "late-000", late[0], {"fleet": "late"})
+        cluster.secret("hooks", {"url": hooks.url()})
         prepared = time.monotonic()
         _rollout(
             cluster,
@@ -140,6 +144,7 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
                 "template": _template(),
                 "targets": {"selector": {"fleet": "late"}, "uriKey": "uri"},
                 "waves": [{"name": "all", "maxParallel": 2}],
+                "notifications": [{"name": "team", "secretRef": {"name": "hooks"}}],
             },
         )
         done = _wait(cluster, "tenants", lambda s: s.get("phase") == "Completed", "Completed", 90)
@@ -153,6 +158,13 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
         )  # fmt: skip
         assert joined["totals"]["total"] == 2
         assert history_versions(late[1]) == {1: "applied"}
+        hooks.wait_for(5)  # started, ended, complete; then again for the late tenant
+        told = [(b["event"], b["wave"]) for b in hooks.received()]
+        assert told[:3] == [("WaveStarted", "all"), ("WaveCompleted", "all"),
+                            ("RolloutComplete", None)], told  # fmt: skip
+        assert ("RolloutComplete", None) in told[3:] and hooks.received()[-1]["totals"][
+            "total"
+        ] == 2
 
         stopped = _wait(cluster, "fleet", lambda s: s.get("phase") == "Stopped", "Stopped", 150)
         ended = time.monotonic()
@@ -182,3 +194,34 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
         f"rollout scenario: {TARGETS} targets, prepared in {prepared - began:.1f}s, stopped "
         f"{ended - prepared:.1f}s after the rollout was created"
     )
+
+
+@pytest.mark.real_kubelet
+def test_a_rollout_on_kind_spreads_its_step_jobs_over_the_workers(
+    cluster: Cluster, operator: OperatorProcess, pg_admin_url: str
+) -> None:
+    """The kind tier: targets in the cluster's PostgreSQL, the project's image, real nodes."""
+    began = time.monotonic()
+    cluster.watchdogs.append(operator.assert_alive)
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(fresh_database(pg_admin_url, "kind")) for _ in range(6)]
+        cluster.config_map("fleet-files", FILES)
+        for i, url in enumerate(urls):
+            _secret(cluster, f"shard-{i}", url, {"fleet": "kind"})
+        spec = {
+            "template": _template(),
+            "targets": {"selector": {"fleet": "kind"}, "uriKey": "uri"},
+            "waves": [
+                {"name": "one", "count": 2, "maxParallel": 2},
+                {"name": "all", "maxParallel": 4},
+            ],
+        }
+        _rollout(cluster, "shards", spec)
+        done = _wait(cluster, "shards", lambda s: s.get("phase") == "Completed", "Completed", 300)
+        assert done["progress"] == "6/6", done
+        for url in urls:
+            assert history_versions(url) == {1: "applied"}
+        pods = cluster.kube.list("Pod", cluster.ns, "dbmigrate.io/step")
+        nodes = {p["spec"].get("nodeName") for p in pods}
+        assert len(pods) == 18 and len(nodes) >= 2, sorted(filter(None, nodes))
+    print(f"kind rollout: 6 targets on {len(nodes)} nodes in {time.monotonic() - began:.1f}s")

@@ -29,7 +29,7 @@ from dbmigrate.api.spec import (
     DURATION_PATTERN,
     ZERO_DURATION_PATTERN,
     DatabaseMigrationSpec,
-    NotificationTarget,
+    UrlSecretRef,
 )
 
 ROLLOUT_KIND = "DatabaseMigrationRollout"
@@ -175,6 +175,22 @@ class WaveSpec(ApiModel):
         return self
 
 
+class RolloutNotificationTarget(ApiModel):
+    """A webhook told when a wave starts or ends, and when the rollout completes or stops."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63, description="Name of the target."
+    )
+    secret_ref: UrlSecretRef = Field(
+        description="The Secret key holding the webhook URL; the URL is never logged or shown."
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json",
+        description='json: {"kind", "namespace", "name", "event", "wave", "message", "totals"}; '
+        'slack: a {"text": ...} message.',
+    )
+
+
 class DatabaseMigrationRolloutSpec(ApiModel):
     """One migration, rolled out to many databases in waves."""
 
@@ -205,10 +221,11 @@ class DatabaseMigrationRolloutSpec(ApiModel):
         description="When a budget is exceeded, also roll back the targets of the failing wave "
         "that succeeded (annotation dbmigrate.io/rollback on their DatabaseMigration).",
     )
-    notifications: list[NotificationTarget] = Field(
+    notifications: list[RolloutNotificationTarget] = Field(
         default_factory=list,
         max_length=10,
-        description="Webhooks told when a wave starts, completes, or the rollout stops.",
+        description="Webhooks told when a wave starts or ends and when the rollout completes or "
+        "stops (each target's own migration notifies through template.notifications).",
     )
 
 

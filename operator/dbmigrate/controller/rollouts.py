@@ -9,6 +9,12 @@ rollback annotations. A child's change does not reconcile the rollout at once: i
 reconcile a second later (``CHILD_DEBOUNCE``), so a wave of children finishing together costs one
 reconcile, not one each.
 
+Every Event of a decision (a wave started or ended, the rollout completed or stopped, a rollback
+asked for) is also sent to each of ``spec.notifications`` (``notify``), after the status patch
+that records the transition, off the reconcile's thread, with the bounded retries of
+``webhooks.post_with_retries``; a delivery that fails is logged and posted as a Warning Event
+``NotificationFailed`` (it is not sent again: a rollout's notifications are at most once).
+
 A child to start that exists already (its template changed) is brought to the current template
 with a JSON patch replacing its spec, labels and annotations; the child's own reconcile then
 starts its new run.
@@ -16,28 +22,35 @@ starts its new run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from dbmigrate.api.conditions import EventReason
 from dbmigrate.api.labels import ROLLBACK_ANNOTATION
 from dbmigrate.api.rollout import (
     ROLLOUT_KIND,
     DatabaseMigrationRolloutSpec,
     DatabaseMigrationRolloutStatus,
+    RolloutNotificationTarget,
     TargetSecrets,
 )
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import JSON_PATCH, ApiError, Kube, Obj, path_of
 from dbmigrate.controller.requeue import Requeuer
+from dbmigrate.controller.webhooks import RetryPolicy, post_with_retries
 from dbmigrate.decision.rollout import (
     Child,
     RolloutDecision,
+    RolloutEvent,
     RolloutObserved,
     decide_rollout,
     observe_child,
@@ -74,6 +87,8 @@ class RolloutReconciler:
         self.requeuer = Requeuer(self._requeued)
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
+        self.policy = RetryPolicy()
+        self._senders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rollout-notify")
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -183,8 +198,31 @@ class RolloutReconciler:
                     raise
         for event in decision.events:
             self.events.emit(resource, event.type, event.reason, event.message)
+            for hook in observed.spec.notifications:
+                body = notification_body(observed, decision, event, hook)
+                self._senders.submit(self._send, resource, hook, body)
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
+
+    def _send(self, resource: Obj, target: RolloutNotificationTarget, body: Any) -> None:
+        """One notification to one target (on a sender thread; never raises)."""
+        meta = resource["metadata"]
+        error: str | None
+        try:
+            ref = target.secret_ref
+            url = self.kube.secret_value(meta["namespace"], ref.name, ref.key)
+            if not url or not url.strip().startswith(("http://", "https://")):
+                error = f"Secret {ref.name} has no http(s) URL under key {ref.key}"
+            else:
+                result = asyncio.run(post_with_retries(url.strip(), body, self.policy))
+                error = None if result.delivered else result.error
+        except Exception as exc:  # a sender thread must survive anything; the rollout goes on
+            error = f"could not be sent ({type(exc).__name__})"
+        if error is None:
+            return
+        message = f"notification to target {target.name} failed: {error}; the rollout goes on"
+        log.warning("rollout %s/%s: %s", meta["namespace"], meta["name"], message)
+        self.events.emit(resource, "Warning", EventReason.NOTIFICATION_FAILED, message)
 
     def _bring_to_template(self, child: Obj) -> None:
         """Replace an existing child's spec, labels and annotations with the current ones."""
@@ -205,3 +243,26 @@ class RolloutReconciler:
     def _annotations(self, namespace: str, name: str) -> dict[str, str]:
         current = self.kube.get("DatabaseMigration", namespace, name) or {}
         return dict((current.get("metadata") or {}).get("annotations") or {})
+
+
+def notification_body(
+    observed: RolloutObserved,
+    decision: RolloutDecision,
+    event: RolloutEvent,
+    target: RolloutNotificationTarget,
+) -> Any:
+    """The JSON a target receives about ``event`` (or a Slack message)."""
+    where = f"{observed.namespace}/{observed.name}"
+    if target.format == "slack":
+        return {"text": f"dbmigrate rollout {where}: {event.message}"}
+    return {
+        "kind": ROLLOUT_KIND,
+        "namespace": observed.namespace,
+        "name": observed.name,
+        "generation": observed.generation,
+        "event": str(event.reason),
+        "wave": event.wave,
+        "message": event.message,
+        "phase": decision.status.phase,
+        "totals": decision.status.totals.to_wire(),
+    }

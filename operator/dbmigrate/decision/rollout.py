@@ -114,11 +114,12 @@ class RolloutObserved:
 
 @dataclass(frozen=True)
 class RolloutEvent:
-    """An Event to post on the rollout."""
+    """An Event to post on the rollout (each is also sent to spec.notifications)."""
 
     type: EventType
     reason: Reason | EventReason
     message: str
+    wave: str | None = None
 
 
 @dataclass(frozen=True)
@@ -329,9 +330,8 @@ class _Plan:
 
     def _wave_events(self, name: str, before: WaveState, after: WaveState) -> None:
         if before == "Pending" and after != "Pending":
-            self.events.append(
-                RolloutEvent("Normal", EventReason.WAVE_STARTED, f"wave {name} started")
-            )
+            started = RolloutEvent("Normal", EventReason.WAVE_STARTED, f"wave {name} started", name)
+            self.events.append(started)
         if after in ("Analyzing", "Soaking", "WaitingForPromote", "Succeeded") and before in (
             "Pending",
             "Running",
@@ -340,7 +340,7 @@ class _Plan:
             text = f"wave {name} ended: {totals.succeeded}/{totals.total} succeeded"
             self.events.append(
                 RolloutEvent(
-                    "Normal", EventReason.WAVE_COMPLETED, f"{text}, {totals.failed} failed"
+                    "Normal", EventReason.WAVE_COMPLETED, f"{text}, {totals.failed} failed", name
                 )
             )
 
