@@ -293,3 +293,21 @@ def test_the_summary_renders_waves_and_failures() -> None:
     assert lines[0].startswith("rollout fleet: Stopped, 0/10 succeeded")
     assert any("wave 1 canary: Failed" in line for line in lines)
     assert lines[-1] == "   failed t00 (canary): ApplyFailed: boom"
+
+
+def test_a_notification_names_the_event_its_wave_and_the_totals() -> None:
+    from dbmigrate.api.rollout import RolloutNotificationTarget
+    from dbmigrate.controller.rollouts import notification_body, secret_selector
+
+    spec = _spec()
+    observed = _observed(spec)
+    decision = decide_rollout(observed)
+    (started,) = decision.events
+    hook = RolloutNotificationTarget.model_validate({"name": "t", "secretRef": {"name": "h"}})
+    body = notification_body(observed, decision, started, hook)
+    assert (body["event"], body["wave"], body["totals"]["pending"]) == ("WaveStarted", "canary", 10)
+    slack = hook.model_copy(update={"format": "slack"})
+    assert notification_body(observed, decision, started, slack) == {
+        "text": "dbmigrate rollout apps/fleet: wave canary started"
+    }
+    assert secret_selector(spec.targets) == "fleet=yes"
