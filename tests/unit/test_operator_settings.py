@@ -122,6 +122,11 @@ def test_the_handlers_keep_their_ids() -> None:
         "on_timer",
         "on_step_exit",
         "on_job_event",
+        "rollout_on_create",
+        "rollout_on_resume",
+        "rollout_on_update",
+        "rollout_on_timer",
+        "rollout_on_child_event",
     }
 
 
