@@ -95,8 +95,9 @@ def test_promotion_refuses_a_changed_file_and_starts_once_staging_has_it(
         plan_jobs = [j["name"] for j in done["jobs"] if j["step"] == "plan"]
         assert plan_jobs[0] == "prod-plan-g1" and len(plan_jobs) >= 2  # planned again
 
-        still = cluster.status("changed")  # its 001 is still not the file staging ran
-        assert still["phase"] == "WaitingForPromotion", still.get("message")
+        # its 001 is still not the file staging ran: it goes on waiting (planning again now and
+        # then to check staging once more), and never fails
+        still = cluster.wait_phase("changed", "WaitingForPromotion", timeout=30)
         assert "1 applied there from a different file" in still["message"]
         assert history_versions(other) == {}
     print(f"promotion scenario took {time.monotonic() - began:.1f}s")
