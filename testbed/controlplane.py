@@ -147,11 +147,26 @@ class ControlPlane:
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
             "--endpoint-reconciler-type=none",
+            *self._audit_args(),
         ]
         ctx = self.admin_ssl_context()
         self._launch(
             "kube-apiserver", argv, lambda: _http_ok(f"{self.server}/readyz", ctx), 120, 0.25
         )
+
+    def _audit_args(self) -> list[str]:
+        """With env DBMIGRATE_TESTBED_AUDIT_LOG=FILE, every request is logged there (audit level
+        Metadata: who, verb, resource, user agent; no bodies), for benchmarks that count an
+        operator's API requests."""
+        log_file = os.environ.get("DBMIGRATE_TESTBED_AUDIT_LOG")
+        if not log_file:
+            return []
+        policy = self.root / "audit-policy.yaml"
+        policy.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+            "rules:\n  - level: Metadata\n"
+        )
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={log_file}"]
 
     def _start_controller_manager(self) -> None:
         assert self.certs is not None

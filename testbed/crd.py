@@ -1,5 +1,5 @@
-"""Installs the CRDs (DatabaseMigration, and with it MigrationRollback) on a test bed and
-waits until the API server serves them.
+"""Installs the CRDs (DatabaseMigration, and with it MigrationRollback and
+DatabaseMigrationRollout) on a test bed and waits until the API server serves them.
 
 One place for tests, benchmarks and the demo. It polls the Established condition instead of
 ``kubectl wait``, which fails outright while a just-created CRD has no conditions yet.
@@ -18,6 +18,8 @@ CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "dbmigrate.io_database
 CRD_NAME = f"crd/{PLURAL}.{API_GROUP}"
 ROLLBACK_CRD_FILE = CRD_FILE.with_name("dbmigrate.io_migrationrollbacks.yaml")
 ROLLBACK_CRD_NAME = f"crd/migrationrollbacks.{API_GROUP}"
+ROLLOUT_CRD_FILE = CRD_FILE.with_name("dbmigrate.io_databasemigrationrollouts.yaml")
+ROLLOUT_CRD_NAME = f"crd/databasemigrationrollouts.{API_GROUP}"
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
@@ -34,8 +36,14 @@ def wait_established(kubectl: Kubectl, timeout: float = 60, name: str = CRD_NAME
 
 def install_crd(kubectl: Kubectl, crd_file: Path = CRD_FILE, timeout: float = 60) -> None:
     """Server-side apply the CRD (taking over conflicting fields) and wait until it is served;
-    the MigrationRollback CRD comes with it (the operator watches both)."""
-    for path, name in ((crd_file, CRD_NAME), (ROLLBACK_CRD_FILE, ROLLBACK_CRD_NAME)):
+    the MigrationRollback and DatabaseMigrationRollout CRDs come with it (the operator watches
+    all three)."""
+    crds = (
+        (crd_file, CRD_NAME),
+        (ROLLBACK_CRD_FILE, ROLLBACK_CRD_NAME),
+        (ROLLOUT_CRD_FILE, ROLLOUT_CRD_NAME),
+    )
+    for path, name in crds:
         done = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
         if done.returncode != 0:
             raise RuntimeError(f"installing {path.name} failed: {done.stderr.strip()}")

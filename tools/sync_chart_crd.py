@@ -1,6 +1,7 @@
 """Copies the generated CRDs from crds/ into the Helm chart and the kustomize base.
 
-Two CRDs: DatabaseMigration (``crd.yaml``) and MigrationRollback (``crd-migrationrollback.yaml``).
+Three CRDs: DatabaseMigration (``crd.yaml``), MigrationRollback (``crd-migrationrollback.yaml``)
+and DatabaseMigrationRollout (``crd-rollout.yaml``).
 
 The kustomize base gets an exact copy (kustomize may not read files above its folder).
 
@@ -32,6 +33,11 @@ COPIES = (
         ROOT / "crds" / "dbmigrate.io_migrationrollbacks.yaml",
         CHART_TEMPLATES / "crd-migrationrollback.yaml",
         ROOT / "manifests" / "base" / "crd-migrationrollback.yaml",
+    ),
+    (
+        ROOT / "crds" / "dbmigrate.io_databasemigrationrollouts.yaml",
+        CHART_TEMPLATES / "crd-rollout.yaml",
+        ROOT / "manifests" / "base" / "crd-rollout.yaml",
     ),
 )
 SOURCE, TARGET, KUSTOMIZE_COPY = COPIES[0]

@@ -36,15 +36,18 @@ SA_NAME = "dbmigrate-operator"  # fullnameOverride below
 # What `kubectl auth can-i --list` shows for the operator's account in a served namespace, beyond
 # what every authenticated account may do (measured on a fresh ServiceAccount).
 OPERATOR_ROWS = {
-    ("databasemigrations.dbmigrate.io", "get list watch patch"),
+    ("databasemigrations.dbmigrate.io", "get list watch patch create"),
     ("databasemigrations.dbmigrate.io/status", "get patch"),
     ("databasemigrations.dbmigrate.io/finalizers", "update"),
     ("migrationrollbacks.dbmigrate.io", "get list watch patch"),
     ("migrationrollbacks.dbmigrate.io/status", "get patch"),
     ("migrationrollbacks.dbmigrate.io/finalizers", "update"),
+    ("databasemigrationrollouts.dbmigrate.io", "get list watch patch"),
+    ("databasemigrationrollouts.dbmigrate.io/status", "get patch"),
+    ("databasemigrationrollouts.dbmigrate.io/finalizers", "update"),
     ("jobs.batch", "list watch create delete"),
     ("configmaps", "get create patch"),
-    ("secrets", "get"),
+    ("secrets", "get list"),
     ("serviceaccounts", "create"),
     ("roles.rbac.authorization.k8s.io", "get create patch"),
     ("rolebindings.rbac.authorization.k8s.io", "get create patch"),

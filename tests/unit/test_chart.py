@@ -230,7 +230,9 @@ def test_rbac_modes() -> None:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
-    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    # get: key names and notification URLs; list: a rollout's target Secrets by label (the
+    # operator asks for their metadata only), never watch, never a write
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}])
@@ -313,9 +315,9 @@ def test_crd_template_is_the_generated_crd() -> None:
     assert chart_crd["metadata"].pop("annotations") == KEEP
     assert chart_crd == yaml.safe_load(CRD_SOURCE.read_text())
     rendered = ct.find(ct.helm_template(), "CustomResourceDefinition")
-    names = sorted(r["metadata"]["name"] for r in rendered)
-    assert names == ["databasemigrations.dbmigrate.io", "migrationrollbacks.dbmigrate.io"]
-    assert all(r["metadata"]["annotations"] == KEEP for r in rendered)
+    names = sorted(crd["spec"]["names"]["kind"] for crd in rendered)
+    assert names == ["DatabaseMigration", "DatabaseMigrationRollout", "MigrationRollback"]
+    assert all(crd["metadata"]["annotations"] == KEEP for crd in rendered)
     assert ct.find(ct.helm_template({"crds": {"create": False}}), "CustomResourceDefinition") == []
 
 

@@ -1239,7 +1239,8 @@ def test_leaving_the_lock_plans_again_under_a_new_job_name() -> None:
     assert decision == decide(observed)
     status = decision.status
     assert (status.phase, decision.create_job) == ("Planning", "plan")
-    assert set(decision.clear_step_keys) == PLANNED
+    # every key the plan step may write is cleared
+    assert set(decision.clear_step_keys) == PLANNED | {"promotion"}
     assert status.plan is None and status.lint is None and status.preflight is None
     assert status.waiting_for is None
     assert [r.name for r in status.jobs] == ["orders-plan-g1", "orders-plan-g1-a2"]

@@ -64,3 +64,35 @@ def test_bad_file_is_an_error(kstatus_bin: Path, tmp_path: Path) -> None:
     proc = subprocess.run([str(kstatus_bin), str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "bad.json" in proc.stderr
+
+
+def test_kstatus_judges_a_rollout_like_a_migration(kstatus_bin: Path, tmp_path: Path) -> None:
+    """A DatabaseMigrationRollout's conditions, as decide_rollout writes them: Completed is
+    Current, a budget exceeded is Failed, a wave under way is InProgress."""
+    from dbmigrate.decision.rollout import decide_rollout
+    from tests.unit.test_rollout import _child, _observed, _spec
+
+    spec = _spec(waves=[{"name": "all", "maxParallel": 5}], failureBudget={"maxFailures": 0})
+    cases = {
+        "completed": [_child(f"t{i:02d}", "all", "succeeded", spec) for i in range(2)],
+        "stopped": [_child("t00", "all", "failed", spec, reason="ApplyFailed", message="x")],
+        "progressing": [_child("t00", "all", "running", spec)],
+    }
+    paths = []
+    for name, children in cases.items():
+        status = decide_rollout(_observed(spec, n=2, children=children)).status
+        obj = {
+            "apiVersion": "dbmigrate.io/v1alpha1",
+            "kind": "DatabaseMigrationRollout",
+            "metadata": {"name": name, "namespace": "apps", "generation": 1},
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(obj))
+        paths.append(path)
+    computed = run(kstatus_bin, paths)
+    assert {k: v[0] for k, v in computed.items()} == {
+        "completed": "Current",
+        "stopped": "Failed",
+        "progressing": "InProgress",
+    }

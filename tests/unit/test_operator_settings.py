@@ -136,6 +136,11 @@ def test_the_handlers_keep_their_ids() -> None:
         "on_request_update",
         "on_check_job_event",
         "on_rollback_annotation",
+        "rollout_on_create",
+        "rollout_on_resume",
+        "rollout_on_update",
+        "rollout_on_timer",
+        "rollout_on_child_event",
     }
 
 

@@ -25,6 +25,7 @@ from dbmigrate.api.conditions import (
     known_reason,
 )
 from dbmigrate.api.evidence import RollbackRecord
+from dbmigrate.api.rollout import WaveState
 from dbmigrate.api.spec import NotificationEvent, RollbackSpec
 from dbmigrate.api.status import Phase
 from dbmigrate.api.watch import Verdict
@@ -51,8 +52,8 @@ def contract_spellings() -> set[str]:
 
 def shared_spellings() -> set[str]:
     """Spellings that are also values of another contract (a phase, a notification event, a
-    rollback strategy, a Job state, a watch verdict), so a string of that spelling may mean the
-    other one."""
+    rollback strategy, a Job state, a watch verdict, a rollout wave's state), so a string of that
+    spelling may mean the other one."""
     strategy = get_args(RollbackSpec.model_fields["strategy"].annotation)
     return {
         *get_args(Phase),
@@ -60,6 +61,7 @@ def shared_spellings() -> set[str]:
         *strategy,
         *get_args(JobState),
         *get_args(Verdict),
+        *get_args(WaveState),
     }
 
 

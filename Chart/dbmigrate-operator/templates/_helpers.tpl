@@ -52,10 +52,11 @@ The permissions the operator needs in every namespace it serves. Each rule names
 needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asserts the exact list.
 */}}
 {{- define "dbmigrate-operator.namespacedRules" -}}
-# Watch DatabaseMigrations; Kopf merge-patches its annotations and finalizer on the resource.
+# Watch DatabaseMigrations; Kopf merge-patches its annotations and finalizer on the resource; a
+# DatabaseMigrationRollout creates one per target (and annotates them to roll back).
 - apiGroups: [dbmigrate.io]
   resources: [databasemigrations]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, create]
 # The operator's status fields. get is needed too: the operator creates, for each migration, a
 # Role granting get/patch on this subresource, and RBAC only lets it grant what it holds.
 - apiGroups: [dbmigrate.io]
@@ -76,6 +77,16 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 - apiGroups: [dbmigrate.io]
   resources: [migrationrollbacks/finalizers]
   verbs: [update]
+# DatabaseMigrationRollouts: watched, their status written, owners of their DatabaseMigrations.
+- apiGroups: [dbmigrate.io]
+  resources: [databasemigrationrollouts]
+  verbs: [get, list, watch, patch]
+- apiGroups: [dbmigrate.io]
+  resources: [databasemigrationrollouts/status]
+  verbs: [get, patch]
+- apiGroups: [dbmigrate.io]
+  resources: [databasemigrationrollouts/finalizers]
+  verbs: [update]
 # The step Jobs: created with deterministic names, listed by label, watched for completion,
 # deleted when superseded.
 - apiGroups: [batch]
@@ -87,10 +98,11 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
   resources: [configmaps]
   verbs: [get, create, patch]
 # Which keys the database Secret holds (never its values); the URL of a spec.notifications
-# target, read from its Secret when a notification is sent (never logged or stored).
+# target, read from its Secret when a notification is sent (never logged or stored); list: a
+# rollout's target Secrets by label selector (metadata only: names and labels).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, list]
 # The step pods' ServiceAccount, and the Role + RoleBinding letting it patch this one status.
 - apiGroups: [""]
   resources: [serviceaccounts]

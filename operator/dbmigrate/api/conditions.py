@@ -73,6 +73,7 @@ class Reason(StrEnum):
     APPROVAL_REFUSED = "ApprovalRefused"
     WAITING_FOR_WINDOW = "WaitingForWindow"
     WAITING_FOR_LOCK = "WaitingForLock"
+    WAITING_FOR_PROMOTION = "WaitingForPromotion"
     # a prerequisite is missing: Stalled=True in the current phase, heals once it is there
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
@@ -129,6 +130,13 @@ class Reason(StrEnum):
     PAUSE_ANNOTATION = "PauseAnnotation"
     OPERATOR_PAUSED = "OperatorPaused"
     RESUMED = "Resumed"
+    # a DatabaseMigrationRollout's kstatus conditions
+    WAVE_PROGRESSING = "WaveProgressing"
+    SOAKING = "Soaking"
+    WAITING_FOR_PROMOTE = "WaitingForPromote"
+    WAITING_FOR_ANALYSIS = "WaitingForAnalysis"
+    FAILURE_BUDGET_EXCEEDED = "FailureBudgetExceeded"
+    ROLLOUT_COMPLETE = "RolloutComplete"
 
 
 @unique
@@ -137,6 +145,9 @@ class EventReason(StrEnum):
 
     WORKLOAD_NOT_FOUND = "WorkloadNotFound"
     NOTIFICATION_FAILED = "NotificationFailed"
+    WAVE_STARTED = "WaveStarted"
+    WAVE_COMPLETED = "WaveCompleted"
+    WAVE_ROLLBACK_REQUESTED = "WaveRollbackRequested"
 
 
 REASON_MEANINGS: dict[Reason | EventReason, str] = {
@@ -144,6 +155,7 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.APPROVAL_REFUSED: "the approve annotation names another plan hash than the current",
     Reason.WAITING_FOR_WINDOW: "the plan waits for its maintenance window to open",
     Reason.WAITING_FOR_LOCK: "another migration is changing the same database",
+    Reason.WAITING_FOR_PROMOTION: "the pending versions have not succeeded in staging yet",
     Reason.SECRET_NOT_FOUND: "the Secret of spec.database.secretRef does not exist",
     Reason.SECRET_KEY_MISSING: "the Secret lacks a key the spec names",
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
@@ -190,8 +202,17 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.PAUSE_ANNOTATION: "the dbmigrate.io/pause annotation pauses this resource",
     Reason.OPERATOR_PAUSED: "the operator runs paused (operator.paused): no new step anywhere",
     Reason.RESUMED: "the pause was lifted; the operator goes on",
+    Reason.WAVE_PROGRESSING: "a rollout's wave is migrating its targets",
+    Reason.SOAKING: "a rollout soaks after a wave (pause with a duration)",
+    Reason.WAITING_FOR_PROMOTE: "a rollout waits for the promote annotation after a wave",
+    Reason.WAITING_FOR_ANALYSIS: "a rollout waits for its wave's performance verdicts",
+    Reason.FAILURE_BUDGET_EXCEEDED: "a rollout stopped: more targets failed than its budget",
+    Reason.ROLLOUT_COMPLETE: "every target of a rollout succeeded",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
+    EventReason.WAVE_STARTED: "a rollout's wave started its first targets",
+    EventReason.WAVE_COMPLETED: "every target of a rollout's wave ended",
+    EventReason.WAVE_ROLLBACK_REQUESTED: "a rollout asked the failing wave's targets to roll back",
 }
 
 

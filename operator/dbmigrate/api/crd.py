@@ -1,5 +1,5 @@
-"""Generates the CRDs (DatabaseMigration, MigrationRollback) from the pydantic models: one
-schema each, never hand-written.
+"""Generates the CRDs (DatabaseMigration, MigrationRollback, DatabaseMigrationRollout) from the
+pydantic models: one schema each, never hand-written.
 
 pydantic's JSON schema is turned into a structural OpenAPI v3 schema as the API server wants it:
 ``$ref`` inlined, ``anyOf [X, null]`` collapsed to X, titles dropped, ``additionalProperties:
@@ -215,7 +215,46 @@ def build_rollback_crd() -> dict[str, Any]:
     )
 
 
-BUILDERS = {"DatabaseMigration": build_crd, "MigrationRollback": build_rollback_crd}
+ROLLOUT_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Wave", "type": "string", "jsonPath": ".status.currentWaveName"},
+    {"name": "Succeeded", "type": "string", "jsonPath": ".status.progress"},
+    {"name": "Failed", "type": "integer", "jsonPath": ".status.totals.failed"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def build_rollout_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object of DatabaseMigrationRollout (a fleet rollout)."""
+    from dbmigrate.api.rollout import (
+        ROLLOUT_KIND,
+        ROLLOUT_PLURAL,
+        DatabaseMigrationRolloutSpec,
+        DatabaseMigrationRolloutStatus,
+    )
+
+    return _definition(
+        ROLLOUT_KIND,
+        ROLLOUT_PLURAL,
+        "dbmro",
+        "DatabaseMigrationRollout rolls one migration out to many PostgreSQL databases in "
+        "waves: one DatabaseMigration per target, a failure budget, soaks and promotion.",
+        openapi_schema(DatabaseMigrationRolloutSpec, "spec"),
+        openapi_schema(DatabaseMigrationRolloutStatus, "status"),
+        ROLLOUT_PRINTER_COLUMNS,
+    )
+
+
+BUILDERS = {
+    "DatabaseMigration": build_crd,
+    "MigrationRollback": build_rollback_crd,
+    "DatabaseMigrationRollout": build_rollout_crd,
+}
 
 
 def render_crd_yaml(kind: str = KIND) -> str:

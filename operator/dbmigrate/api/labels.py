@@ -26,6 +26,14 @@ APPROVE_ANNOTATION = f"{API_GROUP}/approve"
 RETRY_ANNOTATION = f"{API_GROUP}/retry"
 PAUSE_ANNOTATION = f"{API_GROUP}/pause"  # any non-empty value: start no new step
 ROLLBACK_ANNOTATION = f"{API_GROUP}/rollback"  # a token: roll the last run back on demand
+# ... and on a DatabaseMigrationRollout: go on after a `pause: {}` (kubectl dbmigrate promote).
+PROMOTE_ANNOTATION = f"{API_GROUP}/promote"
+
+# A rollout's children (DatabaseMigrations): which rollout, target and wave, and the template.
+LABEL_ROLLOUT = f"{API_GROUP}/rollout"
+LABEL_WAVE = f"{API_GROUP}/wave"
+TARGET_ANNOTATION = f"{API_GROUP}/target-secret"
+TEMPLATE_HASH_ANNOTATION = f"{API_GROUP}/template-hash"
 
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -40,3 +48,4 @@ BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to
 LABEL_ROLLBACK_REQUEST = f"{API_GROUP}/rollback-request"  # on a rollback check Job: its request
 PAUSED_ENV = "DBMIGRATE_PAUSED"  # the operator-wide pause (the chart's operator.paused)
+STAGING_ENV_PREFIX = "DBMIGRATE_STAGING_"  # + N + _URL or _PGHOST...: the Nth staging database

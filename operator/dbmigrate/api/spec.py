@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, JsonValue
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.api.watch import WatchThresholds
@@ -425,6 +425,67 @@ class NotificationTarget(ApiModel):
     )
 
 
+class StagingDatabase(ApiModel):
+    """A database where the same migration files must already have succeeded (read-only)."""
+
+    secret_ref: SecretRef = Field(
+        description="The Secret (in this namespace) with a read-only connection to the staging "
+        "database, in the shape of spec.database.secretRef."
+    )
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer", description="libpq sslmode of the plan step's staging connection."
+    )
+
+
+class MigrationRef(ApiModel):
+    """Another DatabaseMigration in this cluster."""
+
+    namespace: str = Field(
+        min_length=1, max_length=63, description="Namespace of the DatabaseMigration."
+    )
+    name: str = Field(min_length=1, max_length=253, description="Name of the DatabaseMigration.")
+
+
+class PromotionSpec(ApiModel):
+    """Staging first: the versions this run would apply must have succeeded elsewhere first."""
+
+    model_config = _extra(
+        _duration_rule("recheckInterval"),
+        {
+            "rule": "(has(self.requireAppliedIn) && size(self.requireAppliedIn) > 0)"
+            " || (has(self.requireSucceeded) && size(self.requireSucceeded) > 0)",
+            "message": "promotion needs requireAppliedIn (staging databases) or "
+            "requireSucceeded (DatabaseMigrations), or both",
+        },
+    )
+    require_applied_in: list[StagingDatabase] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Databases whose history table must record every pending version as "
+        "applied (not rolled back) with the same checksum; the plan step checks them.",
+    )
+    require_succeeded: list[MigrationRef] = Field(
+        default_factory=list,
+        max_length=5,
+        description="DatabaseMigrations (the operator reads them) that must have Succeeded with "
+        "every pending version, same checksums, and no Regressed performance verdict.",
+    )
+    recheck_interval: str = Field(
+        default="30s",
+        max_length=32,
+        description="How soon a waiting run checks again; doubles on each check, up to 10m.",
+    )
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> PromotionSpec:
+        if not self.require_applied_in and not self.require_succeeded:
+            raise ValueError(
+                "promotion needs requireAppliedIn (staging databases) or requireSucceeded "
+                "(DatabaseMigrations), or both"
+            )
+        return self
+
+
 class DatabaseMigrationSpec(ApiModel):
     """A migration of one PostgreSQL database to a target version, done safely."""
 
@@ -451,6 +512,11 @@ class DatabaseMigrationSpec(ApiModel):
     preflight: PreflightSpec = _defaulted(PreflightSpec, "Preflight checks.")
     maintenance_window: MaintenanceWindowSpec | None = Field(
         default=None, description="When backup and apply may start."
+    )
+    promotion: PromotionSpec | None = Field(
+        default=None,
+        description="Staging first: wait until the pending versions succeeded elsewhere "
+        "(WaitingForPromotion) before the approval, window, backup and apply.",
     )
     approval: ApprovalSpec = _defaulted(ApprovalSpec, "Plan approval.")
     verification: VerificationSpec = _defaulted(VerificationSpec, "Verification after applying.")

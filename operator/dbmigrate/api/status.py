@@ -26,6 +26,7 @@ from dbmigrate.api.evidence import (
 )
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
+from dbmigrate.api.promotion import PromotionCheck, PromotionEvidence
 from dbmigrate.api.spec import NotificationEvent, WorkloadRef
 from dbmigrate.api.stepnames import Step
 from dbmigrate.api.watch import Snapshot, WatchReport
@@ -36,6 +37,7 @@ Phase = Literal[
     "WaitingForApproval",
     "WaitingForWindow",
     "WaitingForLock",
+    "WaitingForPromotion",
     "BackingUp",
     "Migrating",
     "Verifying",
@@ -284,6 +286,16 @@ class DatabaseMigrationStatus(ApiModel):
         default_factory=list, description="Workloads scaled down by the emergency rollback."
     )
     plan: PlanResult | None = Field(default=None, description="Written by the plan step.")
+    promotion: PromotionEvidence | None = Field(
+        default=None,
+        description="Written by the plan step: the staging databases of "
+        "spec.promotion.requireAppliedIn, checked against the pending versions.",
+    )
+    promotion_migrations: list[PromotionCheck] = Field(
+        default_factory=list,
+        description="The staging DatabaseMigrations of spec.promotion.requireSucceeded, as the "
+        "operator judged them last.",
+    )
     lint: LintReport | None = Field(default=None, description="Written by the plan step.")
     preflight: PreflightResult | None = Field(default=None, description="Written by the plan step.")
     backup: BackupEvidence | None = Field(default=None, description="Written by the backup step.")

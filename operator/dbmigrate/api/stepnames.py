@@ -26,6 +26,7 @@ KEY_DATABASE = "database"  # the server's identity, compared across resources
 KEY_LINT = "lint"
 KEY_PREFLIGHT = "preflight"
 KEY_PLAN = "plan"
+KEY_PROMOTION = "promotion"  # the staging databases' evidence (spec.promotion.requireAppliedIn)
 KEY_BACKUP = "backup"
 KEY_PROGRESS = "progress"  # live, while the apply runs
 KEY_APPLY = "apply"
@@ -40,7 +41,8 @@ STEP_ROLLBACK_CHECK: Final = "rollback-check"
 KEY_ROLLBACK_CHECK = "rollbackCheck"
 
 REPORTS: dict[Step, tuple[str, ...]] = {
-    STEP_PLAN: (KEY_PLAN, KEY_PREFLIGHT, KEY_DATABASE, KEY_LINT),  # lint unless the policy is off
+    # lint unless the policy is off; promotion only with spec.promotion.requireAppliedIn
+    STEP_PLAN: (KEY_PLAN, KEY_PREFLIGHT, KEY_DATABASE, KEY_LINT, KEY_PROMOTION),
     STEP_BACKUP: (KEY_BACKUP,),
     STEP_APPLY: (KEY_PROGRESS, KEY_APPLY),
     STEP_VERIFY: (KEY_VERIFICATION,),

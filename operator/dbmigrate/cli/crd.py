@@ -14,15 +14,16 @@ def register(subparsers: Any) -> None:
     """Add the ``crd`` sub-command."""
     parser = subparsers.add_parser(
         "crd",
-        help="print a CRD (DatabaseMigration, MigrationRollback) generated from the API models",
+        help="print a CRD (DatabaseMigration, MigrationRollback, DatabaseMigrationRollout) "
+        "generated from the API models",
         description="Generate the CRD YAML from the pydantic models (the single source of truth).",
     )
     parser.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     parser.add_argument(
         "--kind",
-        choices=("DatabaseMigration", "MigrationRollback"),
+        choices=("DatabaseMigration", "MigrationRollback", "DatabaseMigrationRollout"),
         default="DatabaseMigration",
-        help="which CRD (default DatabaseMigration)",
+        help="which CRD (default: DatabaseMigration)",
     )
     parser.add_argument(
         "--check",

@@ -34,7 +34,7 @@ def event_body(
     now: datetime,
     instance: str = "",
 ) -> dict[str, Any]:
-    """The core/v1 Event object about ``resource`` (a DatabaseMigration as a dict)."""
+    """The core/v1 Event object about ``resource`` (a DatabaseMigration, or the kind it names)."""
     meta = resource["metadata"]
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."

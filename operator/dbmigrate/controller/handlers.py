@@ -1,5 +1,7 @@
 """The Kopf handlers: thin, level-based, all calling the one reconcile of ``reconcile``.
 
+DatabaseMigrationRollouts have handlers of their own (``rollout_handlers``), registered here too.
+
 create, resume, update (spec or the approval annotation changed) and a timer call
 ``Reconciler.reconcile(namespace, name)``; so does every event of a Job we labelled, so a step that
 finishes moves the migration on at once instead of at the next timer tick, and so does a step's
@@ -44,6 +46,7 @@ from dbmigrate.api.labels import (
 from dbmigrate.api.rollback_request import ROLLBACK_KIND, ROLLBACK_PLURAL
 from dbmigrate.api.status import TERMINAL_PHASES
 from dbmigrate.api.stepnames import KEY_STEP_EXIT
+from dbmigrate.controller import rollout_handlers
 from dbmigrate.controller.reconcile import Reconciler
 from dbmigrate.controller.rollback_requests import RequestReconciler
 from dbmigrate.controller.settings import OperatorSettings
@@ -99,6 +102,7 @@ class Handlers:
         self.settings = settings
         self._reconciler: Reconciler | None = None
         self._requests: RequestReconciler | None = None
+        self.rollouts = rollout_handlers.RolloutHandlers()
 
     def startup(self, **_: Any) -> None:
         """Build the Reconciler (after login: its client uses the same credentials)."""
@@ -107,6 +111,7 @@ class Handlers:
         from dbmigrate.controller.kube import Kube, load_api_client
 
         kube = Kube(load_api_client(self.settings.kubeconfig))
+        self.rollouts.startup(kube)
         self._reconciler = Reconciler(
             kube,
             namespaces=self.settings.namespaces,
@@ -207,6 +212,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Han
         registry=registry,
     )(handlers.on_job_event)
     _register_requests(registry, handlers)
+    rollout_handlers.register(registry, settings, handlers.rollouts)
     return handlers
 
 

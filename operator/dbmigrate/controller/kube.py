@@ -18,17 +18,19 @@ import base64
 import binascii
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from kubernetes import client, config
 
-from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate import API_GROUP, API_VERSION, PLURAL, __version__
 
 Obj = dict[str, Any]
 TRANSIENT = frozenset({0, 408, 429, 500, 502, 503, 504})
 MERGE_PATCH = "application/merge-patch+json"
 POOL_SIZE = 32
+USER_AGENT = f"dbmigrate-operator/{__version__}"
 
 # Where each kind we create or read lives in the REST API: (prefix, plural).
 KINDS: dict[str, tuple[str, str]] = {
@@ -47,7 +49,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "DatabaseMigration": (f"/apis/{API_GROUP}/{API_VERSION}", PLURAL),
     "MigrationRollback": (f"/apis/{API_GROUP}/{API_VERSION}", "migrationrollbacks"),
+    "DatabaseMigrationRollout": (f"/apis/{API_GROUP}/{API_VERSION}", "databasemigrationrollouts"),
 }
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):
@@ -75,7 +80,9 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_kube_config(client_configuration=configuration)
     # one connection per worker thread (Kopf's 16, the requeue timers, Events), not urllib3's 10
     configuration.connection_pool_maxsize = POOL_SIZE
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    api.user_agent = USER_AGENT  # the operator's requests are told apart in audit logs
+    return api
 
 
 def path_of(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
@@ -102,10 +109,11 @@ class Kube:
         *,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Obj:
         """One REST call; returns the decoded JSON body or raises ApiError."""
         url_path = path + (f"?{urlencode(query)}" if query else "")
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         method, url, headers, _, _ = self.api.param_serialize(
             method=method,
             resource_path=url_path,
@@ -144,6 +152,29 @@ class Kube:
         query = {"labelSelector": selector} if selector else None
         items: list[Obj] = self.request("GET", path_of(kind, namespace), query=query)["items"]
         return items
+
+    def list_pages(
+        self,
+        kind: str,
+        namespace: str,
+        selector: str | None = None,
+        *,
+        limit: int = 250,
+        metadata_only: bool = False,
+    ) -> Iterator[Obj]:
+        """Items of a list, fetched ``limit`` at a time (memory stays bounded: the caller reduces
+        each item as it comes); ``metadata_only``: names, labels, annotations, no data."""
+        query = {"limit": str(limit)}
+        if selector:
+            query["labelSelector"] = selector
+        accept = METADATA_ONLY if metadata_only else "application/json"
+        while True:
+            page = self.request("GET", path_of(kind, namespace), query=query, accept=accept)
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = token
 
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """Names of the keys a Secret holds (None if it does not exist). Values are dropped here
@@ -249,11 +280,14 @@ class Kube:
             content_type=MERGE_PATCH,
         )
 
-    def patch_status(self, namespace: str, name: str, status: Obj) -> Obj:
-        """Merge-patch the DatabaseMigration's ``/status`` with ``{"status": status}``."""
+    def patch_status(
+        self, namespace: str, name: str, status: Obj, kind: str = "DatabaseMigration"
+    ) -> Obj:
+        """Merge-patch the DatabaseMigration's (or ``kind``'s) ``/status`` with ``{"status":
+        status}``."""
         return self.request(
             "PATCH",
-            path_of("DatabaseMigration", namespace, name, "status"),
+            path_of(kind, namespace, name, "status"),
             {"status": status},
             content_type=MERGE_PATCH,
         )

@@ -52,15 +52,17 @@ from dbmigrate.decision.decide import decide
 from dbmigrate.decision.model import (
     Observed,
     SecretObservation,
+    StagingMigration,
     StepPods,
     index_jobs,
     observe_job,
     settle_with_step_exit,
 )
 from dbmigrate.decision.pinning import needs_run_spec, pinned, read_run_spec
+from dbmigrate.decision.promotion import needs_staging_migrations
 from dbmigrate.decision.recovery import needs_workload_pods
 from dbmigrate.decision.requested import with_requested_rollback
-from dbmigrate.specs.jobs import required_secret_keys
+from dbmigrate.specs.jobs import required_secret_keys, secret_ref_keys
 from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
 log = logging.getLogger("dbmigrate.operator")
@@ -261,7 +263,47 @@ class Reconciler:
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
             workload_pods=self._workload_pods(namespace, spec, status),
+            staging_migrations=self._staging_migrations(spec, status),
+            staging_secrets=self._staging_secrets(namespace, spec, status),
         )
+
+    def _staging_secrets(
+        self, namespace: str, spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus
+    ) -> dict[str, SecretObservation]:
+        """The Secrets of spec.promotion.requireAppliedIn (key names only), before the backup."""
+        if spec.promotion is None or status.phase in TERMINAL_PHASES:
+            return {}
+        found: dict[str, SecretObservation] = {}
+        for staging in spec.promotion.require_applied_in:
+            ref = staging.secret_ref
+            keys = self.kube.secret_keys(namespace, ref.name)
+            missing = tuple(k for k in secret_ref_keys(ref) if keys is not None and k not in keys)
+            found[ref.name] = SecretObservation(exists=keys is not None, missing_keys=missing)
+        return found
+
+    def _staging_migrations(
+        self, spec: DatabaseMigrationSpec, status: DatabaseMigrationStatus
+    ) -> dict[str, StagingMigration | None]:
+        """The DatabaseMigrations of spec.promotion.requireSucceeded (None: not found or not
+        readable as one), while the promotion gate may be asked."""
+        if spec.promotion is None or not needs_staging_migrations(spec, status):
+            return {}
+        found: dict[str, StagingMigration | None] = {}
+        for ref in spec.promotion.require_succeeded:
+            item = self.kube.get("DatabaseMigration", ref.namespace, ref.name)
+            key = f"{ref.namespace}/{ref.name}"
+            try:
+                found[key] = (
+                    None
+                    if item is None
+                    else StagingMigration(
+                        generation=int(item["metadata"].get("generation") or 1),
+                        status=DatabaseMigrationStatus.model_validate(item.get("status") or {}),
+                    )
+                )
+            except ValidationError:
+                found[key] = None
+        return found
 
     def _run_spec(
         self, namespace: str, name: str, generation: int, status: DatabaseMigrationStatus

@@ -1,15 +1,16 @@
 """The pure state machine: ``decide(observed) -> Decision``, no I/O and no clock but
 ``observed.now``, so the same observation always gives the same decision.
 
-Flow of one run: Pending → Planning → (WaitingForApproval | WaitingForWindow | WaitingForLock)
-→ BackingUp → Migrating → Verifying → Succeeded. A run leaving WaitingForLock plans again first
-(Planning, a new attempt of the plan Job): the migration that held the database may have changed
-it, so the plan from before the wait is stale. Before the backup nothing in the database
+Flow of one run: Pending → Planning → (WaitingForPromotion | WaitingForApproval | WaitingForWindow |
+WaitingForLock) → BackingUp → Migrating → Verifying → Succeeded. A run leaving WaitingForLock plans
+again first (Planning, a new attempt of the plan Job): the migration that held the database may have
+changed it, so the plan from before the wait is stale. A run in WaitingForPromotion plans again to
+check its staging databases once more (``promotion.py``). Before the backup nothing in the database
 changes: a failed plan, lint errors under the strict policy, a failed preflight or backup end in
 Failed. A failed apply or verify rolls back (``recovery.py``) and ends RolledBack, or Failed when
-rollback.strategy is None. With backup disabled BackingUp is skipped. A plan with nothing
-pending ends Succeeded at once. Each phase is level-based: if its Job is missing (the operator
-stopped between the status patch and the create) it is created again under the same name.
+rollback.strategy is None. With backup disabled BackingUp is skipped. A plan with nothing pending
+ends Succeeded at once. Each phase is level-based: if its Job is missing (the operator stopped
+between the status patch and the create) it is created again under the same name.
 
 Spec changes while a run is going on (the run's generation is status.observedGeneration):
 
@@ -60,7 +61,7 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_VERIFY,
 )
-from dbmigrate.decision import healing, pause, podstart
+from dbmigrate.decision import healing, pause, podstart, promotion
 from dbmigrate.decision.gate_sequence import through_gates
 from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
@@ -79,7 +80,7 @@ from dbmigrate.decision.watching import after_success
 from dbmigrate.specs.naming import run_id
 
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
-WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
+WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock", "WaitingForPromotion")
 CLEARED_KEYS = (*STEP_KEYS, *REQUEST_KEYS)  # a new run forgets the last rollback on demand
 PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])  # what a plan Job reports
 
@@ -104,6 +105,10 @@ def _decide(observed: Observed) -> Decision:
         return after_success(ctx) or healing.waiting_to_retry(observed)
     if phase == "WaitingForLock":
         return healing.ignore_request(observed, render(*_waiting_for_lock(ctx)))
+    if phase == "WaitingForPromotion":
+        again, promo, expired = _waiting_for_promotion(ctx)
+        rendered = replace(render(again, promo), delete_jobs=expired)
+        return healing.ignore_request(observed, rendered)
     outcome = healing.schedule_retry(ctx, PHASE_HANDLERS[phase](ctx))
     return healing.ignore_request(observed, render(ctx, outcome))
 
@@ -335,12 +340,21 @@ def _waiting_for_lock(ctx: Ctx) -> tuple[Ctx, Outcome]:
     return again, start_step(again, STEP_PLAN, message)
 
 
+def _waiting_for_promotion(ctx: Ctx) -> tuple[Ctx, Outcome, tuple[str, ...]]:
+    """WaitingForPromotion: plan again when the staging databases are due another check (a new
+    plan attempt; the one before is deleted), else ask the gates again (a staging
+    DatabaseMigration may have succeeded meanwhile)."""
+    if promotion.replan_due(ctx):
+        return promotion.replan(ctx)
+    return ctx, through_gates(ctx), ()
+
+
 PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
     "Pending": _pending,
     "Planning": _step_phase(STEP_PLAN, _plan_done, _plan_failed),
     "WaitingForApproval": _waiting,
     "WaitingForWindow": _waiting,
-    # WaitingForLock: _waiting_for_lock, called by decide (it may start a new plan attempt)
+    # WaitingForLock and WaitingForPromotion: called by decide (they may start a new plan attempt)
     "BackingUp": _backing_up,
     "Migrating": _step_phase(STEP_APPLY, _apply_done, _apply_failed),
     "Verifying": _step_phase(STEP_VERIFY, _verify_done, _verify_failed),

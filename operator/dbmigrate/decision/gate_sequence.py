@@ -1,6 +1,7 @@
 """The gate sequence of a run, between a sound plan and its first change.
 
-``through_gates`` asks the gates of ``gate_rules`` in order (approval, maintenance window, the
+``through_gates`` asks the promotion gate (``promotion``: staging first, when spec.promotion is
+set) and then the gates of ``gate_rules`` in order (approval, maintenance window, the
 database lock) and turns the first closed one into its waiting phase; when all are open it starts
 the first step that changes something: the backup, or the apply if the backup is done or switched
 off. It runs after the plan, in every WaitingFor* phase, and again after the backup (the window
@@ -9,10 +10,12 @@ may have closed meanwhile; the run already holds its database then, so the lock 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from dbmigrate.api.conditions import BACKED_UP, Reason
 from dbmigrate.api.stepnames import STEP_APPLY, STEP_BACKUP, STEP_PLAN
+from dbmigrate.decision import promotion
 from dbmigrate.decision.gate_rules import (
     InvalidMaintenanceWindow,
     evaluate_approval,
@@ -25,11 +28,24 @@ LOCK_REQUEUE = 15.0
 
 
 def through_gates(ctx: Ctx) -> Outcome:
-    """Approval, then the maintenance window, then the database lock; then the next step."""
-    observed, status = ctx.observed, ctx.base
-    if status.plan is None:
+    """Promotion, approval, then the maintenance window, then the database lock; then the next
+    step."""
+    if ctx.base.plan is None:
         message = "status.plan is gone, so the gates cannot be judged; apply a new generation"
         return failed(ctx, STEP_PLAN, Reason.STEP_NOT_REPORTED, message)
+    if not promotion.applies(ctx):
+        return _after_promotion(ctx)
+    verdict = promotion.evaluate(ctx)
+    if not verdict.passed:
+        return promotion.waiting(ctx, verdict)
+    outcome = _after_promotion(ctx)
+    return replace(outcome, updates={"promotion_migrations": verdict.migrations, **outcome.updates})
+
+
+def _after_promotion(ctx: Ctx) -> Outcome:
+    """Approval, then the maintenance window, then the database lock; then the next step."""
+    observed, status = ctx.observed, ctx.base
+    assert status.plan is not None
     approval = evaluate_approval(
         observed.spec, status.plan.plan_hash, observed.annotations, status.approval,
         resource=observed.name, namespace=observed.namespace, now=ctx.now,

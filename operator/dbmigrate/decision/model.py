@@ -76,6 +76,7 @@ OPERATOR_FIELDS = (
     "notifications",
     "retry",
     "last_handled_retry",
+    "promotion_migrations",
 )
 # a container waiting for one of these will not start by itself soon: the kubelet's own words
 IMAGE_PULL_REASONS = frozenset(
@@ -135,6 +136,14 @@ class StepPods:
     waiting: PodWaiting | None = None
 
 
+@dataclass(frozen=True)
+class StagingMigration:
+    """A DatabaseMigration named in spec.promotion.requireSucceeded, as read from the API."""
+
+    generation: int
+    status: DatabaseMigrationStatus
+
+
 @dataclass(frozen=True, kw_only=True)
 class Observed:
     """Everything ``decide`` may look at.
@@ -147,7 +156,10 @@ class Observed:
     (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
     a newer generation waits for it (``pinning``). ``step_pods``: by Job name, what the pods of
     the unfinished step Jobs say about starting (``observe_step_pods``). ``operator_paused``: the
-    operator runs with ``--paused`` (``pause``). ``now`` is the only clock decide reads.
+    operator runs with ``--paused`` (``pause``). ``staging_migrations``: the DatabaseMigrations
+    of spec.promotion.requireSucceeded by ``namespace/name`` (None: not found), read only while
+    the promotion gate may be asked (``promotion``); ``staging_secrets``: the Secrets of
+    spec.promotion.requireAppliedIn by name. ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -166,6 +178,8 @@ class Observed:
     run_spec: DatabaseMigrationSpec | None = None
     step_pods: dict[str, StepPods] = field(default_factory=dict)
     operator_paused: bool = False  # the operator-wide pause (``pause``)
+    staging_migrations: dict[str, StagingMigration | None] = field(default_factory=dict)
+    staging_secrets: dict[str, SecretObservation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

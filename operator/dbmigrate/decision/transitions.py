@@ -25,6 +25,7 @@ from dbmigrate.api.spec import WorkloadRef
 from dbmigrate.api.status import Phase, Step
 from dbmigrate.api.stepnames import (
     KEY_LINT,
+    KEY_PROMOTION,
     LIVE_KEYS,
     REPORTS,
     STEP_APPLY,
@@ -70,6 +71,9 @@ def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
             f"Secret {secret} in {where} lacks the key(s) {missing} named in "
             "spec.database.secretRef: add them to the Secret (or fix the key names in the spec)"
         )
+    staging = _staging_secret_problem(ctx)
+    if staging is not None:
+        return staging
     config_map = spec.source.config_map
     if config_map is not None and observed.config_map_ok is False:
         return Reason.CONFIG_MAP_NOT_FOUND, (
@@ -82,6 +86,26 @@ def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
             validate_window(spec.maintenance_window)
         except InvalidMaintenanceWindow as exc:
             return Reason.INVALID_MAINTENANCE_WINDOW, f"{exc}; fix spec.maintenanceWindow"
+    return None
+
+
+def _staging_secret_problem(ctx: Ctx) -> tuple[Reason, str] | None:
+    """A Secret of spec.promotion.requireAppliedIn that is missing or lacks a key (the plan
+    Job's pod could not start without it)."""
+    observed = ctx.observed
+    for name, seen in observed.staging_secrets.items():
+        field = "spec.promotion.requireAppliedIn[].secretRef"
+        if not seen.exists:
+            return Reason.SECRET_NOT_FOUND, (
+                f"Secret {name} ({field}) was not found in namespace {observed.namespace}: create "
+                "it with a read-only connection to the staging database; the migration goes on "
+                "by itself once it exists"
+            )
+        if seen.missing_keys:
+            return Reason.SECRET_KEY_MISSING, (
+                f"Secret {name} ({field}) lacks the key(s) {', '.join(seen.missing_keys)}: add "
+                "them, or fix the key names in the spec"
+            )
     return None
 
 
@@ -147,11 +171,13 @@ def failed(
 
 def expected_reports(ctx: Ctx, step: Step) -> tuple[str, ...]:
     """The status keys (as on the wire) a successful step must have written: its reports but
-    the live ones, and lint only while the lint policy is not off."""
-    lint_off = ctx.observed.spec.safety.lint_policy == "off"
-    return tuple(
-        key for key in REPORTS[step] if key not in LIVE_KEYS and not (lint_off and key == KEY_LINT)
-    )
+    the live ones, lint only while the lint policy is not off, and promotion only with
+    spec.promotion.requireAppliedIn."""
+    spec = ctx.observed.spec
+    skipped = {KEY_LINT} if spec.safety.lint_policy == "off" else set()
+    if spec.promotion is None or not spec.promotion.require_applied_in:
+        skipped.add(KEY_PROMOTION)
+    return tuple(key for key in REPORTS[step] if key not in LIVE_KEYS and key not in skipped)
 
 
 def missing_reports(ctx: Ctx, step: Step) -> list[str]:

@@ -38,6 +38,7 @@ from dbmigrate.api.stepnames import (
     KEY_LINT,
     KEY_PLAN,
     KEY_PREFLIGHT,
+    KEY_PROMOTION,
     KEY_WATCH,
     STEP_PLAN,
     Step,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from dbmigrate.api.evidence import PreflightResult
     from dbmigrate.api.lint import LintPolicy, LintReport
     from dbmigrate.api.plan import PlanResult
+    from dbmigrate.api.promotion import PromotionEvidence
     from dbmigrate.api.status import DatabaseIdentity
     from dbmigrate.engine.sources import Migration
 
@@ -112,6 +114,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--explain-analyze",
         action="store_true",
         help="accepted for the old job command line; the preflight's probe baseline uses EXPLAIN",
+    )
+    parser.add_argument(
+        "--require-applied-in",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also check that every pending version is applied, with the same checksum, in a "
+        "staging database (repeatable; the Nth one's connection is env DBMIGRATE_STAGING_<N>_URL "
+        "or DBMIGRATE_STAGING_<N>_PGHOST...); reported as status.promotion, never a failure",
     )
     add_check_options(parser)
 
@@ -177,19 +188,35 @@ def run(ctx: StepContext) -> int:
         pending = [m for m in migrations if m.version in wanted]
         report = _lint(pending, policy, args.auto_concurrently) if policy else None
         checks = preflight.run_preflight(conn, pending, options) if options else None
+    promotion = _promotion(ctx, result)
     parts: dict[str, ApiModel | None] = {
         KEY_DATABASE: identity,
         KEY_LINT: report if policy != "off" else None,
         KEY_PREFLIGHT: checks,
+        KEY_PROMOTION: promotion,
         KEY_PLAN: result,
     }
     if start is not None:
         parts[KEY_WATCH] = start  # status.watch.runStart: the performance watch's baseline
     ctx.report_all({key: part for key, part in parts.items() if part is not None})
     _print(ctx, result, report, checks, identity)
+    if promotion is not None and ctx.args.output == "text":
+        from dbmigrate.runner.promotion import promotion_lines
+
+        say("\n".join(promotion_lines(promotion)))
     lint_refused = report is not None and not report.passed
     checks_failed = checks is not None and not checks.passed
     return EXIT_FAILED if result.drift_errors or lint_refused or checks_failed else EXIT_OK
+
+
+def _promotion(ctx: StepContext, result: PlanResult) -> PromotionEvidence | None:
+    """The staging databases' evidence (``--require-applied-in``), or None when none is asked."""
+    names = list(getattr(ctx.args, "require_applied_in", None) or [])
+    if not names:
+        return None
+    from dbmigrate.runner.promotion import promotion_evidence
+
+    return promotion_evidence(names, result.pending, ctx.run_id)
 
 
 def _print(

@@ -21,8 +21,10 @@ Per step (values from the spec unless noted; ``[...]`` only when set):
 =========  ==================================================================================
 plan       --preflight  --lint-policy strict|warn|off  --auto-concurrently |
            --no-auto-concurrently (lint as the apply will run)  --large-table-rows N
-           [--target V]; env DBMIGRATE_PROBES (probe baseline). Reports: plan, lint (unless
-           policy off), preflight, and the database identity (read whenever it reports).
+           [--target V] [--require-applied-in SECRET ...]; env DBMIGRATE_PROBES (probe
+           baseline), DBMIGRATE_STAGING_<N>_URL or _PGHOST... (the Nth staging database, from
+           its Secret). Reports: plan, lint (unless policy off), preflight, the database
+           identity (read whenever it reports), and promotion (with --require-applied-in).
 backup     --dir /backups/NAMESPACE/NAME  --create-dir (on the volume mounted at /backups)
            --format custom|directory  --jobs N  --keep N (PVC spec.backup.pvcName mounted at
            /backups). Reports: backup.
@@ -192,7 +194,11 @@ def _concurrently(spec: DatabaseMigrationSpec) -> str:
 
 def _plan_options(spec: DatabaseMigrationSpec) -> list[str]:
     options = ["--preflight", "--lint-policy", spec.safety.lint_policy, _concurrently(spec)]
-    return [*options, "--large-table-rows", str(spec.preflight.large_table_rows), *_target(spec)]
+    options += ["--large-table-rows", str(spec.preflight.large_table_rows), *_target(spec)]
+    staging = spec.promotion.require_applied_in if spec.promotion is not None else []
+    for database in staging:  # the Nth flag's connection is env DBMIGRATE_STAGING_<N>_*
+        options += ["--require-applied-in", database.secret_ref.name]
+    return options
 
 
 def _backup_options(spec: DatabaseMigrationSpec, resource: str, namespace: str) -> list[str]:

@@ -24,11 +24,12 @@ from dbmigrate.api.labels import (
     MIGRATIONS_MOUNT,
     PROBES_ENV,
     RUN_ID_ANNOTATION,
+    STAGING_ENV_PREFIX,
     WATCH_ENV,
 )
-from dbmigrate.api.spec import DatabaseMigrationSpec, ResourceList
+from dbmigrate.api.spec import DatabaseMigrationSpec, ResourceList, SecretRef
 from dbmigrate.api.status import DatabaseMigrationStatus
-from dbmigrate.api.stepnames import STEP_BACKUP, STEP_WATCH
+from dbmigrate.api.stepnames import STEP_BACKUP, STEP_PLAN, STEP_WATCH
 from dbmigrate.specs.commands import (
     mounts_backups,
     probes_json,
@@ -54,33 +55,54 @@ Obj = dict[str, Any]
 
 def required_secret_keys(spec: DatabaseMigrationSpec) -> tuple[str, ...]:
     """The keys the referenced Secret must hold (the runtime reports the missing ones)."""
-    ref = spec.database.secret_ref
+    return secret_ref_keys(spec.database.secret_ref)
+
+
+def secret_ref_keys(ref: SecretRef) -> tuple[str, ...]:
+    """The keys a Secret named by ``ref`` must hold."""
     if ref.uri_key is not None:
         return (ref.uri_key,)
     assert ref.host_key is not None  # the CRD's CEL rule: exactly one of uriKey or hostKey
     return (ref.host_key, ref.port_key, ref.dbname_key, ref.user_key, ref.password_key)
 
 
-def database_env(spec: DatabaseMigrationSpec) -> list[Obj]:
-    """Connection env vars: DATABASE_URL, or libpq's PG* vars, all from secretKeyRef."""
-    ref = spec.database.secret_ref
+def secret_env(ref: SecretRef, prefix: str = "", url_var: str = "DATABASE_URL") -> list[Obj]:
+    """``url_var``, or libpq's PG* vars (each after ``prefix``), all from secretKeyRef."""
 
     def from_secret(var: str, key: str) -> Obj:
         return {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": key}}}
 
     if ref.uri_key is not None:
-        env = [from_secret("DATABASE_URL", ref.uri_key)]
-    else:
-        assert ref.host_key is not None
-        pairs = [
-            ("PGHOST", ref.host_key),
-            ("PGPORT", ref.port_key),
-            ("PGDATABASE", ref.dbname_key),
-            ("PGUSER", ref.user_key),
-            ("PGPASSWORD", ref.password_key),
-        ]
-        env = [from_secret(var, key) for var, key in pairs]
+        return [from_secret(url_var, ref.uri_key)]
+    assert ref.host_key is not None
+    pairs = [
+        ("PGHOST", ref.host_key),
+        ("PGPORT", ref.port_key),
+        ("PGDATABASE", ref.dbname_key),
+        ("PGUSER", ref.user_key),
+        ("PGPASSWORD", ref.password_key),
+    ]
+    return [from_secret(prefix + var, key) for var, key in pairs]
+
+
+def database_env(spec: DatabaseMigrationSpec) -> list[Obj]:
+    """Connection env vars: DATABASE_URL, or libpq's PG* vars, all from secretKeyRef."""
+    env = secret_env(spec.database.secret_ref)
     return [*env, {"name": "PGSSLMODE", "value": spec.database.ssl_mode}]
+
+
+def staging_env(spec: DatabaseMigrationSpec) -> list[Obj]:
+    """The plan step's read-only staging connections (spec.promotion.requireAppliedIn): the
+    Nth as ``DBMIGRATE_STAGING_<N>_URL`` or ``DBMIGRATE_STAGING_<N>_PGHOST`` ..., from secretKeyRef,
+    and its ``DBMIGRATE_STAGING_<N>_PGSSLMODE``."""
+    if spec.promotion is None:
+        return []
+    env: list[Obj] = []
+    for number, staging in enumerate(spec.promotion.require_applied_in, start=1):
+        prefix = f"{STAGING_ENV_PREFIX}{number}_"
+        env += secret_env(staging.secret_ref, prefix, prefix + "URL")
+        env.append({"name": prefix + "PGSSLMODE", "value": staging.ssl_mode})
+    return env
 
 
 def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
@@ -96,6 +118,8 @@ def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
         env.append({"name": PROBES_ENV, "value": probes_json(spec)})
     if takes_baseline(step, spec):
         env.append({"name": WATCH_ENV, "value": watch_json(spec)})
+    if step == STEP_PLAN:
+        env += staging_env(spec)
     return env
 
 

@@ -1,0 +1,78 @@
+"""The Kopf handlers of DatabaseMigrationRollouts: thin, all calling ``RolloutReconciler``.
+
+create, resume, update (the spec, or the ``dbmigrate.io/promote`` annotation) and a timer (the
+resync interval: it also notices target Secrets created since) reconcile the rollout; an event of
+one of its children (a DatabaseMigration labelled ``dbmigrate.io/rollout`` and owned by it)
+schedules a reconcile of the rollout a second later (``RolloutReconciler.child_changed``). They
+are registered by ``handlers.register`` on the operator's one registry, with its settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from dbmigrate import API_GROUP, API_VERSION, PLURAL
+from dbmigrate.api.labels import LABEL_ROLLOUT
+from dbmigrate.api.rollout import ROLLOUT_KIND, ROLLOUT_PLURAL
+from dbmigrate.controller.kube import Kube
+from dbmigrate.controller.rollouts import RolloutReconciler
+from dbmigrate.controller.settings import OperatorSettings
+
+ROLLOUT_RESOURCE = (API_GROUP, API_VERSION, ROLLOUT_PLURAL)
+CHILD_RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+
+
+class RolloutHandlers:
+    """The handlers of rollouts, and their reconciler (built at startup, after login)."""
+
+    def __init__(self) -> None:
+        self._reconciler: RolloutReconciler | None = None
+
+    def startup(self, kube: Kube) -> None:
+        if self._reconciler is None:
+            self._reconciler = RolloutReconciler(kube)
+
+    def reconcile(self, namespace: str | None, name: str | None, **_: Any) -> None:
+        """Reconcile the named rollout."""
+        if not namespace or not name:
+            return
+        if self._reconciler is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=2)
+        self._reconciler.reconcile(namespace, name)
+
+    def on_child_event(self, namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
+        """A child DatabaseMigration changed: look at its rollout shortly."""
+        owners = [
+            ref["name"]
+            for ref in meta.get("ownerReferences", [])
+            if ref.get("kind") == ROLLOUT_KIND and ref.get("apiVersion", "").startswith(API_GROUP)
+        ]
+        if namespace and owners and self._reconciler is not None:
+            self._reconciler.child_changed(namespace, owners[0])
+
+
+def register(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, handlers: RolloutHandlers
+) -> None:
+    """Register the rollout handlers on ``registry``."""
+    for on, handler_id in (
+        (kopf.on.create, "rollout_on_create"),
+        (kopf.on.resume, "rollout_on_resume"),
+        (kopf.on.update, "rollout_on_update"),
+    ):
+        on(*ROLLOUT_RESOURCE, id=handler_id, registry=registry)(handlers.reconcile)
+    kopf.timer(
+        *ROLLOUT_RESOURCE,
+        id="rollout_on_timer",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds / 2,
+        registry=registry,
+    )(handlers.reconcile)
+    kopf.on.event(
+        *CHILD_RESOURCE,
+        id="rollout_on_child_event",
+        labels={LABEL_ROLLOUT: kopf.PRESENT},
+        registry=registry,
+    )(handlers.on_child_event)
