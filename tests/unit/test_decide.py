@@ -363,8 +363,22 @@ CASES = [
         "approval refused",
     ),
     Case(
-        "approval of the plan hash goes on",
+        "an approval of the shown plan reads the files again before the backup",
         obs("WaitingForApproval", spec=MANUAL, annotations={"dbmigrate.io/approve": PLAN_HASH}),
+        "Planning",
+        "plan",
+        {},
+        "reading the migration files again",
+    ),
+    Case(
+        "a plan approved as it is reported goes on",
+        obs(
+            "Planning",
+            jobs={"plan": "Succeeded"},
+            reports=PLANNED,
+            spec=MANUAL,
+            annotations={"dbmigrate.io/approve": PLAN_HASH},
+        ),
         "BackingUp",
         "backup",
     ),

@@ -21,9 +21,12 @@ Spec changes while a run is going on (the run's generation is status.observedGen
 * A terminal phase never changes without a new generation.
 
 The migration set itself cannot change under a running run: the apply Job gets the plan's hash
-and refuses files that do not match it. A new run clears the step keys of the previous run, and
-asks the actuator to delete the Jobs of runs older than the last ``KEEP_RUNS`` (Jobs have no TTL:
-they are the evidence of recent runs; all of them go with the resource).
+and refuses files that do not match it, before running anything; the run then plans again
+instead of rolling back (``replan``: it also reads the files again when an approval arrives).
+
+A new run clears the step keys of the previous run, and asks the actuator to delete the Jobs of
+runs older than the last ``KEEP_RUNS`` (Jobs have no TTL: they are the evidence of recent runs;
+all of them go with the resource).
 """
 
 from __future__ import annotations
@@ -42,16 +45,16 @@ from dbmigrate.api.conditions import (
 )
 from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus, Phase, Step
 from dbmigrate.api.stepnames import (
-    REPORTS,
     STEP_APPLY,
     STEP_BACKUP,
     STEP_PLAN,
     STEP_VERIFY,
 )
 from dbmigrate.decision.gate_sequence import through_gates
-from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed, status_field
+from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
 from dbmigrate.decision.recovery import begin_rollback, rolling_back
+from dbmigrate.decision.replan import after_refusal, plan_again, refused_unchanged
 from dbmigrate.decision.transitions import (
     failed,
     missing_reports,
@@ -66,7 +69,6 @@ from dbmigrate.specs.naming import run_id
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
 CLEARED_KEYS = STEP_KEYS
-PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])  # what a plan Job reports
 
 
 def decide(observed: Observed) -> Decision:
@@ -78,8 +80,6 @@ def decide(observed: Observed) -> Decision:
     phase = observed.status.phase
     if phase in TERMINAL_PHASES:
         return Decision(status=observed.status)
-    if phase == "WaitingForLock":
-        return render(*_waiting_for_lock(ctx))
     return render(ctx, PHASE_HANDLERS[phase](ctx))
 
 
@@ -226,6 +226,8 @@ def _backup_failed(ctx: Ctx, job: JobObservation) -> Outcome:
 def _apply_done(ctx: Ctx, job: JobObservation) -> Outcome:
     apply = ctx.base.apply
     assert apply is not None
+    if refused_unchanged(ctx, job):
+        return after_refusal(ctx, job)
     if apply.status == "failed":
         return begin_rollback(ctx, STEP_APPLY, Reason.APPLY_FAILED, f"apply failed: {apply.error}")
     versions = [str(v.version) for v in apply.versions if v.status == "applied"]
@@ -235,6 +237,8 @@ def _apply_done(ctx: Ctx, job: JobObservation) -> Outcome:
 
 
 def _apply_failed(ctx: Ctx, job: JobObservation) -> Outcome:
+    if refused_unchanged(ctx, job):
+        return after_refusal(ctx, job)
     apply = ctx.base.apply
     detail = apply.error if apply is not None and apply.error else job.message or "see its logs"
     message = f"the apply Job {job.name} failed: {detail}"
@@ -273,23 +277,18 @@ def _waiting(ctx: Ctx) -> Outcome:
     return through_gates(ctx)
 
 
-def _waiting_for_lock(ctx: Ctx) -> tuple[Ctx, Outcome]:
+def _waiting_for_lock(ctx: Ctx) -> Outcome:
     """WaitingForLock: once the holder is gone, plan again before any change.
 
     The holder may have changed the database (applied versions this run had pending), so the
     plan reported before the wait is stale and its hash would be refused by the apply. The new
-    plan Job is the next attempt of this run's plan (``orders-plan-g3-a2``); its reports replace
-    the old ones, and the gates (approval of the new hash included) are asked again after it.
+    plan Job is the next attempt of this run's plan (``replan``); its reports replace the old
+    ones, and the gates (approval of the new hash included) are asked again after it.
     """
     if ctx.observed.lock_holder is not None or ctx.succeeded(STEP_BACKUP):
-        return ctx, through_gates(ctx)
-    problem = prerequisite_problem(ctx)
-    if problem is not None:
-        return ctx, stalled(ctx, "WaitingForLock", *problem)
-    cleared = ctx.base.model_copy(update=dict.fromkeys(PLAN_KEYS))
-    again = replace(ctx, base=cleared, clear_step_keys=PLAN_KEYS, new_attempt=STEP_PLAN)
+        return through_gates(ctx)
     message = "the database lock is free; planning again, as the holder may have changed it"
-    return again, start_step(again, STEP_PLAN, message)
+    return plan_again(ctx, message)
 
 
 PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
@@ -297,7 +296,7 @@ PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
     "Planning": _step_phase(STEP_PLAN, _plan_done, _plan_failed),
     "WaitingForApproval": _waiting,
     "WaitingForWindow": _waiting,
-    # WaitingForLock: _waiting_for_lock, called by decide (it may start a new plan attempt)
+    "WaitingForLock": _waiting_for_lock,
     "BackingUp": _backing_up,
     "Migrating": _step_phase(STEP_APPLY, _apply_done, _apply_failed),
     "Verifying": _step_phase(STEP_VERIFY, _verify_done, _verify_failed),

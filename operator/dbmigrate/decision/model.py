@@ -79,7 +79,13 @@ OPERATOR_FIELDS = (
 
 @dataclass(frozen=True)
 class JobObservation:
-    """A Job of this resource as the Job controller reports it (``attempt``: see ``job_name``)."""
+    """A Job of this resource as the Job controller reports it (``attempt``: see ``job_name``).
+
+    For a failed Job, ``exit_code`` and ``termination_message`` are those of its last failed
+    pod's step container (``controller.steppods``): the step's own words about what went wrong
+    (what it wrote to its termination log, or the end of its log), where ``message`` is the Job
+    controller's (BackoffLimitExceeded, PodFailurePolicy, DeadlineExceeded).
+    """
 
     step: Step
     name: str
@@ -88,6 +94,8 @@ class JobObservation:
     message: str = ""
     finished_at: datetime | None = None
     attempt: int = 1
+    exit_code: int | None = None
+    termination_message: str = ""
 
 
 @dataclass(frozen=True)

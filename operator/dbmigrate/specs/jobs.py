@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_USAGE
+from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_PLAN_CHANGED, EXIT_USAGE
 from dbmigrate.api.labels import (
     BACKUP_MOUNT,
     JOB_NAME_ENV,
@@ -197,8 +197,9 @@ def build_pod_spec(
 
 
 def pod_failure_policy() -> Obj:
-    """Fail the Job at once when the step found a failure (1) or got bad input (2); only
-    "unavailable" (3) and crashes are retried, and evictions do not count as retries."""
+    """Fail the Job at once when the step found a failure (1), got bad input (2) or refused a
+    changed plan (4); only "unavailable" (3) and crashes are retried, and evictions do not count
+    as retries."""
     return {
         "rules": [
             {
@@ -206,7 +207,7 @@ def pod_failure_policy() -> Obj:
                 "onExitCodes": {
                     "containerName": CONTAINER,
                     "operator": "In",
-                    "values": [EXIT_FAILED, EXIT_USAGE],
+                    "values": [EXIT_FAILED, EXIT_USAGE, EXIT_PLAN_CHANGED],
                 },
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
