@@ -101,6 +101,7 @@ def obs(
     annotations: dict[str, str] | None = None,
     secret: SecretObservation = SECRET_OK,
     config_map_ok: bool | None = None,
+    backup_volume_ok: bool | None = None,
     lock_holder: str | None = None,
     now_offset: timedelta = timedelta(0),
     jobs_records: list[JobRecord] | None = None,
@@ -141,6 +142,7 @@ def obs(
         jobs=observations,
         secret=secret,
         config_map_ok=config_map_ok,
+        backup_volume_ok=backup_volume_ok,
         lock_holder=lock_holder,
     )
 
@@ -199,6 +201,28 @@ CASES = [
         None,
         {"Stalled": ("True", "ConfigMapNotFound")},
         "kubectl create configmap analytics-migrations",
+    ),
+    Case(
+        "backup volume missing stalls before any Job",
+        obs(backup_volume_ok=False, run_gen=None),
+        "Pending",
+        None,
+        {"Stalled": ("True", "BackupVolumeNotFound")},
+        "PersistentVolumeClaim backups (spec.backup.pvcName) was not found in namespace apps",
+    ),
+    Case(
+        "backup volume missing stalls before the backup Job",
+        obs("Planning", jobs={"plan": "Succeeded"}, reports=PLANNED, backup_volume_ok=False),
+        "BackingUp",
+        None,
+        {"Stalled": ("True", "BackupVolumeNotFound")},
+        "create it",
+    ),
+    Case(
+        "backup volume there goes on",
+        obs("BackingUp", backup_volume_ok=True),
+        "BackingUp",
+        "backup",
     ),
     Case(
         "invalid time zone stalls",

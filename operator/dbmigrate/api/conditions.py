@@ -64,6 +64,7 @@ class Reason(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
+    BACKUP_VOLUME_NOT_FOUND = "BackupVolumeNotFound"
     INVALID_MAINTENANCE_WINDOW = "InvalidMaintenanceWindow"
     # decide() cannot be asked at all (set by the reconcile loop): Stalled=True
     INVALID_RESOURCE = "InvalidResource"
@@ -96,6 +97,8 @@ class EventReason(StrEnum):
     """Reasons of the Events posted outside ``decide`` (its Events carry a phase or a Reason)."""
 
     WORKLOAD_NOT_FOUND = "WorkloadNotFound"
+    WORKLOAD_SCALED_DOWN = "WorkloadScaledDown"
+    WORKLOAD_SCALED_UP = "WorkloadScaledUp"
     NOTIFICATION_FAILED = "NotificationFailed"
 
 
@@ -107,6 +110,7 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.SECRET_NOT_FOUND: "the Secret of spec.database.secretRef does not exist",
     Reason.SECRET_KEY_MISSING: "the Secret lacks a key the spec names",
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
+    Reason.BACKUP_VOLUME_NOT_FOUND: "the PersistentVolumeClaim spec.backup.pvcName does not exist",
     Reason.INVALID_MAINTENANCE_WINDOW: "spec.maintenanceWindow cannot be evaluated",
     Reason.INVALID_RESOURCE: "the resource does not match the operator's API model",
     Reason.API_ERROR: "an API call of the operator failed for good (not a transient error)",
@@ -129,6 +133,8 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.DROPPED_CREATED_OBJECTS: "rolled back by dropping what the run created",
     Reason.RESTORED_BACKUP: "rolled back by restoring the backup",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
+    EventReason.WORKLOAD_SCALED_DOWN: "a workload was scaled to 0 before the rollback",
+    EventReason.WORKLOAD_SCALED_UP: "a scaled-down workload was scaled back to its replicas",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
 }
 

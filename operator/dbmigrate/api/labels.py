@@ -31,4 +31,9 @@ JOB_NAME_ENV = "DBMIGRATE_JOB_NAME"  # tells a step pod its Job, for status.step
 PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by plan and verify
 MIGRATIONS_MOUNT = "/migrations"  # the ConfigMap of spec.source.inline / configMapRef
 BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
+# a failed step writes its error to the container's termination-message file (the pod's status
+# then carries it: containerStatuses[].state.terminated.message); the env names the file
+TERMINATION_LOG_ENV = "DBMIGRATE_TERMINATION_LOG"
+TERMINATION_LOG_PATH = "/dev/termination-log"  # the container's terminationMessagePath
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on a Job's pods
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to

@@ -1,8 +1,9 @@
 """The one reconcile: observe the cluster, ask the pure ``decide``, carry the Decision out.
 
 Every Kopf handler (create, resume, update, timer, Job events) ends here. ``Reconciler.reconcile``
-reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, whether the Secret
-and its keys exist, whether the ConfigMap exists, which other migration holds the same database),
+reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, and what a failed
+one's pod said, ``steppods``; whether the Secret and its keys exist, whether the ConfigMap and the
+backup PersistentVolumeClaim exist, which other migration holds the same database),
 calls ``decide`` and carries out the Decision in the order ``decision.model`` documents: status
 patch, scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions,
 and a requeue. The notifications a transition makes due (``notifications``) are recorded in that
@@ -36,13 +37,15 @@ from pydantic import ValidationError
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
-from dbmigrate.api.status import DatabaseMigrationStatus
+from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
+from dbmigrate.api.stepnames import STEPS
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.requeue import Requeuer
 from dbmigrate.controller.settings import DEFAULT_IMAGE
+from dbmigrate.controller.steppods import with_pod_reports
 from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy
 from dbmigrate.decision import gate_rules as gates
 from dbmigrate.decision import notifications as notify
@@ -56,6 +59,7 @@ from dbmigrate.decision.model import (
 )
 from dbmigrate.decision.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.decision.recovery import needs_workload_pods
+from dbmigrate.specs.commands import mounts_backups
 from dbmigrate.specs.jobs import required_secret_keys
 from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
@@ -236,7 +240,7 @@ class Reconciler:
                 now=self.clock(),
                 annotations=dict(meta.get("annotations") or {}),
                 jobs=settle_with_step_exit(
-                    self._jobs(namespace, name, meta["uid"]), status.step_exit
+                    self._jobs(namespace, name, meta["uid"], status), status.step_exit
                 ),
                 run_spec=self._run_spec(namespace, name, generation, status),
             )
@@ -246,6 +250,7 @@ class Reconciler:
             observed,
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
+            backup_volume_ok=self._backup_volume_ok(namespace, spec),
             workload_pods=self._workload_pods(namespace, spec, status),
         )
 
@@ -277,14 +282,21 @@ class Reconciler:
             for w in spec.rollback.scale_down
         }
 
-    def _jobs(self, namespace: str, name: str, uid: str) -> dict[Any, Any]:
+    def _jobs(
+        self, namespace: str, name: str, uid: str, status: DatabaseMigrationStatus
+    ) -> dict[Any, Any]:
+        """The newest Job of each step; a failed one with what its pod said (``steppods``),
+        unless the run has ended (then decide looks at no Job)."""
         owned = [
             job
             for job in self.kube.list("Job", namespace, job_selector(name))
             if any(ref.get("uid") == uid for ref in job["metadata"].get("ownerReferences", []))
         ]
         observations = [o for o in (observe_job(job) for job in owned) if o is not None]
-        return dict(index_jobs(observations))
+        jobs = index_jobs(observations)
+        if status.phase in TERMINAL_PHASES:
+            return dict(jobs)
+        return dict(with_pod_reports(self.kube, namespace, jobs))
 
     def _secret(self, namespace: str, spec: DatabaseMigrationSpec) -> SecretObservation:
         keys = self.kube.secret_keys(namespace, spec.database.secret_ref.name)
@@ -297,6 +309,13 @@ class Reconciler:
         if spec.source.config_map is None:
             return None
         return self.kube.get("ConfigMap", namespace, spec.source.config_map.name) is not None
+
+    def _backup_volume_ok(self, namespace: str, spec: DatabaseMigrationSpec) -> bool | None:
+        """Whether spec.backup.pvcName exists (None when no step mounts it)."""
+        claim = spec.backup.pvc_name
+        if claim is None or not any(mounts_backups(step, spec) for step in STEPS):
+            return None
+        return self.kube.get("PersistentVolumeClaim", namespace, claim) is not None
 
     def _lock_holder(self, observed: Observed) -> str | None:
         """The migration this one must wait for (``gates.lock_holder``); the others are read

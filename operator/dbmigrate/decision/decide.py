@@ -50,6 +50,7 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_VERIFY,
 )
+from dbmigrate.decision.failure_text import job_failed, verification_words
 from dbmigrate.decision.gate_sequence import through_gates
 from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
@@ -174,9 +175,7 @@ def _plan_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     finding = _plan_findings(ctx)
     if finding is not None:
         return failed(ctx, STEP_PLAN, *finding)
-    message = (
-        f"the plan Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
-    )
+    message = f"{job_failed(ctx.observed.spec, STEP_PLAN, job)}. Nothing was changed"
     return failed(ctx, STEP_PLAN, Reason.PLAN_FAILED, message)
 
 
@@ -214,9 +213,7 @@ def _backup_done(ctx: Ctx, job: JobObservation) -> Outcome:
 
 
 def _backup_failed(ctx: Ctx, job: JobObservation) -> Outcome:
-    message = (
-        f"the backup Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
-    )
+    message = f"{job_failed(ctx.observed.spec, STEP_BACKUP, job)}. Nothing was changed"
     condition = StepCondition(
         type=BACKED_UP, status="False", reason=Reason.BACKUP_FAILED, message=message
     )
@@ -240,8 +237,8 @@ def _apply_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     if refused_unchanged(ctx, job):
         return after_refusal(ctx, job)
     apply = ctx.base.apply
-    detail = apply.error if apply is not None and apply.error else job.message or "see its logs"
-    message = f"the apply Job {job.name} failed: {detail}"
+    reported = apply.error if apply is not None and apply.error else None
+    message = job_failed(ctx.observed.spec, STEP_APPLY, job, reported)
     return begin_rollback(ctx, STEP_APPLY, Reason.APPLY_FAILED, message)
 
 
@@ -249,16 +246,17 @@ def _verify_done(ctx: Ctx, job: JobObservation) -> Outcome:
     result = ctx.base.verification
     assert result is not None
     if not result.passed:
-        return begin_rollback(
-            ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, f"verification failed: {result.message}"
-        )
+        message = f"verification failed: {verification_words(result)}"
+        return begin_rollback(ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, message)
     text = result.message or "every index is valid and every probe uses its index"
     condition = StepCondition(type=VERIFIED, status="True", reason=Reason.VERIFIED, message=text)
     return Outcome.succeeded(message=f"migrated and verified: {text}", conditions=(condition,))
 
 
 def _verify_failed(ctx: Ctx, job: JobObservation) -> Outcome:
-    message = f"the verify Job {job.name} failed: {job.message or 'see its logs'}"
+    result = ctx.base.verification
+    reported = verification_words(result) if result is not None and not result.passed else None
+    message = job_failed(ctx.observed.spec, STEP_VERIFY, job, reported)
     return begin_rollback(ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, message)
 
 

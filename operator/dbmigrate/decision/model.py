@@ -112,8 +112,9 @@ class Observed:
 
     ``jobs`` holds, per step, the newest-generation (then newest-attempt) Job of this resource
     (``index_jobs`` builds it from a list). ``config_map_ok`` is None unless the source is
-    spec.source.configMap. ``lock_holder`` is namespace/name of another migration holding the same
-    database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
+    spec.source.configMap; ``backup_volume_ok`` None unless a step mounts spec.backup.pvcName.
+    ``lock_holder`` is namespace/name of another migration holding the same database (see
+    ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
     pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
     (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
     a newer generation waits for it (``pinning``). ``now`` is the only clock decide reads.
@@ -130,6 +131,7 @@ class Observed:
     jobs: dict[Step, JobObservation] = field(default_factory=dict)
     secret: SecretObservation = SecretObservation(exists=True)
     config_map_ok: bool | None = None
+    backup_volume_ok: bool | None = None
     lock_holder: str | None = None
     workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_spec: DatabaseMigrationSpec | None = None

@@ -1,10 +1,12 @@
 """Building blocks the phase handlers share: prerequisites, starting a step, failing, reports.
 
 A step Job is only created when its prerequisites hold: the Secret exists with every key the
-spec names, the source ConfigMap exists, the maintenance window can be evaluated. If one does not
+spec names, the source ConfigMap exists, the backup PersistentVolumeClaim exists (when a step
+mounts it), the maintenance window can be evaluated. If one does not
 hold, the run stays in its phase with Stalled=True and a message naming what is missing and how to
 fix it, and is looked at again after ``STALLED_REQUEUE`` seconds: it heals by itself once the
-Secret or ConfigMap appears (a bad window needs a spec change, which starts a new run).
+Secret, ConfigMap or PersistentVolumeClaim appears (a bad window needs a spec change, which starts
+a new run).
 """
 
 from __future__ import annotations
@@ -72,6 +74,13 @@ def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
             f"ConfigMap {config_map.name} (spec.source.configMap.name) was not found in {where}: "
             f"create it from the migration files, e.g. kubectl create configmap {config_map.name} "
             f"-n {observed.namespace} --from-file=DIR"
+        )
+    claim = spec.backup.pvc_name
+    if claim is not None and observed.backup_volume_ok is False:
+        return Reason.BACKUP_VOLUME_NOT_FOUND, (
+            f"PersistentVolumeClaim {claim} (spec.backup.pvcName) was not found in {where}: "
+            "create it (the backup is written there, a RestoreBackup rollback reads it); the "
+            "migration goes on by itself once it exists"
         )
     if spec.maintenance_window is not None:
         try:

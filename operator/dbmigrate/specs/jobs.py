@@ -23,6 +23,8 @@ from dbmigrate.api.labels import (
     MIGRATIONS_MOUNT,
     PROBES_ENV,
     RUN_ID_ANNOTATION,
+    TERMINATION_LOG_ENV,
+    TERMINATION_LOG_PATH,
 )
 from dbmigrate.api.spec import DatabaseMigrationSpec, ResourceList
 from dbmigrate.api.status import DatabaseMigrationStatus
@@ -87,6 +89,7 @@ def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
         {"name": "PGAPPNAME", "value": f"dbmigrate-{step}"},
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
+        {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG_PATH},
     ]
     if uses_probes(step):
         env.append({"name": PROBES_ENV, "value": probes_json(spec)})
@@ -171,6 +174,8 @@ def build_container(
         "volumeMounts": mounts,
         "resources": container_resources(spec),
         "securityContext": container_security_context(),
+        # the step writes its error there; a crash that wrote nothing leaves the log's end
+        "terminationMessagePath": TERMINATION_LOG_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
