@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, STEP_APPLY, Step
 from dbmigrate.engine.pgtools import StepError
+from dbmigrate.runner import termination
 from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
@@ -176,7 +177,10 @@ def run(ctx: StepContext) -> int:
         print_json(result.to_wire())
     else:
         say("\n".join(apply_text(result)))
-    return exit_code_for(result.error_code) if result.status == "failed" else EXIT_OK
+    if result.status != "failed":
+        return EXIT_OK
+    termination.write(f"dbmigrate apply: {result.error}")  # the status has it too
+    return exit_code_for(result.error_code)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
