@@ -24,6 +24,7 @@ from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, STEP_APPLY, Step
 from dbmigrate.engine.pgtools import StepError
 from dbmigrate.runner import termination
 from dbmigrate.runner.context import StepContext, migration_set, say
+from dbmigrate.runner.failures import scrub
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
     LINT_POLICIES,
@@ -179,7 +180,7 @@ def run(ctx: StepContext) -> int:
         say("\n".join(apply_text(result)))
     if result.status != "failed":
         return EXIT_OK
-    termination.write(f"dbmigrate apply: {result.error}")  # the status has it too
+    termination.write(scrub(f"dbmigrate apply: {result.error}", args))  # the status has it too
     return exit_code_for(result.error_code)
 
 
