@@ -339,6 +339,7 @@ def prepare(
         )
         path_map.setdefault(SA_PATH, str(sa_dir))
     termination = pod_dir / "termination-log"
+    pod_dir.mkdir(parents=True, exist_ok=True)
     termination.write_bytes(b"")
     path_map.setdefault(
         container.get("terminationMessagePath") or TERMINATION_PATH, str(termination)
