@@ -219,6 +219,18 @@ CASES = [
         "create it",
     ),
     Case(
+        "a backup volume gone does not hold up the apply",
+        obs("Migrating", backup_volume_ok=False),
+        "Migrating",
+        "apply",
+    ),
+    Case(
+        "a backup volume gone does not hold up a rollback that does not restore",
+        obs("RollingBack", backup_volume_ok=False, failed_step="apply"),
+        "RollingBack",
+        "rollback",
+    ),
+    Case(
         "backup volume there goes on",
         obs("BackingUp", backup_volume_ok=True),
         "BackingUp",

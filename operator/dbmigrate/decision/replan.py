@@ -51,7 +51,7 @@ def start_again(
     A missing prerequisite stalls the run in its current phase instead, recording nothing, so the
     next reconcile asks again from the same place.
     """
-    problem = prerequisite_problem(ctx)
+    problem = prerequisite_problem(ctx, step)
     if problem is not None:
         phase: Phase = ctx.base.phase
         return stalled(ctx, phase, *problem)

@@ -37,6 +37,7 @@ from dbmigrate.api.stepnames import (
 from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
+from dbmigrate.specs.commands import mounts_backups
 from dbmigrate.specs.jobs import required_secret_keys
 
 STALLED_REQUEUE = 30.0
@@ -51,8 +52,11 @@ STEP_PHASES: dict[Step, Phase] = {
 }
 
 
-def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
-    """(reason, message) of the first missing prerequisite of a step Job, or None."""
+def prerequisite_problem(ctx: Ctx, step: Step | None = None) -> tuple[Reason, str] | None:
+    """(reason, message) of the first missing prerequisite of the Job of ``step`` (None: of the
+    run's first Job), or None. The backup PVC is asked for before the plan, so a missing one is
+    found before any Job, and for the steps that mount it; never for the apply, the verify or a
+    rollback that does not restore (a PVC deleted meanwhile must not hold those up)."""
     observed, spec = ctx.observed, ctx.observed.spec
     secret = spec.database.secret_ref.name
     where = f"namespace {observed.namespace}"
@@ -76,7 +80,8 @@ def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
             f"-n {observed.namespace} --from-file=DIR"
         )
     claim = spec.backup.pvc_name
-    if claim is not None and observed.backup_volume_ok is False:
+    mounted = step in (None, STEP_PLAN) or mounts_backups(step, spec)
+    if claim is not None and mounted and observed.backup_volume_ok is False:
         return Reason.BACKUP_VOLUME_NOT_FOUND, (
             f"PersistentVolumeClaim {claim} (spec.backup.pvcName) was not found in {where}: "
             "create it (the backup is written there, a RestoreBackup rollback reads it); the "
@@ -114,7 +119,7 @@ def start_step(
     if step == STEP_APPLY and ctx.base.plan is None:
         message = "status.plan is gone, so there is no approved plan hash to apply; nothing applied"
         return failed(ctx, STEP_APPLY, Reason.STEP_NOT_REPORTED, message, conditions=conditions)
-    problem = prerequisite_problem(ctx)
+    problem = prerequisite_problem(ctx, step)
     if problem is not None:
         reason, why = problem
         return Outcome.stalled(
