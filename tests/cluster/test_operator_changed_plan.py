@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from dbmigrate.api.exitcodes import EXIT_PLAN_CHANGED
 from dbmigrate.api.labels import LABEL_STEP
 from dbmigrate.controller.kube import path_of
@@ -26,6 +28,10 @@ from tests.cluster.operator_harness import (
 )
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+
+pytestmark = pytest.mark.local_testbed(
+    reason="the edit lands while the backup runs (timed for process pods); kind keeps its budget"
+)
 
 APPROVE = "dbmigrate.io/approve"
 FILES = {

@@ -38,6 +38,10 @@ from tests.cluster.operator_harness import (
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
 
+pytestmark = pytest.mark.local_testbed(
+    reason="eight resources at once on one operator (process pods); the kind tier keeps its budget"
+)
+
 WRONG_PASSWORD = "not-the-password-7f3a"
 NOTES = {
     "001_notes.sql": "CREATE TABLE notes (id bigint PRIMARY KEY, body text);",
