@@ -4,7 +4,8 @@ on its own small database: a refused login (the Secret and its key named, never 
 probe that misses its index (named in the message and the Event; the workload's scale-down and
 scale-up told by Events), a missing backup PVC, a missing ConfigMap, a missing Secret key, lint
 errors, drift of an applied file, an invalid maintenance window. Each is then fixed as the docs
-say, and must end Succeeded.
+say, and must end Succeeded. Beside them, in a thread, the scenario of ``changed_plan``: files
+edited after the review never lead to a backup, a scale-down or a rollback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 
 from dbmigrate.controller.kube import path_of
 from testbed.postgres import fresh_database
+from tests.cluster.changed_plan import files_changed_after_the_review_are_found_before_any_change
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -97,10 +100,36 @@ def databases(pg_admin_url: str) -> Iterator[Callable[[], str]]:
         yield lambda: stack.enter_context(fresh_database(pg_admin_url))
 
 
+def _in_thread(scenario: Callable[[], None]) -> Callable[[], None]:
+    """Start ``scenario`` in a thread; the returned function joins it and raises what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            scenario()
+        except BaseException as exc:  # pytest.fail raises a BaseException: hand it over
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, name="changed-plan", daemon=True)
+    thread.start()
+
+    def join() -> None:
+        thread.join(timeout=300)
+        assert not thread.is_alive(), "the changed-plan scenario did not end within 300 s"
+        if raised:
+            raise raised[0]
+
+    return join
+
+
 def test_each_end_state_says_why_and_its_remedy_works(
     cluster: Cluster, operator: OperatorProcess, databases: Callable[[], str], tmp_path: Path
 ) -> None:
     began = time.monotonic()
+    changed = databases()
+    changed_plan = _in_thread(
+        lambda: files_changed_after_the_review_are_found_before_any_change(cluster, changed)
+    )
     urls = {name: databases() for name in ("login", "probe", "pvc", "cm", "key", "lint", "drift")}
     for name, url in urls.items():
         if name != "key":
@@ -212,3 +241,4 @@ def test_each_end_state_says_why_and_its_remedy_works(
     for name in ("login", "probe", "pvc", "cm", "key", "lint"):
         assert history_versions(urls[name]) == {1: "applied", 2: "applied"}, name
     print(f"every remedy worked after {time.monotonic() - began:.1f}s")
+    changed_plan()

@@ -1,6 +1,8 @@
-"""Never make it worse: migration files changed after the review are found before anything
-changes, and an apply that refuses a changed plan never scales the application down nor rolls
-back. The ConfigMap is really edited, the Jobs really run (test bed), the database is real.
+"""Never make it worse, as a scenario the remedies test runs beside its others (one operator):
+migration files changed after the review are found before anything changes, and an apply that
+refuses a changed plan never scales the application down nor rolls back; approving the hash the
+message names then finishes the run. The ConfigMap is really edited, the Jobs really run, the
+database is real.
 """
 
 from __future__ import annotations
@@ -8,29 +10,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from dbmigrate.api.exitcodes import EXIT_PLAN_CHANGED
 from dbmigrate.api.labels import LABEL_STEP
 from dbmigrate.controller.kube import path_of
 from tests.cluster.operator_harness import (
     Cluster,
-    OperatorProcess,
     app_image,
-    cluster,
     condition,
-    crd,
     deployment,
     history_versions,
-    operator,
     pod_url,
     sample_spec,
-)
-
-__all__ = ["cluster", "crd", "operator"]  # fixtures used by name
-
-pytestmark = pytest.mark.local_testbed(
-    reason="the edit lands while the backup runs (timed for process pods); kind keeps its budget"
 )
 
 APPROVE = "dbmigrate.io/approve"
@@ -66,30 +56,32 @@ def _refused_hash(status: dict[str, Any], old: str) -> bool:
 def _untouched(cluster: Cluster, name: str) -> None:
     """The application was never scaled and no rollback ran."""
     status = cluster.status(name)
-    assert cluster.kube.replicas("Deployment", cluster.ns, "web") == 2
+    assert cluster.kube.replicas("Deployment", cluster.ns, "app") == 2
     assert not status.get("scaledWorkloads"), status.get("scaledWorkloads")
     assert status.get("rollback") is None
-    assert not any(j["metadata"]["labels"].get(LABEL_STEP) == "rollback" for j in cluster.jobs())
+    jobs = cluster.jobs(name)
+    assert not any(j["metadata"]["labels"].get(LABEL_STEP) == "rollback" for j in jobs)
     reasons = cluster.event_reasons(name)
     assert "RollingBack" not in reasons and "WorkloadScaledDown" not in reasons
 
 
-def test_files_changed_after_the_review_are_found_before_any_change(
-    cluster: Cluster, operator: OperatorProcess, database_url: str
+def files_changed_after_the_review_are_found_before_any_change(
+    cluster: Cluster, database_url: str
 ) -> None:
+    """The scenario (the operator serves ``cluster``'s namespace)."""
     began = time.monotonic()
     cluster.secret("analytics-db", {"uri": pod_url(database_url)})
     cluster.config_map("notes-migrations", FILES)
     cluster.pvc("dbmigrate-backups")
     web = {"containers": [{"name": "web", "image": app_image(), "command": ["sleep", "3600"]}]}
-    cluster.create(deployment("web", 2, web))  # the test bed runs no pods for it: replicas only
+    cluster.create(deployment("app", 2, web))  # the test bed runs no pods for it: replicas only
     spec = sample_spec(
         source={"configMap": {"name": "notes-migrations"}},
         approval={"mode": "Manual"},
         verification={"analyze": False},
         rollback={
             "strategy": "DropCreatedObjects",
-            "scaleDown": [{"kind": "Deployment", "name": "web"}],
+            "scaleDown": [{"kind": "Deployment", "name": "app"}],
         },
     )
     cluster.migration("notes", spec)
