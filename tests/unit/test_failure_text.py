@@ -14,7 +14,7 @@ import pytest
 from dbmigrate.api.conditions import find_condition
 from dbmigrate.api.evidence import ProbeResult, VerificationResult
 from dbmigrate.api.labels import TERMINATION_LOG_ENV
-from dbmigrate.controller.steppods import container_end, last_failure
+from dbmigrate.controller.failedpods import container_end, last_failure
 from dbmigrate.decision.decide import decide
 from dbmigrate.decision.model import JobObservation
 from dbmigrate.runner import termination

@@ -2,7 +2,7 @@
 
 Every Kopf handler (create, resume, update, timer, Job events) ends here. ``Reconciler.reconcile``
 reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, and what a failed
-one's pod said, ``steppods``; whether the Secret and its keys exist, whether the ConfigMap and the
+one's pod said, ``failedpods``; whether the Secret and its keys exist, whether the ConfigMap and the
 backup PersistentVolumeClaim exist, which other migration holds the same database),
 calls ``decide`` and carries out the Decision in the order ``decision.model`` documents: status
 patch, scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions,
@@ -42,10 +42,10 @@ from dbmigrate.api.stepnames import STEPS
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
 from dbmigrate.controller.events import EventRecorder
+from dbmigrate.controller.failedpods import with_pod_reports
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.requeue import Requeuer
 from dbmigrate.controller.settings import DEFAULT_IMAGE
-from dbmigrate.controller.steppods import with_pod_reports
 from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy
 from dbmigrate.decision import gate_rules as gates
 from dbmigrate.decision import notifications as notify
@@ -240,7 +240,7 @@ class Reconciler:
                 now=self.clock(),
                 annotations=dict(meta.get("annotations") or {}),
                 jobs=settle_with_step_exit(
-                    self._jobs(namespace, name, meta["uid"], status), status.step_exit
+                    self._jobs(namespace, name, meta["uid"]), status.step_exit
                 ),
                 run_spec=self._run_spec(namespace, name, generation, status),
             )
@@ -248,6 +248,7 @@ class Reconciler:
         spec = observed.spec
         return replace(
             observed,
+            jobs=self._with_pod_reports(namespace, observed),
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
             backup_volume_ok=self._backup_volume_ok(namespace, spec),
@@ -282,21 +283,21 @@ class Reconciler:
             for w in spec.rollback.scale_down
         }
 
-    def _jobs(
-        self, namespace: str, name: str, uid: str, status: DatabaseMigrationStatus
-    ) -> dict[Any, Any]:
-        """The newest Job of each step; a failed one with what its pod said (``steppods``),
-        unless the run has ended (then decide looks at no Job)."""
+    def _jobs(self, namespace: str, name: str, uid: str) -> dict[Any, Any]:
         owned = [
             job
             for job in self.kube.list("Job", namespace, job_selector(name))
             if any(ref.get("uid") == uid for ref in job["metadata"].get("ownerReferences", []))
         ]
         observations = [o for o in (observe_job(job) for job in owned) if o is not None]
-        jobs = index_jobs(observations)
-        if status.phase in TERMINAL_PHASES:
-            return dict(jobs)
-        return dict(with_pod_reports(self.kube, namespace, jobs))
+        return dict(index_jobs(observations))
+
+    def _with_pod_reports(self, namespace: str, observed: Observed) -> dict[Any, Any]:
+        """The Jobs, a failed one with what its pod said (``failedpods``); unchanged once the
+        run has ended (then decide looks at no Job)."""
+        if observed.status.phase in TERMINAL_PHASES:
+            return dict(observed.jobs)
+        return dict(with_pod_reports(self.kube, namespace, observed.jobs))
 
     def _secret(self, namespace: str, spec: DatabaseMigrationSpec) -> SecretObservation:
         keys = self.kube.secret_keys(namespace, spec.database.secret_ref.name)

@@ -82,7 +82,7 @@ class JobObservation:
     """A Job of this resource as the Job controller reports it (``attempt``: see ``job_name``).
 
     For a failed Job, ``exit_code`` and ``termination_message`` are those of its last failed
-    pod's step container (``controller.steppods``): the step's own words about what went wrong
+    pod's step container (``controller.failedpods``): the step's own words about what went wrong
     (what it wrote to its termination log, or the end of its log), where ``message`` is the Job
     controller's (BackoffLimitExceeded, PodFailurePolicy, DeadlineExceeded).
     """

@@ -1,4 +1,4 @@
-"""What the pods of the operator's step Jobs say about themselves, read from the API server.
+"""What the pod of a failed step Job said when it ended, read from the API server.
 
 A failed Job only carries the Job controller's reason ("BackoffLimitExceeded", "PodFailurePolicy");
 why the step failed is in its pods: the step writes its error as its container's termination
@@ -6,7 +6,7 @@ message (``runner.termination``), and a container that crashed before it could h
 its log there instead (``terminationMessagePolicy: FallbackToLogsOnError``). ``with_pod_reports``
 adds the exit code and that message of a failed Job's last failed pod to its ``JobObservation``,
 so ``decide`` (pure) can say what went wrong in the step's own words. The pods are found by the
-label the Job controller puts on them; this is the operator's only read of its step pods.
+label the Job controller puts on them, and only for a failed Job of a run not yet ended.
 """
 
 from __future__ import annotations
