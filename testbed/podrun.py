@@ -21,8 +21,17 @@ The pod's single container runs as a plain process, so Kubernetes features are e
   (`certificate-authority`: that `ca.crt`), so any client that falls back to a kubeconfig outside
   a Pod (kubectl, `dbmigrate`'s step reporting) acts as the pod's service account, never as the
   test's admin. `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` are set as a kubelet sets them.
-- the process does not inherit the test process's environment: only PATH (so `dbmigrate` is the
-  installed command), LANG and PYTHONPATH pass through; HOME and TMPDIR are per-pod folders.
+- the process does not inherit the test process's environment: only PATH, LANG and PYTHONPATH
+  pass through; HOME and TMPDIR are per-pod folders. A command given by bare name (`dbmigrate`)
+  that is installed next to the interpreter running the test bed (`sys.executable`'s folder: a
+  venv's `bin`) runs from there, so the steps are the test bed's own `dbmigrate` even when that
+  folder is not on PATH (`.venv/bin/python -m bench.operator_scale`); other names go by PATH.
+- termination message: the container's `terminationMessagePath` (default /dev/termination-log)
+  is an empty file of the pod's folder, in `DBMIGRATE_PATH_MAP` like a mount; an env `value` that
+  is a mounted path, or a path under one, is rewritten like an argument (`TMPDIR=/tmp`, the file
+  above). The kubelet reports what the process wrote there as the container's termination
+  message, or with `terminationMessagePolicy: FallbackToLogsOnError` and a failed container the
+  end of its log, as a kubelet does.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +49,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+TERMINATION_PATH = "/dev/termination-log"  # a container's default terminationMessagePath
 PASS_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH")
 Obj = dict[str, Any]
 
@@ -59,6 +70,8 @@ class Prepared:
     env: dict[str, str]
     cwd: Path
     path_map: dict[str, str] = field(default_factory=dict)
+    termination_file: Path | None = None
+    fallback_to_logs: bool = False
 
 
 def as_json(resp: Any) -> Obj:
@@ -273,6 +286,22 @@ def rewrite(arg: str, path_map: dict[str, str]) -> str:
     return arg
 
 
+def resolve_command(name: str) -> str:
+    """``name`` as the test bed's own interpreter environment has it (see the module docstring)."""
+    if "/" in name:
+        return name
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else name
+
+
+def _rewrite_path(value: str, path_map: dict[str, str]) -> str:
+    """``value`` when it is not a mounted path (or under one), else its local stand-in."""
+    for mount in sorted(path_map, key=len, reverse=True):
+        if value == mount or value.startswith(mount.rstrip("/") + "/"):
+            return path_map[mount] + value[len(mount.rstrip("/")) :]
+    return value
+
+
 def prepare(
     api: k8s.ApiClient,
     pod: Obj,
@@ -309,16 +338,33 @@ def prepare(
             write_service_account_kubeconfig(pod_dir / "kubeconfig", sa_dir, server)
         )
         path_map.setdefault(SA_PATH, str(sa_dir))
+    termination = pod_dir / "termination-log"
+    pod_dir.mkdir(parents=True, exist_ok=True)
+    termination.write_bytes(b"")
+    path_map.setdefault(
+        container.get("terminationMessagePath") or TERMINATION_PATH, str(termination)
+    )
     env.update(container_env(api, pod, container))
+    for var in container.get("env") or []:
+        if "value" in var and var["name"] in env:
+            env[var["name"]] = _rewrite_path(env[var["name"]], path_map)
     env["DBMIGRATE_PATH_MAP"] = json.dumps(path_map, sort_keys=True)
     for folder in ("home", "tmp"):
         (pod_dir / folder).mkdir(parents=True, exist_ok=True)
     argv = [_expand(a, env) for a in [*container["command"], *(container.get("args") or [])]]
+    argv = [resolve_command(argv[0]), *argv[1:]]
     workdir = container.get("workingDir")
     cwd = Path(rewrite(workdir, path_map)) if workdir else pod_dir / "home"
     if not cwd.is_dir():  # an image folder such as /app does not exist here
         cwd = pod_dir / "home"
-    return Prepared([rewrite(a, path_map) for a in argv], env, cwd, path_map)
+    return Prepared(
+        [rewrite(a, path_map) for a in argv],
+        env,
+        cwd,
+        path_map,
+        termination_file=termination,
+        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+    )
 
 
 def clean(pod_dir: Path) -> None:

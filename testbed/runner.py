@@ -3,7 +3,9 @@
 Lifecycle, as a kubelet would report it: Pending (waiting with `CreateContainerConfigError` while
 a Secret, ConfigMap or service account is missing) → Running (startTime, container running) →
 Succeeded or Failed (container terminated with exitCode and reason Completed / Error /
-StartError; pod reason DeadlineExceeded past the pod's own activeDeadlineSeconds). A pod being
+StartError, and the termination message the process wrote, or with FallbackToLogsOnError the end
+of a failed container's log; pod reason DeadlineExceeded past the pod's own
+activeDeadlineSeconds). A pod being
 deleted has its process group sent SIGTERM, then SIGKILL after the grace period (at most 30 s); it
 is then marked Failed and the object is deleted with grace 0.
 """
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("testbed.kubelet")
 START_ERROR = 128
+MESSAGE_BYTES = 4096  # a kubelet keeps this much of a termination message file
+LOG_TAIL_LINES, LOG_TAIL_BYTES = 80, 2048  # and this much of the log with FallbackToLogsOnError
 
 
 def now() -> str:
@@ -68,6 +72,7 @@ class PodRunner(threading.Thread):
             return
         while True:
             code, reason, message = self._run_once(prepared)
+            message = message or self._termination_message(prepared, code)
             policy = self.pod["spec"].get("restartPolicy", "Always")
             again = policy == "Always" or (policy == "OnFailure" and code != 0)
             if self._killed.is_set() or reason == "DeadlineExceeded" or not again:
@@ -122,6 +127,17 @@ class PodRunner(threading.Thread):
                 break
         code = _terminate(proc, self._grace)
         return code, reason or ("Completed" if code == 0 else "Error"), ""
+
+    def _termination_message(self, prepared: podrun.Prepared, code: int) -> str:
+        """What the container left as its termination message (see the module docstring)."""
+        path = prepared.termination_file
+        written = path.read_bytes()[:MESSAGE_BYTES] if path is not None and path.exists() else b""
+        if written.strip() or code == 0 or not prepared.fallback_to_logs:
+            return written.decode(errors="replace")
+        if not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_bytes().splitlines()[-LOG_TAIL_LINES:]
+        return b"\n".join(lines)[-LOG_TAIL_BYTES:].decode(errors="replace")
 
     def _running_status(self) -> Obj:
         status = self._container_state({"running": {"startedAt": self._started_at}}, ready=True)

@@ -4,8 +4,9 @@ backup onto a PersistentVolume and restores from it, reads migrations from a mou
 from a folder baked into an image, reaches PostgreSQL by its Service's DNS name; and a run
 survives its operator pod being killed (the Helm-installed operator) and its apply pod's node
 being drained, finishing exactly once; an application's pod whose init container runs
-`dbmigrate wait` stays in Init until its migration succeeds, then starts; and a rollback on
-demand stops a real Deployment (its ReplicaSet's pods gone before the rollback) and brings it back.
+`dbmigrate wait` stays in Init until its migration succeeds, then starts; a rollback on
+demand stops a real Deployment (its ReplicaSet's pods gone before the rollback) and brings it back;
+and a failed step's error reaches the operator as its container's termination message.
 
 On the local test bed these are skipped (`real_kubelet`): there, pods are host processes.
 """
@@ -413,3 +414,30 @@ def test_rollback_on_demand_scales_a_real_deployment_down_and_back(
     while len(_web_pods(cluster)) != 2:  # the ReplicaSet brings them back
         assert time.monotonic() < deadline, "the web pods did not come back"
         time.sleep(1)
+
+
+def test_a_refused_login_is_named_from_the_step_pods_termination_message(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    """As uid 10001 on a read-only root filesystem the step writes its error to
+    /dev/termination-log; the kubelet puts it into the pod's status, where the operator reads it:
+    the message names the Secret, its key and the refusal, never the password."""
+    restrict(cluster)
+    wrong = "not-the-password-41c9"
+    parts = urlsplit(pod_url(database_url))
+    netloc = f"{parts.username}:{wrong}@{parts.netloc.rpartition('@')[2]}"
+    cluster.secret("analytics-db", {"uri": parts._replace(netloc=netloc).geturl()})
+    cluster.config_map("analytics-migrations", migration_files(1))
+    spec = sample_spec(
+        backup={"enabled": False},
+        verification={"analyze": False, "probes": []},
+        jobs={"backoffLimit": 0},
+    )
+    cluster.migration("login", spec)
+    failed = cluster.wait_phase("login", "Failed", timeout=240)
+    message = failed["message"]
+    assert "password authentication failed" in message, message
+    assert "Secret analytics-db (key uri" in message and wrong not in message
+    pods = cluster.kube.list("Pod", cluster.ns, "batch.kubernetes.io/job-name=login-plan-g1")
+    ended = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert ended["message"].startswith("dbmigrate plan: cannot connect"), ended

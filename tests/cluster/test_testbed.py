@@ -236,3 +236,38 @@ def test_failed_start_names_the_part_and_shows_its_log(tmp_path: Path) -> None:
     with pytest.raises(TestbedError, match="fake-part exited with code 2") as excinfo:
         wait_until(lambda: False, part="fake-part", proc=proc, log_path=log, timeout=30)
     assert "unknown flag: --nope" in str(excinfo.value)
+
+
+def test_a_bare_command_is_the_test_beds_own_and_the_pod_reports_its_termination_message(
+    testbed: Testbed, api_client: k8s.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dbmigrate` runs from the folder of the interpreter running the test bed even when that
+    folder is not on PATH (`.venv/bin/python -m bench...`); what a container writes to its
+    terminationMessagePath, or the end of its log with FallbackToLogsOnError, is its message."""
+    kubelet = _local(testbed).kubelet
+    assert kubelet is not None
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no venv on it: the pods get this PATH
+    version = {"name": "main", "image": "dbmigrate:dev", "command": ["dbmigrate", "--version"]}
+    job = _run_job(api_client, namespace, _job("version", "", container=version), timeout=30)
+    pod = _pods(api_client, namespace, "version")[0]["metadata"]["name"]
+    assert job["status"].get("succeeded") == 1, kubelet.logs(namespace, pod)
+    assert "dbmigrate" in kubelet.logs(namespace, pod)
+
+    written = {
+        "env": [{"name": "LAST_WORDS", "value": "/dev/termination-log"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    script = 'echo noise; echo "the cause" > "$LAST_WORDS"; exit 3'
+    _run_job(api_client, namespace, _job("writes", script, container=written))
+    logged = {"terminationMessagePolicy": "FallbackToLogsOnError"}
+    _run_job(
+        api_client, namespace, _job("logs", "echo one; echo the end; exit 1", container=logged)
+    )
+    silent = "echo not a message; exit 1"
+    _run_job(api_client, namespace, _job("silent", silent))  # policy File: no log fallback
+    messages = {}
+    for name in ("writes", "logs", "silent"):
+        (pod_obj,) = _pods(api_client, namespace, name)
+        ended = pod_obj["status"]["containerStatuses"][0]["state"]["terminated"]
+        messages[name] = ended.get("message", "").strip()
+    assert messages == {"writes": "the cause", "logs": "one\nthe end", "silent": ""}

@@ -51,7 +51,7 @@ def test_sqlstates_map_to_named_classes(sqlstate: str, cls: type) -> None:
         ("23505", 1),
         ("DriftError", 1),
         ("LintRefusedError", 1),
-        ("PlanChangedError", 1),
+        ("PlanChangedError", 4),
         ("IndexInvalidError", 1),
         ("SqlParseError", 2),
         ("MigrationSourceError", 2),

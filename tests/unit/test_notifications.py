@@ -67,6 +67,22 @@ def test_waiting_for_approval_is_recorded_with_the_plan_hash_once() -> None:
     assert after_refusal.notifications == waiting.notifications
 
 
+def test_a_plan_whose_hash_changed_after_an_approval_is_announced_again() -> None:
+    planning = obs("Planning", jobs={"plan": "Succeeded"}, reports=PLANNED, spec=MANUAL)
+    waiting = step(planning, [HOOK])
+    changed = waiting.model_copy(
+        update={
+            "phase": "Planning",
+            "plan": waiting.plan.model_copy(update={"plan_hash": "d" * 64}),
+        }
+        if waiting.plan
+        else {}
+    )
+    again = step(replace(planning, status=changed), [HOOK])
+    assert again.phase == "WaitingForApproval"
+    assert [r.plan_hash for r in again.notifications] == [PLAN_HASH, "d" * 64]
+
+
 def test_no_targets_or_no_interest_records_nothing() -> None:
     planning = obs("Planning", jobs={"plan": "Succeeded"}, reports=PLANNED, spec=MANUAL)
     assert step(planning, []).notifications == []

@@ -114,10 +114,15 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale]
   verbs: [get, patch]
-# ... and wait until their pods are gone before the rollback starts.
+# ... and wait until their pods are gone before the rollback starts; a failed step Job's pod
+# says why it failed (its termination message).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# spec.backup.pvcName must exist before a Job mounts it.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 # Events on every transition (and Kopf's own warnings).
 - apiGroups: [""]
   resources: [events]

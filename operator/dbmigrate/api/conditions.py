@@ -78,6 +78,7 @@ class Reason(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
+    BACKUP_VOLUME_NOT_FOUND = "BackupVolumeNotFound"
     INVALID_MAINTENANCE_WINDOW = "InvalidMaintenanceWindow"
     # a step Job's pod cannot start: Stalled=True in the step's phase, heals once it starts
     STEP_POD_UNSCHEDULABLE = "StepPodUnschedulable"
@@ -144,6 +145,8 @@ class EventReason(StrEnum):
     """Reasons of the Events posted outside ``decide`` (its Events carry a phase or a Reason)."""
 
     WORKLOAD_NOT_FOUND = "WorkloadNotFound"
+    WORKLOAD_SCALED_DOWN = "WorkloadScaledDown"
+    WORKLOAD_SCALED_UP = "WorkloadScaledUp"
     NOTIFICATION_FAILED = "NotificationFailed"
     WAVE_STARTED = "WaveStarted"
     WAVE_COMPLETED = "WaveCompleted"
@@ -159,6 +162,7 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.SECRET_NOT_FOUND: "the Secret of spec.database.secretRef does not exist",
     Reason.SECRET_KEY_MISSING: "the Secret lacks a key the spec names",
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
+    Reason.BACKUP_VOLUME_NOT_FOUND: "the PersistentVolumeClaim spec.backup.pvcName does not exist",
     Reason.INVALID_MAINTENANCE_WINDOW: "spec.maintenanceWindow cannot be evaluated",
     Reason.STEP_POD_UNSCHEDULABLE: "the scheduler finds no node for a step Job's pod",
     Reason.STEP_IMAGE_PULL_FAILED: "the kubelet cannot pull a step Job's image",
@@ -209,6 +213,8 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.FAILURE_BUDGET_EXCEEDED: "a rollout stopped: more targets failed than its budget",
     Reason.ROLLOUT_COMPLETE: "every target of a rollout succeeded",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
+    EventReason.WORKLOAD_SCALED_DOWN: "a workload was scaled to 0 before the rollback",
+    EventReason.WORKLOAD_SCALED_UP: "a scaled-down workload was scaled back to its replicas",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
     EventReason.WAVE_STARTED: "a rollout's wave started its first targets",
     EventReason.WAVE_COMPLETED: "every target of a rollout's wave ended",

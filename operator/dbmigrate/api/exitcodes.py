@@ -1,7 +1,9 @@
 """The exit codes of every ``dbmigrate`` command, with their meaning: defined here and nowhere else.
 
-The operator's Jobs depend on them (a podFailurePolicy fails the Job at once on 1 and 2 and lets
-it retry 3), so do scripts and init containers. ``dbmigrate --help`` prints ``HELP``.
+The operator's Jobs depend on them (a podFailurePolicy fails the Job at once on 1, 2 and 4 and
+lets it retry 3), so do scripts and init containers. 4 is the one failure that guarantees nothing
+ran: the operator plans again instead of rolling back (a refusal never scales a workload down).
+``dbmigrate --help`` prints ``HELP``.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_PLAN_CHANGED = 4
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 MEANINGS: dict[int, str] = {
     EXIT_OK: "success: the step did what was asked, or there was nothing to do",
     EXIT_FAILED: "the step ran and found a failure: drift, lint errors under --lint-policy "
-    "strict, a failing statement, an index left invalid, a changed plan hash, a failed check, "
-    "a failed migration (wait), a Regressed performance verdict (watch), the operator lost its "
-    "leader Lease",
+    "strict, a failing statement, an index left invalid, a failed check, a failed migration "
+    "(wait), a Regressed performance verdict (watch), the operator lost its leader Lease",
     EXIT_USAGE: "bad input or usage: a missing or unparsable database URL, bad migration file "
     "names, duplicate versions, SQL that does not parse, an unknown option value",
     EXIT_UNAVAILABLE: "unavailable, may heal: cannot connect, the migration lock is held by "
     "another run, a lock or statement timeout after the retries, the step's pod was stopped "
     "(rerun later; a rerun resumes)",
+    EXIT_PLAN_CHANGED: "refused before running anything: the migration files no longer match the "
+    "approved plan hash (--plan-hash); review the new plan and approve its hash",
     EXIT_BROKEN_PIPE: "the reader of the output went away (as for a process killed by SIGPIPE)",
 }
 

@@ -45,6 +45,11 @@ PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by pla
 WATCH_ENV = "DBMIGRATE_WATCH"  # spec.watch as JSON: the performance watch's limits and thresholds
 MIGRATIONS_MOUNT = "/migrations"  # the ConfigMap of spec.source.inline / configMapRef
 BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
+# a failed step writes its error to the container's termination-message file (the pod's status
+# then carries it: containerStatuses[].state.terminated.message); the env names the file
+TERMINATION_LOG_ENV = "DBMIGRATE_TERMINATION_LOG"
+TERMINATION_LOG_PATH = "/dev/termination-log"  # the container's terminationMessagePath
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on a Job's pods
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to
 LABEL_ROLLBACK_REQUEST = f"{API_GROUP}/rollback-request"  # on a rollback check Job: its request
 PAUSED_ENV = "DBMIGRATE_PAUSED"  # the operator-wide pause (the chart's operator.paused)

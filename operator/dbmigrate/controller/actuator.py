@@ -2,7 +2,8 @@
 
 1. the status patch (operator-owned fields only, through ``/status``, merge patch), skipped when
    nothing changed; 2. scaling: each workload's replicas are recorded in the status *before* it is
-   scaled to zero, and marked restored only after they were set back; 3. the step's service
+   scaled to zero, and marked restored only after they were set back; an Event tells each (with
+   the replicas), once: after the record that the scaling was asked for; 3. the step's service
    account, Role, RoleBinding and inline ConfigMap, then the Job (AlreadyExists is success: the
    name is deterministic); 4. Events, only once the status recording the transition is written;
    5. Job deletions. A crash between any two steps is repaired by the next reconcile.
@@ -52,7 +53,7 @@ class DecisionApplier:
         if decision.scale_down:
             status = self._scale_down(observed, decision, resource)
         if decision.scale_up:
-            self._scale_up(observed, status, decision.scale_up)
+            self._scale_up(observed, status, decision.scale_up, resource)
         if decision.create_job == STEP_PLAN:
             self._keep_run_spec(observed, status)
         if decision.create_job is not None:
@@ -84,10 +85,19 @@ class DecisionApplier:
                 )
             recorded.append(ScaledWorkload(kind=ref.kind, name=ref.name, replicas=replicas or 0))
             known.add((ref.kind, ref.name))
-        if recorded != decision.status.scaled_workloads:
+        new = recorded[len(decision.status.scaled_workloads) :]
+        if new:
             self._patch_workloads(ns, name, recorded)  # recorded before anything is scaled
         for ref in decision.scale_down:
             self._scale(ref.kind, ns, ref.name, 0)
+        for workload in new:  # once each: the record above says it was done
+            self.events.emit(
+                resource,
+                "Warning",
+                EventReason.WORKLOAD_SCALED_DOWN,
+                f"scaled {workload.kind} {workload.name} from {workload.replicas} to 0 replicas "
+                "before the rollback; it is scaled back once the rollback verified the database",
+            )
         return decision.status.model_copy(update={"scaled_workloads": recorded})
 
     def _scale_up(
@@ -95,6 +105,7 @@ class DecisionApplier:
         observed: Observed,
         status: DatabaseMigrationStatus,
         scale_up: tuple[ScaledWorkload, ...],
+        resource: Obj,
     ) -> None:
         ns, name = observed.namespace, observed.name
         for workload in scale_up:
@@ -106,6 +117,14 @@ class DecisionApplier:
         ]
         if updated != status.scaled_workloads:
             self._patch_workloads(ns, name, updated)
+        for workload in scale_up:  # decide lists only the ones not yet marked restored
+            self.events.emit(
+                resource,
+                "Normal",
+                EventReason.WORKLOAD_SCALED_UP,
+                f"scaled {workload.kind} {workload.name} back to {workload.replicas} replicas "
+                "after the rollback",
+            )
 
     def _scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         try:

@@ -254,13 +254,19 @@ class Kube:
             raise
 
     def create_or_update(self, obj: Obj, fields: tuple[str, ...]) -> str:
-        """Create ``obj``, or merge-patch ``fields`` (such as data, rules) into the existing one
-        when they differ. Returns created, updated or unchanged."""
+        """Create ``obj``, or make ``fields`` (such as data, rules) of the existing one equal to
+        its own when they differ: a merge patch, with null for each key of a map field that
+        ``obj`` no longer has (a file removed from spec.source.inline leaves the ConfigMap).
+        Returns created, updated or unchanged."""
         if self.create(obj):
             return "created"
         meta = obj["metadata"]
         current = self.get(obj["kind"], meta["namespace"], meta["name"]) or {}
-        patch = {f: obj.get(f) for f in fields if current.get(f) != obj.get(f)}
+        patch = {
+            f: _replacement(obj.get(f), current.get(f))
+            for f in fields
+            if current.get(f) != obj.get(f)
+        }
         if not patch:
             return "unchanged"
         self.request(
@@ -307,3 +313,10 @@ class Kube:
             {"metadata": metadata},
             content_type=MERGE_PATCH,
         )
+
+
+def _replacement(wanted: Any, current: Any) -> Any:
+    """The merge-patch value turning ``current`` into ``wanted``: a map's dropped keys as null."""
+    if isinstance(wanted, dict) and isinstance(current, dict):
+        return {**dict.fromkeys(k for k in current if k not in wanted), **wanted}
+    return wanted

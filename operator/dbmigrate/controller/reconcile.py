@@ -2,10 +2,11 @@
 
 Every Kopf handler (create, resume, update, timer, Job events) ends here. ``Reconciler.reconcile``
 reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, the pods of the
-unfinished ones (``steppods``), whether the Secret and its keys exist and its resourceVersion,
-whether the ConfigMap exists, which other migration holds the same database), calls ``decide``
-and carries out the Decision in the order ``decision.model`` documents: status patch, scaling,
-supporting objects and the step Job (AlreadyExists is success), Events, deletions, and a
+unfinished ones (``steppods``) and what a failed one's pod said when it ended (``failedpods``),
+whether the Secret and its keys exist and its resourceVersion, whether the ConfigMap and the
+backup PersistentVolumeClaim exist, which other migration holds the same database), calls
+``decide`` and carries out the Decision in the order ``decision.model`` documents: status patch,
+scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions, and a
 requeue. The notifications a transition makes due (``notifications``) are recorded in that
 same status patch, and their Pending deliveries are handed to the ``Notifier`` last, which sends
 them in the background: a webhook never holds or fails a reconcile. A delivery's result is written
@@ -38,9 +39,11 @@ from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
+from dbmigrate.api.stepnames import STEPS
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
 from dbmigrate.controller.events import EventRecorder
+from dbmigrate.controller.failedpods import with_pod_reports
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.requeue import Requeuer
 from dbmigrate.controller.settings import DEFAULT_IMAGE
@@ -62,6 +65,7 @@ from dbmigrate.decision.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.decision.promotion import needs_staging_migrations
 from dbmigrate.decision.recovery import needs_workload_pods
 from dbmigrate.decision.requested import with_requested_rollback
+from dbmigrate.specs.commands import mounts_backups
 from dbmigrate.specs.jobs import required_secret_keys, secret_ref_keys
 from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
@@ -260,8 +264,10 @@ class Reconciler:
         spec = observed.spec
         return replace(
             observed,
+            jobs=self._with_pod_reports(namespace, observed),
             secret=self._secret(namespace, spec),
             config_map_ok=self._config_map_ok(namespace, spec),
+            backup_volume_ok=self._backup_volume_ok(namespace, spec),
             workload_pods=self._workload_pods(namespace, spec, status),
             staging_migrations=self._staging_migrations(spec, status),
             staging_secrets=self._staging_secrets(namespace, spec, status),
@@ -358,6 +364,13 @@ class Reconciler:
         observations = [o for o in (observe_job(job) for job in owned) if o is not None]
         return dict(index_jobs(observations))
 
+    def _with_pod_reports(self, namespace: str, observed: Observed) -> dict[Any, Any]:
+        """The Jobs, a failed one with what its pod said (``failedpods``); unchanged once the
+        run has ended (then decide looks at no Job)."""
+        if observed.status.phase in TERMINAL_PHASES:
+            return dict(observed.jobs)
+        return dict(with_pod_reports(self.kube, namespace, observed.jobs))
+
     def _secret(self, namespace: str, spec: DatabaseMigrationSpec) -> SecretObservation:
         found = self.kube.secret_keys_and_version(namespace, spec.database.secret_ref.name)
         if found is None:
@@ -370,6 +383,13 @@ class Reconciler:
         if spec.source.config_map is None:
             return None
         return self.kube.get("ConfigMap", namespace, spec.source.config_map.name) is not None
+
+    def _backup_volume_ok(self, namespace: str, spec: DatabaseMigrationSpec) -> bool | None:
+        """Whether spec.backup.pvcName exists (None when no step mounts it)."""
+        claim = spec.backup.pvc_name
+        if claim is None or not any(mounts_backups(step, spec) for step in STEPS):
+            return None
+        return self.kube.get("PersistentVolumeClaim", namespace, claim) is not None
 
     def _lock_holder(self, observed: Observed) -> str | None:
         """The migration this one must wait for (``gates.lock_holder``); the others are read

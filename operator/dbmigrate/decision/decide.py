@@ -28,9 +28,12 @@ Spec changes while a run is going on (the run's generation is status.observedGen
   annotation.
 
 The migration set itself cannot change under a running run: the apply Job gets the plan's hash
-and refuses files that do not match it. A new run clears the step keys of the previous run, and
-asks the actuator to delete the Jobs of runs older than the last ``KEEP_RUNS`` (Jobs have no TTL:
-they are the evidence of recent runs; all of them go with the resource).
+and refuses files that do not match it, before running anything; the run then plans again
+instead of rolling back (``replan``: it also reads the files again when an approval arrives).
+
+A new run clears the step keys of the previous run, and asks the actuator to delete the Jobs of
+runs older than the last ``KEEP_RUNS`` (Jobs have no TTL: they are the evidence of recent runs;
+all of them go with the resource).
 """
 
 from __future__ import annotations
@@ -55,17 +58,18 @@ from dbmigrate.api.status import (
     Step,
 )
 from dbmigrate.api.stepnames import (
-    REPORTS,
     STEP_APPLY,
     STEP_BACKUP,
     STEP_PLAN,
     STEP_VERIFY,
 )
 from dbmigrate.decision import healing, pause, podstart, promotion
+from dbmigrate.decision.failure_text import job_failed, verification_words
 from dbmigrate.decision.gate_sequence import through_gates
-from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed, status_field
+from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
 from dbmigrate.decision.recovery import begin_rollback, rolling_back
+from dbmigrate.decision.replan import after_refusal, plan_again, refused_unchanged
 from dbmigrate.decision.requested import REQUEST_KEYS
 from dbmigrate.decision.transitions import (
     failed,
@@ -82,7 +86,6 @@ from dbmigrate.specs.naming import run_id
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock", "WaitingForPromotion")
 CLEARED_KEYS = (*STEP_KEYS, *REQUEST_KEYS)  # a new run forgets the last rollback on demand
-PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])  # what a plan Job reports
 
 
 def decide(observed: Observed) -> Decision:
@@ -104,7 +107,7 @@ def _decide(observed: Observed) -> Decision:
     if phase in TERMINAL_PHASES:
         return after_success(ctx) or healing.waiting_to_retry(observed)
     if phase == "WaitingForLock":
-        return healing.ignore_request(observed, render(*_waiting_for_lock(ctx)))
+        return healing.ignore_request(observed, render(ctx, _waiting_for_lock(ctx)))
     if phase == "WaitingForPromotion":
         again, promo, expired = _waiting_for_promotion(ctx)
         rendered = replace(render(again, promo), delete_jobs=expired)
@@ -222,9 +225,7 @@ def _plan_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     finding = _plan_findings(ctx)
     if finding is not None:
         return failed(ctx, STEP_PLAN, *finding)
-    message = (
-        f"the plan Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
-    )
+    message = f"{job_failed(ctx.observed.spec, STEP_PLAN, job)}. Nothing was changed"
     return failed(ctx, STEP_PLAN, Reason.PLAN_FAILED, message)
 
 
@@ -262,9 +263,7 @@ def _backup_done(ctx: Ctx, job: JobObservation) -> Outcome:
 
 
 def _backup_failed(ctx: Ctx, job: JobObservation) -> Outcome:
-    message = (
-        f"the backup Job {job.name} failed: {job.message or 'see its logs'}. Nothing was changed"
-    )
+    message = f"{job_failed(ctx.observed.spec, STEP_BACKUP, job)}. Nothing was changed"
     condition = StepCondition(
         type=BACKED_UP, status="False", reason=Reason.BACKUP_FAILED, message=message
     )
@@ -274,6 +273,8 @@ def _backup_failed(ctx: Ctx, job: JobObservation) -> Outcome:
 def _apply_done(ctx: Ctx, job: JobObservation) -> Outcome:
     apply = ctx.base.apply
     assert apply is not None
+    if refused_unchanged(ctx, job):
+        return after_refusal(ctx, job)
     if apply.status == "failed":
         return begin_rollback(ctx, STEP_APPLY, Reason.APPLY_FAILED, f"apply failed: {apply.error}")
     versions = [str(v.version) for v in apply.versions if v.status == "applied"]
@@ -283,9 +284,11 @@ def _apply_done(ctx: Ctx, job: JobObservation) -> Outcome:
 
 
 def _apply_failed(ctx: Ctx, job: JobObservation) -> Outcome:
+    if refused_unchanged(ctx, job):
+        return after_refusal(ctx, job)
     apply = ctx.base.apply
-    detail = apply.error if apply is not None and apply.error else job.message or "see its logs"
-    message = f"the apply Job {job.name} failed: {detail}"
+    reported = apply.error if apply is not None and apply.error else None
+    message = job_failed(ctx.observed.spec, STEP_APPLY, job, reported)
     return begin_rollback(ctx, STEP_APPLY, Reason.APPLY_FAILED, message)
 
 
@@ -293,16 +296,17 @@ def _verify_done(ctx: Ctx, job: JobObservation) -> Outcome:
     result = ctx.base.verification
     assert result is not None
     if not result.passed:
-        return begin_rollback(
-            ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, f"verification failed: {result.message}"
-        )
+        message = f"verification failed: {verification_words(result)}"
+        return begin_rollback(ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, message)
     text = result.message or "every index is valid and every probe uses its index"
     condition = StepCondition(type=VERIFIED, status="True", reason=Reason.VERIFIED, message=text)
     return Outcome.succeeded(message=f"migrated and verified: {text}", conditions=(condition,))
 
 
 def _verify_failed(ctx: Ctx, job: JobObservation) -> Outcome:
-    message = f"the verify Job {job.name} failed: {job.message or 'see its logs'}"
+    result = ctx.base.verification
+    reported = verification_words(result) if result is not None and not result.passed else None
+    message = job_failed(ctx.observed.spec, STEP_VERIFY, job, reported)
     return begin_rollback(ctx, STEP_VERIFY, Reason.VERIFICATION_FAILED, message)
 
 
@@ -321,23 +325,18 @@ def _waiting(ctx: Ctx) -> Outcome:
     return through_gates(ctx)
 
 
-def _waiting_for_lock(ctx: Ctx) -> tuple[Ctx, Outcome]:
+def _waiting_for_lock(ctx: Ctx) -> Outcome:
     """WaitingForLock: once the holder is gone, plan again before any change.
 
     The holder may have changed the database (applied versions this run had pending), so the
     plan reported before the wait is stale and its hash would be refused by the apply. The new
-    plan Job is the next attempt of this run's plan (``orders-plan-g3-a2``); its reports replace
-    the old ones, and the gates (approval of the new hash included) are asked again after it.
+    plan Job is the next attempt of this run's plan (``replan``); its reports replace the old
+    ones, and the gates (approval of the new hash included) are asked again after it.
     """
     if ctx.observed.lock_holder is not None or ctx.succeeded(STEP_BACKUP):
-        return ctx, through_gates(ctx)
-    problem = prerequisite_problem(ctx)
-    if problem is not None:
-        return ctx, stalled(ctx, "WaitingForLock", *problem)
-    cleared = ctx.base.model_copy(update=dict.fromkeys(PLAN_KEYS))
-    again = replace(ctx, base=cleared, clear_step_keys=PLAN_KEYS, new_attempt=STEP_PLAN)
+        return through_gates(ctx)
     message = "the database lock is free; planning again, as the holder may have changed it"
-    return again, start_step(again, STEP_PLAN, message)
+    return plan_again(ctx, message)
 
 
 def _waiting_for_promotion(ctx: Ctx) -> tuple[Ctx, Outcome, tuple[str, ...]]:
@@ -354,7 +353,8 @@ PHASE_HANDLERS: dict[Phase, Callable[[Ctx], Outcome]] = {
     "Planning": _step_phase(STEP_PLAN, _plan_done, _plan_failed),
     "WaitingForApproval": _waiting,
     "WaitingForWindow": _waiting,
-    # WaitingForLock and WaitingForPromotion: called by decide (they may start a new plan attempt)
+    "WaitingForLock": _waiting_for_lock,
+    # WaitingForPromotion: called by decide (it may start a new plan attempt)
     "BackingUp": _backing_up,
     "Migrating": _step_phase(STEP_APPLY, _apply_done, _apply_failed),
     "Verifying": _step_phase(STEP_VERIFY, _verify_done, _verify_failed),

@@ -45,12 +45,14 @@ class InvalidMaintenanceWindow(ValueError):
 
 @dataclass(frozen=True)
 class ApprovalVerdict:
-    """Whether the plan is approved, the status block to show and what is awaited."""
+    """Whether the plan is approved, the status block to show and what is awaited (``fresh``:
+    approved by the annotation just now, not recorded in the status before)."""
 
     passed: bool
     status: ApprovalStatus
     message: str
     refused: bool = False
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def evaluate_approval(
     given = annotations.get(APPROVE_ANNOTATION, "").strip()
     if given == plan_hash:
         approved = base.model_copy(update={"approved_hash": plan_hash, "approved_at": now})
-        return ApprovalVerdict(True, approved, f"plan {plan_hash} approved")
+        return ApprovalVerdict(True, approved, f"plan {plan_hash} approved", fresh=True)
     if given:
         message = (
             f"approval refused: annotation {APPROVE_ANNOTATION} approves plan {given}, but the "

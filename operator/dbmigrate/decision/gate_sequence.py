@@ -6,6 +6,7 @@ database lock) and turns the first closed one into its waiting phase; when all a
 the first step that changes something: the backup, or the apply if the backup is done or switched
 off. It runs after the plan, in every WaitingFor* phase, and again after the backup (the window
 may have closed meanwhile; the run already holds its database then, so the lock is not asked).
+An approval that arrives while the run waits for it first has the files read again (``replan``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from dbmigrate.api.conditions import BACKED_UP, Reason
-from dbmigrate.api.stepnames import STEP_APPLY, STEP_BACKUP, STEP_PLAN
+from dbmigrate.api.stepnames import STEP_PLAN
 from dbmigrate.decision import promotion
 from dbmigrate.decision.gate_rules import (
     InvalidMaintenanceWindow,
@@ -22,7 +23,14 @@ from dbmigrate.decision.gate_rules import (
     evaluate_window,
 )
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
-from dbmigrate.decision.transitions import failed, stalled, start_step
+from dbmigrate.decision.replan import (
+    approval_arrived,
+    backup_current,
+    plan_again,
+    start_apply,
+    start_backup,
+)
+from dbmigrate.decision.transitions import failed, stalled
 
 LOCK_REQUEUE = 15.0
 
@@ -56,6 +64,12 @@ def _after_promotion(ctx: Ctx) -> Outcome:
             phase="WaitingForApproval", reason=reason, message=approval.message,
             updates={"approval": approval.status}, warning=approval.refused,
         )  # fmt: skip
+    if approval_arrived(ctx, approval.fresh):
+        message = (
+            f"{approval.message}; reading the migration files again before the backup, to check "
+            "that they still hash to the approved plan"
+        )
+        return plan_again(ctx, message, updates={"approval": approval.status})
     try:
         window = evaluate_window(observed.spec, status.preflight, ctx.now)
     except InvalidMaintenanceWindow as exc:
@@ -68,7 +82,7 @@ def _after_promotion(ctx: Ctx) -> Outcome:
             updates=gates, requeue_after=window.requeue_after,
         )  # fmt: skip
     holder = observed.lock_holder
-    if holder is not None and not ctx.succeeded(STEP_BACKUP):
+    if holder is not None and not backup_current(ctx):
         message = (
             f"waiting for {holder}, which is migrating the same database; this migration starts "
             "when that one ends"
@@ -84,8 +98,8 @@ def _after_promotion(ctx: Ctx) -> Outcome:
 def first_change(ctx: Ctx, gates: dict[str, Any]) -> Outcome:
     """The gates are open: back up (unless done or disabled), else apply."""
     backup = ctx.observed.spec.backup
-    if backup.enabled and not ctx.succeeded(STEP_BACKUP):
-        return start_step(ctx, STEP_BACKUP, "backing up before any change", updates=gates)
+    if backup.enabled and not backup_current(ctx):
+        return start_backup(ctx, "backing up before any change", gates)
     conditions: tuple[StepCondition, ...] = ()
     if not backup.enabled:
         text = "spec.backup.enabled is false: no backup was taken"
@@ -94,4 +108,4 @@ def first_change(ctx: Ctx, gates: dict[str, Any]) -> Outcome:
         )
         conditions = (disabled,)
     versions = ", ".join(str(v.version) for v in ctx.base.plan.pending) if ctx.base.plan else ""
-    return start_step(ctx, STEP_APPLY, f"applying {versions}", conditions=conditions, updates=gates)
+    return start_apply(ctx, f"applying {versions}", conditions=conditions, updates=gates)

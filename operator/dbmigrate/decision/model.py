@@ -90,7 +90,13 @@ UNSCHEDULABLE = "Unschedulable"
 
 @dataclass(frozen=True)
 class JobObservation:
-    """A Job of this resource as the Job controller reports it (``attempt``: see ``job_name``)."""
+    """A Job of this resource as the Job controller reports it (``attempt``: see ``job_name``).
+
+    For a failed Job, ``exit_code`` and ``termination_message`` are those of its last failed
+    pod's step container (``controller.failedpods``): the step's own words about what went wrong
+    (what it wrote to its termination log, or the end of its log), where ``message`` is the Job
+    controller's (BackoffLimitExceeded, PodFailurePolicy, DeadlineExceeded).
+    """
 
     step: Step
     name: str
@@ -99,6 +105,8 @@ class JobObservation:
     message: str = ""
     finished_at: datetime | None = None
     attempt: int = 1
+    exit_code: int | None = None
+    termination_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,8 +158,9 @@ class Observed:
 
     ``jobs`` holds, per step, the newest-generation (then newest-attempt) Job of this resource
     (``index_jobs`` builds it from a list). ``config_map_ok`` is None unless the source is
-    spec.source.configMap. ``lock_holder`` is namespace/name of another migration holding the same
-    database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
+    spec.source.configMap; ``backup_volume_ok`` None unless a step mounts spec.backup.pvcName.
+    ``lock_holder`` is namespace/name of another migration holding the same database (see
+    ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
     pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
     (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
     a newer generation waits for it (``pinning``). ``step_pods``: by Job name, what the pods of
@@ -173,6 +182,7 @@ class Observed:
     jobs: dict[Step, JobObservation] = field(default_factory=dict)
     secret: SecretObservation = SecretObservation(exists=True)
     config_map_ok: bool | None = None
+    backup_volume_ok: bool | None = None
     lock_holder: str | None = None
     workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_spec: DatabaseMigrationSpec | None = None

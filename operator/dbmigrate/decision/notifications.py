@@ -3,7 +3,8 @@
 A person cares about a few transitions of a run: it waits for an approval (with the plan hash
 and the exact command that approves it), it waits for its maintenance window, it succeeded,
 failed, is rolling back, rolled back, is stalled (a person must act), or the performance watch
-after its success found queries that got slower (Regressed, before any rollback it leads to).
+after its success found queries that got slower (Regressed, before any rollback it leads to); a
+plan whose hash changed after an approval waits for approval again, and that is told again.
 ``with_notifications`` compares the status a reconcile read with the one it is about to write;
 when the new status enters one of those states it appends a ``NotificationRecord`` with one
 ``Pending`` delivery per interested target, in the same status patch as the transition itself.
@@ -135,8 +136,12 @@ def due_event(
         return None
     if new.run_id == old.run_id and event_of(old) == event:
         return None  # no transition: the same state as last time
-    if any(r.run_id == new.run_id and r.event == event for r in old.notifications):
-        return None  # already notified in this run
+    plan_hash = new.approval.plan_hash if event == "WaitingForApproval" and new.approval else None
+    if any(
+        r.run_id == new.run_id and r.event == event and r.plan_hash == plan_hash
+        for r in old.notifications
+    ):
+        return None  # already notified in this run (an approval: of this plan hash)
     return event
 
 

@@ -89,6 +89,8 @@ class Outcome:
     scale_down: tuple[WorkloadRef, ...] = ()
     scale_up: tuple[ScaledWorkload, ...] = ()
     warning: bool = False
+    again: Step | None = None  # create_job is a new attempt of this step (``replan``)
+    clear_keys: tuple[str, ...] = ()  # status fields that new attempt clears
 
     @classmethod
     def working(
@@ -324,6 +326,13 @@ def _events(ctx: Ctx, out: Outcome, message: str) -> tuple[EventSpec, ...]:
 
 def render(ctx: Ctx, out: Outcome) -> Decision:
     """The Decision for ``out``: the full new status of the operator-owned fields and actions."""
+    if out.again is not None:
+        ctx = replace(
+            ctx,
+            base=ctx.base.model_copy(update=dict.fromkeys(out.clear_keys)),
+            clear_step_keys=(*dict.fromkeys((*ctx.clear_step_keys, *out.clear_keys)),),
+            new_attempt=out.again,
+        )
     message = out.message
     newer = ctx.observed.generation
     if newer > ctx.run_generation and out.phase not in TERMINAL_PHASES:

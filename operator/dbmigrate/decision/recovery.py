@@ -20,6 +20,7 @@ from dbmigrate.api.conditions import MIGRATED, ROLLED_BACK, VERIFIED, ConditionT
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import DatabaseMigrationStatus, Step
 from dbmigrate.api.stepnames import STEP_APPLY, STEP_ROLLBACK
+from dbmigrate.decision.failure_text import step_words
 from dbmigrate.decision.model import JobObservation
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
 from dbmigrate.decision.transitions import (
@@ -171,7 +172,8 @@ def _rollback_finished(ctx: Ctx, job: JobObservation) -> Outcome:
 
 def _rollback_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     record = ctx.base.rollback
-    detail = record.message if record is not None else job.message or "no details reported"
+    detail = record.message if record is not None else step_words(job) or job.message
+    detail = detail or "no details reported"
     down = [f"{w.kind}/{w.name} (was {w.replicas})" for w in ctx.base.scaled_workloads]
     left = (
         f" The workloads stay scaled down until the database is checked: {', '.join(down)}"

@@ -1,10 +1,12 @@
 """Building blocks the phase handlers share: prerequisites, starting a step, failing, reports.
 
 A step Job is only created when its prerequisites hold: the Secret exists with every key the
-spec names, the source ConfigMap exists, the maintenance window can be evaluated. If one does not
+spec names, the source ConfigMap exists, the backup PersistentVolumeClaim exists (when a step
+mounts it), the maintenance window can be evaluated. If one does not
 hold, the run stays in its phase with Stalled=True and a message naming what is missing and how to
 fix it, and is looked at again after ``STALLED_REQUEUE`` seconds: it heals by itself once the
-Secret or ConfigMap appears (a bad window needs a spec change, which starts a new run).
+Secret, ConfigMap or PersistentVolumeClaim appears (a bad window needs a spec change, which starts
+a new run).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_win
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
 from dbmigrate.decision.requested import requested_cause
+from dbmigrate.specs.commands import mounts_backups
 from dbmigrate.specs.jobs import required_secret_keys
 
 STALLED_REQUEUE = 30.0
@@ -54,8 +57,11 @@ STEP_PHASES: dict[Step, Phase] = {
 }
 
 
-def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
-    """(reason, message) of the first missing prerequisite of a step Job, or None."""
+def prerequisite_problem(ctx: Ctx, step: Step | None = None) -> tuple[Reason, str] | None:
+    """(reason, message) of the first missing prerequisite of the Job of ``step`` (None: of the
+    run's first Job), or None. The backup PVC is asked for before the plan, so a missing one is
+    found before any Job, and for the steps that mount it; never for the apply, the verify or a
+    rollback that does not restore (a PVC deleted meanwhile must not hold those up)."""
     observed, spec = ctx.observed, ctx.observed.spec
     secret = spec.database.secret_ref.name
     where = f"namespace {observed.namespace}"
@@ -80,6 +86,14 @@ def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
             f"ConfigMap {config_map.name} (spec.source.configMap.name) was not found in {where}: "
             f"create it from the migration files, e.g. kubectl create configmap {config_map.name} "
             f"-n {observed.namespace} --from-file=DIR"
+        )
+    claim = spec.backup.pvc_name
+    mounted = step in (None, STEP_PLAN) or mounts_backups(step, spec)
+    if claim is not None and mounted and observed.backup_volume_ok is False:
+        return Reason.BACKUP_VOLUME_NOT_FOUND, (
+            f"PersistentVolumeClaim {claim} (spec.backup.pvcName) was not found in {where}: "
+            "create it (the backup is written there, a RestoreBackup rollback reads it); the "
+            "migration goes on by itself once it exists"
         )
     if spec.maintenance_window is not None:
         try:
@@ -133,7 +147,7 @@ def start_step(
     if step == STEP_APPLY and ctx.base.plan is None:
         message = "status.plan is gone, so there is no approved plan hash to apply; nothing applied"
         return failed(ctx, STEP_APPLY, Reason.STEP_NOT_REPORTED, message, conditions=conditions)
-    problem = prerequisite_problem(ctx)
+    problem = prerequisite_problem(ctx, step)
     if problem is not None:
         reason, why = problem
         return Outcome.stalled(

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import psycopg
 
-from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from dbmigrate.api.exitcodes import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PLAN_CHANGED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
 from dbmigrate.api.plan import Blocker
 
 
@@ -107,7 +113,9 @@ class DriftError(MigrationError):
 
 
 class PlanChangedError(MigrationError):
-    """The plan differs from the approved one (its hash changed)."""
+    """The plan differs from the approved one (its hash changed); raised before anything ran."""
+
+    exit_code = EXIT_PLAN_CHANGED
 
 
 class LintRefusedError(MigrationError):

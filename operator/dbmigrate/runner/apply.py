@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, STEP_APPLY, Step
 from dbmigrate.engine.undo.pgtools import StepError
+from dbmigrate.runner import termination
 from dbmigrate.runner.baseline import add_watch_baseline
 from dbmigrate.runner.context import StepContext, migration_set, say
+from dbmigrate.runner.failures import scrub
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
     LINT_POLICIES,
@@ -182,7 +184,10 @@ def run(ctx: StepContext) -> int:
         print_json(result.to_wire())
     else:
         say("\n".join(apply_text(result)))
-    return exit_code_for(result.error_code) if result.status == "failed" else EXIT_OK
+    if result.status != "failed":
+        return EXIT_OK
+    termination.write(scrub(f"dbmigrate apply: {result.error}", args))  # the status has it too
+    return exit_code_for(result.error_code)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

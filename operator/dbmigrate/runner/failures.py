@@ -28,8 +28,12 @@ def scrub(message: str, args: argparse.Namespace) -> str:
 
 
 def print_failure(args: argparse.Namespace, prefix: str, message: str, code: str) -> None:
-    """``prefix: message`` on stderr and, for ``--output json``, the failure as JSON on stdout."""
+    """``prefix: message`` on stderr and, for ``--output json``, the failure as JSON on stdout;
+    in a Job also as the container's termination message (``termination``)."""
+    from dbmigrate.runner import termination
+
     print(f"{prefix}: {message}", file=sys.stderr)
+    termination.write(f"{prefix}: {message}")
     if getattr(args, "output", None) == "json":
         document = {"error": message, "errorCode": code}
         print(json.dumps(document, indent=2))

@@ -57,7 +57,8 @@ apply gets DBMIGRATE_PROBES too, to time the probes before it changes anything.
 ``DBMIGRATE_PROBES`` is the JSON list of ``spec.verification.probes`` in wire form:
 ``[{"name": ..., "sql": ..., "expectIndex": ...}]``. Every step ends by writing
 ``status.stepExit`` (its exit code). Exit codes (``api.exitcodes``): 0 reported, 1 the step ran
-and found a failure, 2 bad input, 3 unavailable (may heal). The Job fails at once on 1 and 2
+and found a failure, 2 bad input, 3 unavailable (may heal), 4 the apply refused a plan whose
+hash is not the approved one (nothing ran). The Job fails at once on 1, 2 and 4
 (podFailurePolicy) and retries 3 up to ``spec.jobs.backoffLimit``.
 
 ``dbmigrate job <step>``, the command line of earlier versions, stays accepted as an alias with

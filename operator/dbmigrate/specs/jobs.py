@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from dbmigrate.api.durations import duration_seconds
-from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_USAGE
+from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_PLAN_CHANGED, EXIT_USAGE
 from dbmigrate.api.labels import (
     BACKUP_MOUNT,
     JOB_NAME_ENV,
@@ -25,6 +25,8 @@ from dbmigrate.api.labels import (
     PROBES_ENV,
     RUN_ID_ANNOTATION,
     STAGING_ENV_PREFIX,
+    TERMINATION_LOG_ENV,
+    TERMINATION_LOG_PATH,
     WATCH_ENV,
 )
 from dbmigrate.api.spec import DatabaseMigrationSpec, ResourceList, SecretRef
@@ -113,6 +115,7 @@ def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
         {"name": "PGAPPNAME", "value": f"dbmigrate-{step}"},
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
+        {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG_PATH},
     ]
     if uses_probes(step, spec):
         env.append({"name": PROBES_ENV, "value": probes_json(spec)})
@@ -214,6 +217,8 @@ def build_container(
         "volumeMounts": mounts,
         "resources": container_resources(spec),
         "securityContext": container_security_context(),
+        # the step writes its error there; a crash that wrote nothing leaves the log's end
+        "terminationMessagePath": TERMINATION_LOG_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -240,8 +245,9 @@ def build_pod_spec(
 
 
 def pod_failure_policy() -> Obj:
-    """Fail the Job at once when the step found a failure (1) or got bad input (2); only
-    "unavailable" (3) and crashes are retried, and evictions do not count as retries."""
+    """Fail the Job at once when the step found a failure (1), got bad input (2) or refused a
+    changed plan (4); only "unavailable" (3) and crashes are retried, and evictions do not count
+    as retries."""
     return {
         "rules": [
             {
@@ -249,7 +255,7 @@ def pod_failure_policy() -> Obj:
                 "onExitCodes": {
                     "containerName": CONTAINER,
                     "operator": "In",
-                    "values": [EXIT_FAILED, EXIT_USAGE],
+                    "values": [EXIT_FAILED, EXIT_USAGE, EXIT_PLAN_CHANGED],
                 },
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
