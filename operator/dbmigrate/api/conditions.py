@@ -65,6 +65,7 @@ class Reason(StrEnum):
     SECRET_KEY_MISSING = "SecretKeyMissing"
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
     INVALID_MAINTENANCE_WINDOW = "InvalidMaintenanceWindow"
+    INVALID_SPEC = "InvalidSpec"
     # decide() cannot be asked at all (set by the reconcile loop): Stalled=True
     INVALID_RESOURCE = "InvalidResource"
     API_ERROR = "ApiError"
@@ -108,6 +109,7 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.SECRET_KEY_MISSING: "the Secret lacks a key the spec names",
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
     Reason.INVALID_MAINTENANCE_WINDOW: "spec.maintenanceWindow cannot be evaluated",
+    Reason.INVALID_SPEC: "the API server admitted a spec field the operator refuses (a probe)",
     Reason.INVALID_RESOURCE: "the resource does not match the operator's API model",
     Reason.API_ERROR: "an API call of the operator failed for good (not a transient error)",
     Reason.DRIFT_DETECTED: "the migration set disagrees with the database's history table",

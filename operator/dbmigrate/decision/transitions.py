@@ -1,10 +1,11 @@
 """Building blocks the phase handlers share: prerequisites, starting a step, failing, reports.
 
-A step Job is only created when its prerequisites hold: the Secret exists with every key the
-spec names, the source ConfigMap exists, the maintenance window can be evaluated. If one does not
+A step Job is only created when its prerequisites hold: the spec passes the checks admission
+could not make (``spec_checks``: the window's time zone, the probes), the Secret exists with
+every key the spec names, the source ConfigMap exists. If one does not
 hold, the run stays in its phase with Stalled=True and a message naming what is missing and how to
 fix it, and is looked at again after ``STALLED_REQUEUE`` seconds: it heals by itself once the
-Secret or ConfigMap appears (a bad window needs a spec change, which starts a new run).
+Secret or ConfigMap appears (a bad window or probe needs a spec change, which starts a new run).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from dbmigrate.api.stepnames import (
     STEP_ROLLBACK,
     STEP_VERIFY,
 )
-from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
+from dbmigrate.decision.spec_checks import spec_problem
 from dbmigrate.specs.jobs import required_secret_keys
 
 STALLED_REQUEUE = 30.0
@@ -52,6 +53,9 @@ STEP_PHASES: dict[Step, Phase] = {
 def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
     """(reason, message) of the first missing prerequisite of a step Job, or None."""
     observed, spec = ctx.observed, ctx.observed.spec
+    invalid = spec_problem(spec)
+    if invalid is not None:
+        return invalid
     secret = spec.database.secret_ref.name
     where = f"namespace {observed.namespace}"
     if not observed.secret.exists:
@@ -73,11 +77,6 @@ def prerequisite_problem(ctx: Ctx) -> tuple[Reason, str] | None:
             f"create it from the migration files, e.g. kubectl create configmap {config_map.name} "
             f"-n {observed.namespace} --from-file=DIR"
         )
-    if spec.maintenance_window is not None:
-        try:
-            validate_window(spec.maintenance_window)
-        except InvalidMaintenanceWindow as exc:
-            return Reason.INVALID_MAINTENANCE_WINDOW, f"{exc}; fix spec.maintenanceWindow"
     return None
 
 
