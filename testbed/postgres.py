@@ -7,11 +7,14 @@ postgres; else Debian's PostgreSQL 15 (/usr/lib/postgresql/15/bin). `use_test_ma
 points dbmigrate's pg_dump and pg_restore (env DBMIGRATE_PG_BIN) at the chosen major's client
 programs.
 
-The cluster lives in a temporary folder, listens on a free port on 127.0.0.1 only, runs with
-fsync off (its data is disposable) and has a superuser `postgres` with a random password, checked
-with SCRAM on TCP. The machines that run the tests work as root, and PostgreSQL refuses to run as
-root, so initdb and the server run as the `postgres` OS user; a cached server (under root's home,
-which that user cannot enter) is then hard-linked (or copied) into the cluster's folder first.
+The cluster lives in a temporary folder, listens on a free port on 127.0.0.1 only, runs with fsync
+off (its data is disposable) and has a superuser `postgres` with a random password, checked with
+SCRAM on TCP. It preloads pg_stat_statements (`shared_preload_libraries`, as the performance watch
+wants a production server to), so a test may CREATE EXTENSION it in its database; `settings` adds
+or overrides server settings (such as a small `pg_stat_statements.max`). The machines that run the
+tests work as root, and PostgreSQL refuses to run as root, so initdb and the server run as the
+`postgres` OS user; a cached server (under root's home, which that user cannot enter) is then hard-
+linked (or copied) into the cluster's folder first.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -38,6 +41,7 @@ DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TOOL_DIR_ENV = "DBMIGRATE_PG_BIN"
 OS_USER = "postgres"
 SUPERUSER = "postgres"
+PRELOAD = "pg_stat_statements"
 
 
 def test_major() -> int | None:
@@ -106,6 +110,16 @@ def _find_binaries(bin_dir: Path) -> tuple[Path, Path]:
     return initdb, postgres
 
 
+def _preload(bin_dir: Path) -> list[str]:
+    """The server arguments preloading pg_stat_statements; refuses an installation without it."""
+    if not any((bin_dir.parent / lib).rglob(f"{PRELOAD}.so") for lib in ("lib", "lib64")):
+        raise TestbedError(
+            f"{PRELOAD}.so not found under {bin_dir.parent}; the test PostgreSQL preloads it "
+            "(install postgresql-contrib, or point DBMIGRATE_PG_BIN at a full installation)"
+        )
+    return ["-c", f"shared_preload_libraries={PRELOAD}"]
+
+
 def _link_or_copy(src: str, dst: str) -> None:
     """Hard-link SRC to DST, copying where a link cannot be made (another file system)."""
     try:
@@ -143,12 +157,18 @@ class PostgresServer:
     when it was created here.
     """
 
-    def __init__(self, root: Path | None = None, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        max_connections: int = 100,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="dbmigrate-pg-")) if root is None else root
         self.data_dir = self.root / "data"
         self.log_path = self.root / "postgres.log"
         self.max_connections = max_connections
+        self.settings = dict(settings or {})
         self.password = secrets.token_urlsafe(18)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -200,6 +220,8 @@ class PostgresServer:
             f"max_connections={self.max_connections}",
             *("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
             *("-c", "shared_buffers=32MB", "-c", "logging_collector=off"),
+            *_preload(bin_dir),
+            *(arg for key, value in self.settings.items() for arg in ("-c", f"{key}={value}")),
         ]
         self.proc = start_process(argv, self.log_path, user=owner, cwd=self.root)
         wait_until(

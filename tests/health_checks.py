@@ -43,7 +43,7 @@ def expected_argocd_health(obj: dict[str, Any]) -> str:
     observed = status.get("observedGeneration")
     if phase is None or (observed is not None and observed < obj["metadata"]["generation"]):
         return "Progressing"
-    if phase == "Succeeded":
+    if phase == "Succeeded" and not _stalled(status):
         return "Healthy"
     if phase in DEGRADED or _stalled(status):
         return "Degraded"
@@ -55,7 +55,7 @@ def expected_kstatus(obj: dict[str, Any]) -> str:
     status = obj["status"]
     if status.get("observedGeneration") != obj["metadata"]["generation"]:
         return "InProgress"
-    if status["phase"] == "Succeeded":
+    if status["phase"] == "Succeeded" and not _stalled(status):
         return "Current"
     if status["phase"] in DEGRADED:
         return "Failed"

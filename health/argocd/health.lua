@@ -1,5 +1,6 @@
 -- Argo CD health of dbmigrate.io/DatabaseMigration (see health/README.md to install it).
--- Healthy: Succeeded. Degraded: Failed, RolledBack, or Stalled=True.
+-- Healthy: Succeeded. Degraded: Failed, RolledBack, or Stalled=True (also after Succeeded:
+-- a regression the performance watch found).
 -- Suspended: waiting for a manual approval or a maintenance window (a person or the clock must act).
 -- Progressing: everything else, including a spec generation the operator has not acted on yet.
 local hs = {}
@@ -46,7 +47,7 @@ end
 
 local phase = status.phase
 local stalled = find_condition(status, "Stalled")
-if phase == "Succeeded" then
+if phase == "Succeeded" and not (stalled ~= nil and stalled.status == "True") then
   hs.status = "Healthy"
   hs.message = describe(status, "Migrated and verified")
 elseif phase == "Failed" or phase == "RolledBack" then

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from dbmigrate.cli.main import main
-from dbmigrate.engine import verify
+from dbmigrate.engine.after import verify
 from dbmigrate.engine.sources import load_directory
 from tests.db.data import MIGRATIONS, migrate
 

@@ -127,6 +127,13 @@ def test_args_follow_the_mode() -> None:
     assert not any(a.startswith(("--all-namespaces", "--metrics-port")) for a in args)
 
 
+def test_the_operator_wide_pause_switch() -> None:
+    args = _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--paused" not in args
+    paused = _deployment({"operator": {"paused": True}})
+    assert "--paused" in paused["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_operator_wide_notification_targets() -> None:
     targets = [
         {**HOOK, "format": "slack", "events": ["Failed", "RolledBack"]},
@@ -305,8 +312,10 @@ def test_crd_template_is_the_generated_crd() -> None:
     chart_crd = yaml.safe_load(body)
     assert chart_crd["metadata"].pop("annotations") == KEEP
     assert chart_crd == yaml.safe_load(CRD_SOURCE.read_text())
-    (rendered,) = ct.find(ct.helm_template(), "CustomResourceDefinition")
-    assert rendered["metadata"]["annotations"] == KEEP
+    rendered = ct.find(ct.helm_template(), "CustomResourceDefinition")
+    names = sorted(r["metadata"]["name"] for r in rendered)
+    assert names == ["databasemigrations.dbmigrate.io", "migrationrollbacks.dbmigrate.io"]
+    assert all(r["metadata"]["annotations"] == KEEP for r in rendered)
     assert ct.find(ct.helm_template({"crds": {"create": False}}), "CustomResourceDefinition") == []
 
 

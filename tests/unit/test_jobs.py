@@ -87,6 +87,8 @@ def status_for_steps() -> DatabaseMigrationStatus:
 
 
 def job_for(step: str, **spec_overrides: Any) -> dict[str, Any]:
+    if step == "watch":  # a watch Job exists only with spec.watch
+        spec_overrides.setdefault("watch", {"duration": "20s", "interval": "2s"})
     spec = make_spec(**spec_overrides)
     return build_step_job(
         "orders", "apps", UID, 1, step, spec, "orders-g1-3f2c1a9e", IMAGE, status=status_for_steps()
@@ -128,7 +130,7 @@ def test_job_metadata_owner_and_limits(step: str) -> None:
     assert owner["uid"] == UID and owner["controller"] and owner["blockOwnerDeletion"]
     assert owner["kind"] == "DatabaseMigration" and owner["apiVersion"] == "dbmigrate.io/v1alpha1"
     assert job["spec"]["backoffLimit"] == 3
-    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert job["spec"]["activeDeadlineSeconds"] == (600 if step != "watch" else 20 + 4 + 600)
     assert "ttlSecondsAfterFinished" not in job["spec"]
     assert job["spec"]["template"]["metadata"]["labels"] == meta["labels"]
 
@@ -437,3 +439,38 @@ def test_every_command_line_parses_with_the_step_command(
         assert args.plan_hash == PLAN_HASH
     if step == "rollback" and overrides:
         assert args.backup == "/backups/apps/orders/orders-g1.dump" and args.jobs == 2
+
+
+def test_the_watch_and_its_baseline_on_the_command_lines_and_in_the_env() -> None:
+    """With spec.watch the plan and apply sample the baseline, the apply and the watch time the
+    probes, and each reads spec.watch from the env; a long watch outlives activeDeadlineSeconds."""
+    from dbmigrate.cli.main import build_parser
+
+    watch = {"duration": "2h", "interval": "5m", "thresholds": {"minCalls": 7}}
+    probes = {"probes": [{"name": "p", "sql": "SELECT 1", "expectIndex": "i"}]}
+    commands, envs = {}, {}
+    for step in ("plan", "apply", "verify", "watch"):
+        job = job_for(step, watch=watch, verification=probes)
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        commands[step] = build_parser().parse_args(container["command"][1:])
+        envs[step] = {e["name"]: e.get("value") for e in container["env"]}
+    assert commands["plan"].watch_baseline and commands["apply"].watch_baseline
+    watching = commands["watch"]
+    assert (watching.duration, watching.interval) == (7_200_000, 300_000)
+    assert (watching.min_calls, watching.statement_timeout, watching.baseline) == (7, 5000, None)
+    assert (watching.top_n, watching.probe_runs, watching.ratio) == (100, 5, 1.5)
+    for step in ("plan", "apply"):
+        assert json.loads(envs[step]["DBMIGRATE_WATCH"])["thresholds"]["minCalls"] == 7
+    assert "DBMIGRATE_WATCH" not in envs["verify"] and "DBMIGRATE_WATCH" not in envs["watch"]
+    assert {s for s in envs if "DBMIGRATE_PROBES" in envs[s]} == {
+        "plan",
+        "apply",
+        "verify",
+        "watch",
+    }
+    assert job_for("watch", watch=watch)["spec"]["activeDeadlineSeconds"] == 21600
+    long = {"duration": "8h", "interval": "5m"}
+    assert job_for("watch", watch=long)["spec"]["activeDeadlineSeconds"] == 28800 + 600 + 600
+    without = job_for("apply")["spec"]["template"]["spec"]["containers"][0]
+    assert "--watch-baseline" not in without["command"]
+    assert "DBMIGRATE_PROBES" not in {e["name"] for e in without["env"]}

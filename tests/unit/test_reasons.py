@@ -27,6 +27,7 @@ from dbmigrate.api.conditions import (
 from dbmigrate.api.evidence import RollbackRecord
 from dbmigrate.api.spec import NotificationEvent, RollbackSpec
 from dbmigrate.api.status import Phase
+from dbmigrate.api.watch import Verdict
 from dbmigrate.decision.model import JobState
 from dbmigrate.decision.recovery import ROLLED_BACK_BY
 
@@ -50,9 +51,16 @@ def contract_spellings() -> set[str]:
 
 def shared_spellings() -> set[str]:
     """Spellings that are also values of another contract (a phase, a notification event, a
-    rollback strategy, a Job state), so a string of that spelling may mean the other one."""
+    rollback strategy, a Job state, a watch verdict), so a string of that spelling may mean the
+    other one."""
     strategy = get_args(RollbackSpec.model_fields["strategy"].annotation)
-    return {*get_args(Phase), *get_args(NotificationEvent), *strategy, *get_args(JobState)}
+    return {
+        *get_args(Phase),
+        *get_args(NotificationEvent),
+        *strategy,
+        *get_args(JobState),
+        *get_args(Verdict),
+    }
 
 
 def undocumented(docs: str) -> list[str]:

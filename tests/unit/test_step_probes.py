@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dbmigrate.api.evidence import ProbeResult
-from dbmigrate.engine import probes
+from dbmigrate.engine.after import probes
 
 PLAN = [
     {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.engine import pgtools
+from dbmigrate.engine.undo import pgtools
 
 
 def _script(path: Path, body: str) -> str:
@@ -108,5 +108,5 @@ def test_backup_and_rollback_do_not_load_other_commands_modules(command: str) ->
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     loaded = set(done.stderr.split())
     assert f"dbmigrate.runner.{command}" in loaded
-    unwanted = {"pglast", "yaml", "dbmigrate.engine.preflight", "dbmigrate.engine.verify"}
+    unwanted = {"pglast", "yaml", "dbmigrate.engine.preflight", "dbmigrate.engine.after.verify"}
     assert not loaded & unwanted

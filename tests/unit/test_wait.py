@@ -10,8 +10,8 @@ import pytest
 from dbmigrate.cli import wait as wait_cmds
 from dbmigrate.cli.resource_state import judge_resource
 from dbmigrate.cli.wait import Backoff, wait_for
+from dbmigrate.engine.after.readiness import Verdict, Wanted, judge
 from dbmigrate.engine.history import HistoryRow
-from dbmigrate.engine.readiness import Verdict, Wanted, judge
 from dbmigrate.engine.sources import load_mapping
 
 
@@ -119,6 +119,28 @@ def test_resource_ready_waiting_and_failed() -> None:
 def test_resource_failures(phase: str, stalled: tuple[str, str, str], expected: str) -> None:
     verdict = judge_resource(dbm(phase, Stalled=stalled), "dbm")
     assert verdict.state == "failed" and expected in verdict.message
+
+
+def test_resource_during_and_after_the_performance_watch() -> None:
+    """The watch never holds the application back: Ready=True while it watches; a Regressed
+    verdict (phase Succeeded, Stalled=True) still lets the init container go on, saying so; a
+    rollback after it fails the wait, as any rolled-back run."""
+    watching = dbm("Succeeded", Ready=("True", "Succeeded", "watching for 15m"))
+    assert judge_resource(watching, "dbm", 5).state == "ready"
+    regressed = dbm(
+        "Succeeded",
+        Ready=("False", "Regressed", "queries got slower"),
+        Stalled=("True", "Regressed", "queries got slower"),
+    )
+    verdict = judge_resource(regressed, "dbm", 5)
+    assert verdict.state == "ready"
+    assert "performance watch found a regression (Regressed: queries got slower)" in (
+        verdict.message
+    )
+    assert judge_resource(regressed, "dbm", 6).state == "waiting"
+    rolled_back = dbm("RolledBack", Stalled=("True", "PerformanceRegressed", "slower: SELECT"))
+    failed = judge_resource(rolled_back, "dbm", 5)
+    assert failed.state == "failed" and "PerformanceRegressed: slower: SELECT" in failed.message
 
 
 # --- the loop -----------------------------------------------------------------------------

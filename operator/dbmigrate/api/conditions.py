@@ -3,7 +3,8 @@ that sets them.
 
 ``Ready``, ``Reconciling`` and ``Stalled`` follow kstatus, so Flux, Argo CD and
 ``kubectl wait --for=condition=Ready`` judge health without custom code; ``BackedUp``,
-``Migrated``, ``Verified`` and ``RolledBack`` tell how each step that touches the database went.
+``Migrated``, ``Verified`` and ``RolledBack`` tell how each step that touches the database went;
+``PerformanceVerified`` gives the verdict of the performance watch after ``Succeeded``.
 A condition's ``lastTransitionTime`` changes only when its status flips.
 
 Users, scripts, Argo CD health checks and notification receivers match on the types and reasons,
@@ -30,7 +31,15 @@ if TYPE_CHECKING:  # status.py imports this module
     from dbmigrate.api.status import ConditionReason
 
 ConditionType = Literal[
-    "Ready", "Reconciling", "Stalled", "BackedUp", "Migrated", "Verified", "RolledBack"
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "BackedUp",
+    "Migrated",
+    "Verified",
+    "RolledBack",
+    "PerformanceVerified",
+    "ReconciliationPaused",
 ]
 READY: Final = "Ready"
 RECONCILING: Final = "Reconciling"
@@ -39,6 +48,8 @@ BACKED_UP: Final = "BackedUp"
 MIGRATED: Final = "Migrated"
 VERIFIED: Final = "Verified"
 ROLLED_BACK: Final = "RolledBack"
+PERFORMANCE_VERIFIED: Final = "PerformanceVerified"
+RECONCILIATION_PAUSED: Final = "ReconciliationPaused"
 
 TYPES: dict[ConditionType, str] = {
     READY: "the run reached Succeeded for the current generation (kstatus Current)",
@@ -48,6 +59,8 @@ TYPES: dict[ConditionType, str] = {
     MIGRATED: "whether the apply step applied the pending versions",
     VERIFIED: "whether the verify step found every index valid and every probe using it",
     ROLLED_BACK: "whether the rollback after a failed apply or verify restored a verified state",
+    PERFORMANCE_VERIFIED: "the verdict of the performance watch after Succeeded (spec.watch)",
+    RECONCILIATION_PAUSED: "whether the operator starts no new step for this resource (paused)",
 }
 
 
@@ -66,6 +79,10 @@ class Reason(StrEnum):
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
     INVALID_MAINTENANCE_WINDOW = "InvalidMaintenanceWindow"
     INVALID_SPEC = "InvalidSpec"
+    # a step Job's pod cannot start: Stalled=True in the step's phase, heals once it starts
+    STEP_POD_UNSCHEDULABLE = "StepPodUnschedulable"
+    STEP_IMAGE_PULL_FAILED = "StepImagePullFailed"
+    STEP_POD_NOT_STARTING = "StepPodNotStarting"
     # decide() cannot be asked at all (set by the reconcile loop): Stalled=True
     INVALID_RESOURCE = "InvalidResource"
     API_ERROR = "ApiError"
@@ -90,6 +107,29 @@ class Reason(StrEnum):
     VERIFIED = "Verified"
     DROPPED_CREATED_OBJECTS = "DropCreatedObjects"
     RESTORED_BACKUP = "RestoreBackup"
+    # the verdict of the performance watch (PerformanceVerified), and the cause of its rollback
+    WATCH_STARTED = "WatchStarted"  # an Event: the watch started (the condition is absent)
+    NO_REGRESSION = "NoRegression"
+    REGRESSED = "Regressed"
+    INCONCLUSIVE = "Inconclusive"
+    UNAVAILABLE = "Unavailable"
+    PERFORMANCE_REGRESSED = "PerformanceRegressed"
+    # a new run of the same generation (Events): asked for, automatic, or nothing to retry
+    RETRY_REQUESTED = "RetryRequested"
+    AUTOMATIC_RETRY = "AutomaticRetry"
+    RETRY_IGNORED = "RetryIgnored"
+    # a rollback on demand (a MigrationRollback): the migration's end, and the request's own
+    ROLLBACK_REQUESTED = "RollbackRequested"
+    ROLLBACK_PLANNING = "RollbackPlanning"
+    ROLLBACK_PLANNED = "RollbackPlanned"
+    CONFIRMATION_REQUIRED = "ConfirmationRequired"
+    ROLLBACK_REFUSED = "RollbackRefused"
+    ROLLBACK_RUNNING = "RollbackRunning"
+    ROLLBACK_SUCCEEDED = "RollbackSucceeded"
+    # pause and resume: ReconciliationPaused
+    PAUSE_ANNOTATION = "PauseAnnotation"
+    OPERATOR_PAUSED = "OperatorPaused"
+    RESUMED = "Resumed"
 
 
 @unique
@@ -110,6 +150,9 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
     Reason.INVALID_MAINTENANCE_WINDOW: "spec.maintenanceWindow cannot be evaluated",
     Reason.INVALID_SPEC: "the API server admitted a spec field the operator refuses (a probe)",
+    Reason.STEP_POD_UNSCHEDULABLE: "the scheduler finds no node for a step Job's pod",
+    Reason.STEP_IMAGE_PULL_FAILED: "the kubelet cannot pull a step Job's image",
+    Reason.STEP_POD_NOT_STARTING: "the kubelet cannot create a step Job's container",
     Reason.INVALID_RESOURCE: "the resource does not match the operator's API model",
     Reason.API_ERROR: "an API call of the operator failed for good (not a transient error)",
     Reason.DRIFT_DETECTED: "the migration set disagrees with the database's history table",
@@ -130,6 +173,25 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.VERIFIED: "every index is valid and every probe uses its index",
     Reason.DROPPED_CREATED_OBJECTS: "rolled back by dropping what the run created",
     Reason.RESTORED_BACKUP: "rolled back by restoring the backup",
+    Reason.WATCH_STARTED: "the performance watch after Succeeded has started sampling",
+    Reason.NO_REGRESSION: "the watch compared the workload before and after: no query regressed",
+    Reason.REGRESSED: "the watch found queries that got slower after the migration",
+    Reason.INCONCLUSIVE: "the watch saw too few calls (or too short a window) to judge",
+    Reason.UNAVAILABLE: "the watch could not sample the database (or its counters were reset)",
+    Reason.PERFORMANCE_REGRESSED: "the run was rolled back because the watch found a regression",
+    Reason.RETRY_REQUESTED: "the dbmigrate.io/retry annotation started a new run",
+    Reason.AUTOMATIC_RETRY: "a run that failed for a cause outside the migration started again",
+    Reason.RETRY_IGNORED: "the dbmigrate.io/retry annotation arrived while a run was under way",
+    Reason.ROLLBACK_REQUESTED: "the migration was rolled back because a MigrationRollback asked",
+    Reason.ROLLBACK_PLANNING: "the request is being planned (the rollback check Job runs)",
+    Reason.ROLLBACK_PLANNED: "a dry run: the plan and the data-loss check are in the status",
+    Reason.CONFIRMATION_REQUIRED: "data would be lost: spec.confirm must name the migration",
+    Reason.ROLLBACK_REFUSED: "the rollback cannot run; the message names why",
+    Reason.ROLLBACK_RUNNING: "the migration's emergency rollback runs for this request",
+    Reason.ROLLBACK_SUCCEEDED: "the rollback ran, was verified and the workloads are back",
+    Reason.PAUSE_ANNOTATION: "the dbmigrate.io/pause annotation pauses this resource",
+    Reason.OPERATOR_PAUSED: "the operator runs paused (operator.paused): no new step anywhere",
+    Reason.RESUMED: "the pause was lifted; the operator goes on",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
 }

@@ -18,7 +18,8 @@ MEANINGS: dict[int, str] = {
     EXIT_OK: "success: the step did what was asked, or there was nothing to do",
     EXIT_FAILED: "the step ran and found a failure: drift, lint errors under --lint-policy "
     "strict, a failing statement, an index left invalid, a changed plan hash, a failed check, "
-    "a failed migration (wait), the operator lost its leader Lease",
+    "a failed migration (wait), a Regressed performance verdict (watch), the operator lost its "
+    "leader Lease",
     EXIT_USAGE: "bad input or usage: a missing or unparsable database URL, bad migration file "
     "names, duplicate versions, SQL that does not parse, an unknown option value",
     EXIT_UNAVAILABLE: "unavailable, may heal: cannot connect, the migration lock is held by "

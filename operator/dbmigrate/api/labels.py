@@ -21,6 +21,11 @@ MANAGER = "dbmigrate-operator"
 
 # Annotations a person (or a GitOps tool) sets on a DatabaseMigration.
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
+# Any new value (a timestamp) starts a new run of the same generation once the run has ended;
+# the operator echoes the value it acted on in status.lastHandledRetry.
+RETRY_ANNOTATION = f"{API_GROUP}/retry"
+PAUSE_ANNOTATION = f"{API_GROUP}/pause"  # any non-empty value: start no new step
+ROLLBACK_ANNOTATION = f"{API_GROUP}/rollback"  # a token: roll the last run back on demand
 
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -29,6 +34,9 @@ KOPF_ANNOTATION_PREFIX = API_GROUP
 # The step pod's environment and mounts, set by ``dbmigrate.specs.jobs``.
 JOB_NAME_ENV = "DBMIGRATE_JOB_NAME"  # tells a step pod its Job, for status.stepExit
 PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by plan and verify
+WATCH_ENV = "DBMIGRATE_WATCH"  # spec.watch as JSON: the performance watch's limits and thresholds
 MIGRATIONS_MOUNT = "/migrations"  # the ConfigMap of spec.source.inline / configMapRef
 BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to
+LABEL_ROLLBACK_REQUEST = f"{API_GROUP}/rollback-request"  # on a rollback check Job: its request
+PAUSED_ENV = "DBMIGRATE_PAUSED"  # the operator-wide pause (the chart's operator.paused)

@@ -15,6 +15,7 @@ from dbmigrate.api import probesql
 from dbmigrate.api.base import ApiModel
 from dbmigrate.api.cron import schedule_rules
 from dbmigrate.api.objectnames import ObjectName
+from dbmigrate.api.watch import WatchThresholds
 
 DURATION_PATTERN = "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
 ZERO_DURATION_PATTERN = "^(0+([.]0+)?(ms|s|m|h))+$"
@@ -331,6 +332,54 @@ class JobSpec(ApiModel):
     tolerations: list[Toleration] | None = Field(default=None, description="Tolerations.")
 
 
+class WatchSpec(ApiModel):
+    """The performance watch after Succeeded: the workload's query times before and after.
+
+    The plan step samples the database's cumulative counters (pg_stat_statements when installed,
+    index, table and database statistics) at the start of the run, the apply step again just
+    before its first statement; after the verification a watch Job samples them every
+    ``interval`` for ``duration`` and compares the two windows query by query. The verdict is
+    the PerformanceVerified condition; ``onRegression`` says what a regression leads to.
+    """
+
+    model_config = _extra(
+        _duration_rule("duration"),
+        _duration_rule("interval"),
+        {
+            "rule": "!has(self.thresholds) || !has(self.thresholds.topN)"
+            " || self.thresholds.topN <= 200",
+            "message": "watch.thresholds.topN may be at most 200 here: the snapshots are kept "
+            "in the resource's status",
+        },
+    )
+    duration: str = Field(
+        default="15m",
+        max_length=32,
+        description="How long to watch after the verification, such as 15m.",
+    )
+    interval: str = Field(
+        default="1m",
+        max_length=32,
+        description="How often to sample during the watch, such as 1m.",
+    )
+    on_regression: Literal["Notify", "Rollback"] = Field(
+        default="Notify",
+        description="Notify: Ready=False, Stalled=True reason Regressed, an Event and a Regressed "
+        "notification. Rollback: the emergency rollback of the run (scaling spec.rollback."
+        "scaleDown), only with rollback.strategy DropCreatedObjects; with RestoreBackup the watch "
+        "only notifies (writes since the backup would be lost).",
+    )
+    wait_for_baseline: bool = Field(
+        default=True,
+        description="The apply step waits (at most thresholds.minBaselineSeconds) until the "
+        "window before it is long enough to compare; false: it starts at once and a short "
+        "window gives Inconclusive.",
+    )
+    thresholds: WatchThresholds = _defaulted(
+        WatchThresholds, "When a query counts as regressed, and how big a sample may be."
+    )
+
+
 NotificationEvent = Literal[
     "WaitingForApproval",
     "WaitingForWindow",
@@ -339,6 +388,7 @@ NotificationEvent = Literal[
     "RollingBack",
     "RolledBack",
     "Stalled",
+    "Regressed",
 ]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
 
@@ -374,7 +424,7 @@ class NotificationTarget(ApiModel):
     )
     events: list[NotificationEvent] | None = Field(
         default=None,
-        max_length=7,
+        max_length=8,
         description="Notify these transitions only; all of them when unset.",
     )
 
@@ -410,11 +460,17 @@ class DatabaseMigrationSpec(ApiModel):
     verification: VerificationSpec = _defaulted(VerificationSpec, "Verification after applying.")
     rollback: RollbackSpec = _defaulted(RollbackSpec, "Emergency rollback.")
     jobs: JobSpec = _defaulted(JobSpec, "Settings of the step Jobs.")
+    watch: WatchSpec | None = Field(
+        default=None,
+        description="The performance watch after Succeeded (off unless set): query times "
+        "before and after the migration, a verdict, and optionally the rollback.",
+    )
     notifications: list[NotificationTarget] = Field(
         default_factory=list,
         max_length=10,
         description="Webhooks notified of approval and window waits, success, failure, "
-        "rollback and stalls; they add to the operator-wide targets. Names must be unique.",
+        "rollback, stalls and a performance regression; they add to the operator-wide "
+        "targets. Names must be unique.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {

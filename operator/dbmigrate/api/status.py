@@ -2,9 +2,9 @@
 
 Each writer owns its subtree. The operator writes ``phase``, ``conditions``,
 ``observedGeneration`` and the fields of this module; each step Job writes its own key (``plan``,
-``lint``, ``preflight``, ``backup``, ``apply``, ``progress``, ``verification``, ``rollback``, and
-``stepExit`` as its last act), whose models live beside the step's code in ``api/plan.py``,
-``api/lint.py`` and ``api/evidence.py``.
+``lint``, ``preflight``, ``backup``, ``apply``, ``progress``, ``verification``, ``rollback``,
+``watch``, and ``stepExit`` as its last act), whose models live beside the step's code in
+``api/plan.py``, ``api/lint.py``, ``api/evidence.py`` and ``api/watch.py``.
 Every field is declared: the API server silently prunes what the schema does not declare.
 """
 
@@ -17,6 +17,7 @@ from pydantic import Field
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.api.conditions import Condition, Reason
+from dbmigrate.api.dataloss import RequestStrategy, RollbackCheck
 from dbmigrate.api.evidence import (
     BackupEvidence,
     PreflightResult,
@@ -25,8 +26,9 @@ from dbmigrate.api.evidence import (
 )
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
-from dbmigrate.api.spec import NotificationEvent
+from dbmigrate.api.spec import NotificationEvent, WorkloadRef
 from dbmigrate.api.stepnames import Step
+from dbmigrate.api.watch import Snapshot, WatchReport
 
 Phase = Literal[
     "Pending",
@@ -159,6 +161,95 @@ class NotificationRecord(ApiModel):
     )
 
 
+class WatchRunStart(ApiModel):
+    """What the plan step writes into status.watch: the counters at the start of the run."""
+
+    run_start: Snapshot | None = Field(
+        default=None, description="The counters at the start of the run (the plan step)."
+    )
+
+
+class WatchBeforeApply(ApiModel):
+    """What the apply step writes into status.watch: the counters just before its first
+    statement, which close the window the watch compares against."""
+
+    before_apply: Snapshot | None = Field(
+        default=None, description="The counters just before the apply's first statement."
+    )
+    baseline_seconds: float | None = Field(
+        default=None, description="Length of the before window (run start to before the apply)."
+    )
+    baseline_note: str | None = Field(
+        default=None,
+        description="Why the before window is short or missing, and what the verdict can be.",
+    )
+
+
+WatchState = Literal["Watching", "Done"]
+
+
+class WatchProgress(ApiModel):
+    """What the watch step writes into status.watch: its samples and, at the end, the report."""
+
+    state: WatchState | None = Field(
+        default=None, description="Watching while the watch Job samples; Done with the verdict."
+    )
+    started_at: datetime | None = Field(default=None, description="When the watch started.")
+    ends_at: datetime | None = Field(default=None, description="When the watch is due to end.")
+    interval_seconds: float | None = Field(default=None, description="Seconds between samples.")
+    samples: int = Field(default=0, ge=0, description="Samples taken so far in the after window.")
+    last_sample_at: datetime | None = Field(default=None, description="The latest sample.")
+    report: WatchReport | None = Field(
+        default=None,
+        description="The comparison so far while Watching (its verdict is provisional), the "
+        "final one once Done: windows, sample count, offenders, improved queries, unused new "
+        "indexes, database-wide deltas and probe timings.",
+    )
+
+
+class WatchStatus(WatchProgress, WatchBeforeApply, WatchRunStart):
+    """status.watch: the performance watch of this run (spec.watch). Each writer owns its
+    sub-keys: the plan step ``runStart``, the apply step ``beforeApply`` and the baseline's
+    length, the watch step the rest. The snapshots are bounded (top-N statements, cut text)."""
+
+
+class RetryStatus(ApiModel):
+    """The runs of this generation: automatic retries after a failure outside the migration
+    (``decision/healing.py``), and retries a person asked for (``dbmigrate.io/retry``)."""
+
+    run: int = Field(
+        default=1, ge=1, description="Which run of this generation this is (1, then +1 per retry)."
+    )
+    automatic: int = Field(
+        default=0, ge=0, description="Automatic retries made so far for this generation."
+    )
+    limit: int = Field(ge=0, description="Automatic retries allowed per generation.")
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        description="When the next automatic retry starts (unset: none is scheduled).",
+    )
+    secret_version: str | None = Field(
+        default=None,
+        description="resourceVersion of the database Secret when the run failed: a change of "
+        "the Secret retries at once.",
+    )
+    cause: str | None = Field(
+        default=None, max_length=2048, description="Why the last run failed, if it did."
+    )
+
+
+class RequestedRollback(ApiModel):
+    """The rollback on demand a MigrationRollback asked for, run in place of spec.rollback."""
+
+    request: str = Field(description="Name of the MigrationRollback.")
+    strategy: RequestStrategy = Field(description="The strategy it asked for.")
+    scale_down: list[WorkloadRef] = Field(
+        default_factory=list, description="The workloads it scales down."
+    )
+    reason: str = Field(default="", description="Why it was asked for.")
+    requested_by: str | None = Field(default=None, description="Who asked.")
+
+
 class DatabaseMigrationStatus(ApiModel):
     """What happened, step by step, with the evidence of each."""
 
@@ -206,10 +297,37 @@ class DatabaseMigrationStatus(ApiModel):
     rollback: RollbackRecord | None = Field(
         default=None, description="Written by the rollback step."
     )
+    watch: WatchStatus | None = Field(
+        default=None,
+        description="The performance watch (spec.watch): written by the plan, apply and watch "
+        "steps; the verdict is the PerformanceVerified condition.",
+    )
     step_exit: StepExit | None = Field(
         default=None, description="How the last step's command ended, written by the step."
+    )
+    rollback_request: str | None = Field(
+        default=None,
+        description="The MigrationRollback that rolled this run back on demand (or is doing so).",
+    )
+    requested_rollback: RequestedRollback | None = Field(
+        default=None, description="What that request asked for (strategy, workloads, reason)."
+    )
+    rollback_check: RollbackCheck | None = Field(
+        default=None, description="Written by the rollback check Job of a rollback on demand."
+    )
+    last_handled_rollback: str | None = Field(
+        default=None,
+        description="The token of the last dbmigrate.io/rollback annotation handled.",
     )
     notifications: list[NotificationRecord] = Field(
         default_factory=list,
         description="Transitions notified to webhooks in this run, with each delivery's state.",
+    )
+    retry: RetryStatus | None = Field(
+        default=None, description="Retries of this generation's run, automatic or asked for."
+    )
+    last_handled_retry: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The last value of the dbmigrate.io/retry annotation the operator acted on.",
     )

@@ -3,20 +3,23 @@
 A step Job's command writes its results into the DatabaseMigration's status under its own keys
 (each status writer owns its subtree); the operator waits for exactly those keys before it moves
 on, and clears them when a new run starts. ``REPORTS`` is that contract; ``LIVE_KEYS`` are
-written while a step runs and are not waited for.
+written while a step runs and are not waited for. ``BASELINE_REPORTS`` are written besides only
+when ``spec.watch`` is set (the performance watch's baseline, each writer its own sub-key of
+``status.watch``) and are not waited for either.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-Step = Literal["plan", "backup", "apply", "verify", "rollback"]
+Step = Literal["plan", "backup", "apply", "verify", "rollback", "watch"]
 STEPS: tuple[Step, ...] = get_args(Step)
 STEP_PLAN: Final = "plan"
 STEP_BACKUP: Final = "backup"
 STEP_APPLY: Final = "apply"
 STEP_VERIFY: Final = "verify"
 STEP_ROLLBACK: Final = "rollback"
+STEP_WATCH: Final = "watch"  # the performance watch after Succeeded (spec.watch)
 
 # Status keys (as on the wire, in the resource's status) the step commands write.
 KEY_DATABASE = "database"  # the server's identity, compared across resources
@@ -28,7 +31,13 @@ KEY_PROGRESS = "progress"  # live, while the apply runs
 KEY_APPLY = "apply"
 KEY_VERIFICATION = "verification"
 KEY_ROLLBACK = "rollback"
+KEY_WATCH = "watch"  # the performance watch: baselines (plan, apply), samples and verdict (watch)
 KEY_STEP_EXIT = "stepExit"  # every step Job's last word: its exit code
+
+# The rollback check of a rollback on demand (a MigrationRollback): a Job outside the run's steps,
+# written into the migration's status; it is no ``Step`` (no phase waits for it, no stepExit).
+STEP_ROLLBACK_CHECK: Final = "rollback-check"
+KEY_ROLLBACK_CHECK = "rollbackCheck"
 
 REPORTS: dict[Step, tuple[str, ...]] = {
     STEP_PLAN: (KEY_PLAN, KEY_PREFLIGHT, KEY_DATABASE, KEY_LINT),  # lint unless the policy is off
@@ -36,6 +45,9 @@ REPORTS: dict[Step, tuple[str, ...]] = {
     STEP_APPLY: (KEY_PROGRESS, KEY_APPLY),
     STEP_VERIFY: (KEY_VERIFICATION,),
     STEP_ROLLBACK: (KEY_ROLLBACK,),
+    STEP_WATCH: (KEY_WATCH,),
 }
 LIVE_KEYS: tuple[str, ...] = (KEY_PROGRESS,)
+# status.watch.runStart (plan) and status.watch.beforeApply (apply): the "before" window
+BASELINE_REPORTS: dict[Step, tuple[str, ...]] = {STEP_PLAN: (KEY_WATCH,), STEP_APPLY: (KEY_WATCH,)}
 STEP_KEYS: tuple[str, ...] = (*dict.fromkeys(k for keys in REPORTS.values() for k in keys),)

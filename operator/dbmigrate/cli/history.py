@@ -115,7 +115,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_repair(args: argparse.Namespace) -> int:
     """``dbmigrate repair``: rebuild the missing or INVALID indexes of the applied versions."""
-    from dbmigrate.engine.repair import repair_indexes
+    from dbmigrate.engine.after.repair import repair_indexes
     from dbmigrate.engine.sources import load_directory
     from dbmigrate.runner.render import print_json
 

@@ -40,6 +40,9 @@ COMMAND_MODULES = {
     "backup": "dbmigrate.runner.backup",
     "verify": "dbmigrate.runner.verify",
     "rollback": "dbmigrate.runner.rollback",
+    "snapshot": "dbmigrate.runner.snapshot",
+    "watch": "dbmigrate.runner.watch",
+    "rollback-check": "dbmigrate.runner.undo_check",
     "operator": "dbmigrate.cli.operator",
     "job": "dbmigrate.cli.job",
 }

@@ -3,9 +3,12 @@ the application's pods cannot read the database's history table.
 
 The status carries the kstatus conditions the operator writes (see ``outcome.py``): Ready=True
 once the migration succeeded, Stalled=True when a person must act, and the phase. ``judge_resource``
-is the pure decision over the object the API server returned; ``ResourceReader`` fetches it with
-the operator's own REST access (``kube.py``: a kubeconfig, or the pod's service account in a
-cluster), so the init container needs only ``get`` on databasemigrations.
+is the pure decision over the object the API server returned (a regression the performance
+watch found after Succeeded does not hold the application back: its schema is in place, and
+Ready=False there tells GitOps, not the init container; see docs/conditions.md);
+``ResourceReader`` fetches it with the operator's own REST access (``kube.py``: a kubeconfig,
+or the pod's service account in a cluster), so the init container needs only ``get`` on
+databasemigrations.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dbmigrate.api.conditions import READY, STALLED
-from dbmigrate.engine.readiness import Verdict
+from dbmigrate.engine.after.readiness import Verdict
 
 FAILED_PHASES = ("Failed", "RolledBack")
 
@@ -61,16 +64,24 @@ def judge_resource(obj: Mapping[str, Any] | None, name: str, version: int | None
     if phase in FAILED_PHASES:
         why = _why(stalled) or str(status.get("message") or "")
         return Verdict("failed", f"{name} is {phase}: {why}".rstrip(": "))
-    if stalled is not None and stalled.get("status") == "True":
+    stalled_now = stalled is not None and stalled.get("status") == "True"
+    regressed = stalled_now and phase == "Succeeded"  # only the performance watch does this
+    if stalled_now and not regressed:
         return Verdict("failed", f"{name} is stalled ({_why(stalled)}); a person must act")
     ready = _condition(status, READY)
     current = _version(status.get("currentVersion"))
-    if ready is not None and ready.get("status") == "True":
+    if regressed or (ready is not None and ready.get("status") == "True"):
         if version is not None and (current is None or current < version):
             return Verdict(
                 "waiting",
                 f"{name} is Ready at version {current if current is not None else 'none'}; "
                 f"waiting for version {version}",
+            )
+        if regressed:
+            return Verdict(
+                "ready",
+                f"{name} is applied (phase {phase}, version {current}) and the application may "
+                f"start, but its performance watch found a regression ({_why(stalled)})",
             )
         return Verdict("ready", f"{name} is Ready (phase {phase}, version {current})")
     why = _why(ready)

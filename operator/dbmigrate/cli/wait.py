@@ -1,6 +1,6 @@
 """``dbmigrate wait``: hold an application's pod in its init container until its schema is there.
 
-Two sources of truth. By default the database's history table (``engine/readiness.py``): every
+Two sources of truth. By default the database's history table (``engine/after/readiness.py``): every
 version up to ``--version N``, or every version of the ``--migrations`` folder mounted into the
 pod, applied and not rolled back. With ``--resource NS/NAME`` the DatabaseMigration's status
 (``controller/resource_wait.py``), for pods that cannot reach the history.
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
-from dbmigrate.engine.readiness import Verdict
+from dbmigrate.engine.after.readiness import Verdict
 from dbmigrate.runner.options import duration_ms
 
 CONNECT_TIMEOUT_SECONDS = 10  # a host that drops packets must not hold one check for minutes
@@ -133,8 +133,8 @@ def _database_check(args: argparse.Namespace) -> tuple[str, Callable[[], Verdict
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+    from dbmigrate.engine.after.readiness import Wanted, check_database
     from dbmigrate.engine.connect import database_label
-    from dbmigrate.engine.readiness import Wanted, check_database
     from dbmigrate.engine.sources import load_directory
 
     if args.migrations:

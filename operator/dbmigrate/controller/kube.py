@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "DatabaseMigration": (f"/apis/{API_GROUP}/{API_VERSION}", PLURAL),
+    "MigrationRollback": (f"/apis/{API_GROUP}/{API_VERSION}", "migrationrollbacks"),
 }
 
 
@@ -147,10 +148,19 @@ class Kube:
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """Names of the keys a Secret holds (None if it does not exist). Values are dropped here
         and never leave this function."""
+        found = self.secret_keys_and_version(namespace, name)
+        return None if found is None else found[0]
+
+    def secret_keys_and_version(
+        self, namespace: str, name: str
+    ) -> tuple[frozenset[str], str | None] | None:
+        """The key names of a Secret and its resourceVersion (None if it does not exist): what
+        it holds and whether it changed, never its values, which are dropped here."""
         secret = self.get("Secret", namespace, name)
         if secret is None:
             return None
-        return frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+        keys = frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+        return keys, secret.get("metadata", {}).get("resourceVersion")
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The text of one key of a Secret (None if the Secret or key is missing, or the value is
@@ -247,6 +257,13 @@ class Kube:
             {"status": status},
             content_type=MERGE_PATCH,
         )
+
+    def patch_status_of(self, kind: str, namespace: str, name: str, status: Obj) -> Obj:
+        """Merge-patch the ``/status`` of an object of ``kind`` with ``{"status": status}``."""
+        return self.request(
+            "PATCH", path_of(kind, namespace, name, "status"), {"status": status},
+            content_type=MERGE_PATCH,
+        )  # fmt: skip
 
     def patch_metadata(self, kind: str, namespace: str, name: str, metadata: Obj) -> Obj:
         """Merge-patch an object's metadata (labels, annotations)."""

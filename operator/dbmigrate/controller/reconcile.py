@@ -1,11 +1,12 @@
 """The one reconcile: observe the cluster, ask the pure ``decide``, carry the Decision out.
 
 Every Kopf handler (create, resume, update, timer, Job events) ends here. ``Reconciler.reconcile``
-reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, whether the Secret
-and its keys exist, whether the ConfigMap exists, which other migration holds the same database),
-calls ``decide`` and carries out the Decision in the order ``decision.model`` documents: status
-patch, scaling, supporting objects and the step Job (AlreadyExists is success), Events, deletions,
-and a requeue. The notifications a transition makes due (``notifications``) are recorded in that
+reads the resource fresh, gathers an ``Observed`` (its Jobs by label and owner, the pods of the
+unfinished ones (``steppods``), whether the Secret and its keys exist and its resourceVersion,
+whether the ConfigMap exists, which other migration holds the same database), calls ``decide``
+and carries out the Decision in the order ``decision.model`` documents: status patch, scaling,
+supporting objects and the step Job (AlreadyExists is success), Events, deletions, and a
+requeue. The notifications a transition makes due (``notifications``) are recorded in that
 same status patch, and their Pending deliveries are handed to the ``Notifier`` last, which sends
 them in the background: a webhook never holds or fails a reconcile. A delivery's result is written
 back under the resource's lock (so a reconcile never overwrites it with an older list), with a
@@ -36,13 +37,14 @@ from pydantic import ValidationError
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
-from dbmigrate.api.status import DatabaseMigrationStatus
+from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import ApiError, Kube, Obj
 from dbmigrate.controller.requeue import Requeuer
 from dbmigrate.controller.settings import DEFAULT_IMAGE
+from dbmigrate.controller.steppods import observe_unfinished_step_pods
 from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy
 from dbmigrate.decision import gate_rules as gates
 from dbmigrate.decision import notifications as notify
@@ -50,12 +52,14 @@ from dbmigrate.decision.decide import decide
 from dbmigrate.decision.model import (
     Observed,
     SecretObservation,
+    StepPods,
     index_jobs,
     observe_job,
     settle_with_step_exit,
 )
 from dbmigrate.decision.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.decision.recovery import needs_workload_pods
+from dbmigrate.decision.requested import with_requested_rollback
 from dbmigrate.specs.jobs import required_secret_keys
 from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
@@ -76,8 +80,10 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify_targets: Sequence[notify.Target] = (),
         notify_policy: RetryPolicy | None = None,
+        paused: bool = False,
     ) -> None:
         self.kube = kube
+        self.paused = paused  # the operator-wide pause (``decision.pause``)
         self.namespaces = tuple(namespaces)  # empty: all namespaces
         self.clock = clock
         self.notify_targets = tuple(notify_targets)  # operator-wide (``--notify``)
@@ -93,6 +99,10 @@ class Reconciler:
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
             return self._locks[(namespace, name)]
+
+    def resource_lock(self, namespace: str, name: str) -> threading.Lock:
+        """The lock one reconcile of the resource holds (a rollback on demand starts under it)."""
+        return self._lock(namespace, name)
 
     def _requeued(self, namespace: str, name: str) -> None:
         try:
@@ -225,20 +235,24 @@ class Reconciler:
         generation = int(meta.get("generation") or 1)
         spec = DatabaseMigrationSpec.model_validate(resource.get("spec") or {})
         status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
-        observed = pinned(
-            Observed(
-                name=name,
-                namespace=namespace,
-                uid=meta["uid"],
-                generation=generation,
-                spec=spec,
-                status=status,
-                now=self.clock(),
-                annotations=dict(meta.get("annotations") or {}),
-                jobs=settle_with_step_exit(
-                    self._jobs(namespace, name, meta["uid"]), status.step_exit
-                ),
-                run_spec=self._run_spec(namespace, name, generation, status),
+        owned = self._owned_jobs(namespace, name, meta["uid"])
+        jobs = settle_with_step_exit(self._jobs(owned), status.step_exit)
+        observed = with_requested_rollback(
+            pinned(
+                Observed(
+                    name=name,
+                    namespace=namespace,
+                    uid=meta["uid"],
+                    generation=generation,
+                    spec=spec,
+                    status=status,
+                    now=self.clock(),
+                    annotations=dict(meta.get("annotations") or {}),
+                    jobs=jobs,
+                    run_spec=self._run_spec(namespace, name, generation, status),
+                    step_pods=self._step_pods(namespace, name, status, owned, jobs),
+                    operator_paused=self.paused,
+                )
             )
         )
         spec = observed.spec
@@ -277,21 +291,38 @@ class Reconciler:
             for w in spec.rollback.scale_down
         }
 
-    def _jobs(self, namespace: str, name: str, uid: str) -> dict[Any, Any]:
-        owned = [
+    def _step_pods(
+        self,
+        namespace: str,
+        name: str,
+        status: DatabaseMigrationStatus,
+        owned: list[Obj],
+        jobs: dict[Any, Any],
+    ) -> dict[str, StepPods]:
+        """What the unfinished step Jobs' pods say (``steppods``); none once the run has ended,
+        where decide looks at no Job."""
+        if status.phase in TERMINAL_PHASES:
+            return {}
+        return observe_unfinished_step_pods(self.kube, namespace, name, owned, jobs.values())
+
+    def _owned_jobs(self, namespace: str, name: str, uid: str) -> list[Obj]:
+        return [
             job
             for job in self.kube.list("Job", namespace, job_selector(name))
             if any(ref.get("uid") == uid for ref in job["metadata"].get("ownerReferences", []))
         ]
+
+    def _jobs(self, owned: list[Obj]) -> dict[Any, Any]:
         observations = [o for o in (observe_job(job) for job in owned) if o is not None]
         return dict(index_jobs(observations))
 
     def _secret(self, namespace: str, spec: DatabaseMigrationSpec) -> SecretObservation:
-        keys = self.kube.secret_keys(namespace, spec.database.secret_ref.name)
-        if keys is None:
+        found = self.kube.secret_keys_and_version(namespace, spec.database.secret_ref.name)
+        if found is None:
             return SecretObservation(exists=False)
+        keys, version = found
         missing = tuple(k for k in required_secret_keys(spec) if k not in keys)
-        return SecretObservation(exists=True, missing_keys=missing)
+        return SecretObservation(exists=True, missing_keys=missing, version=version)
 
     def _config_map_ok(self, namespace: str, spec: DatabaseMigrationSpec) -> bool | None:
         if spec.source.config_map is None:
@@ -318,6 +349,10 @@ class Reconciler:
             if candidate is not None:
                 others.append(candidate)
         return gates.lock_holder(me, others)
+
+    def all_migrations(self) -> list[Obj]:
+        """Every DatabaseMigration the operator serves."""
+        return self._all_migrations()
 
     def _all_migrations(self) -> list[Obj]:
         if not self.namespaces:

@@ -14,11 +14,17 @@ stopped between the status patch and the create) it is created again under the s
 Spec changes while a run is going on (the run's generation is status.observedGeneration):
 
 * A run that has changed nothing yet gives way to the new generation at once: Pending,
-  WaitingFor* (even after the backup), and Planning as soon as its plan Job has finished.
+  WaitingFor* (even after the backup), Planning as soon as its plan Job has finished, and
+  Planning, BackingUp or Migrating whose step pod never started (``podstart``: its Job is
+  deleted).
 * From BackingUp on, the run finishes for the generation it started with; the new generation is
   queued (the Ready message says so, and kstatus sees observedGeneration < generation) and starts
   as soon as the run reaches Succeeded, Failed or RolledBack.
-* A terminal phase never changes without a new generation.
+* A terminal phase never changes without a new generation, but for the performance watch after
+  Succeeded (``watching``: its Job, its verdict, and the rollback a regression may lead to), and
+  for a new run of the same generation (``healing``): automatic after a failure outside the
+  migration (the database could not be reached), or asked for with the ``dbmigrate.io/retry``
+  annotation.
 
 The migration set itself cannot change under a running run: the apply Job gets the plan's hash
 and refuses files that do not match it. A new run clears the step keys of the previous run, and
@@ -40,7 +46,13 @@ from dbmigrate.api.conditions import (
     VERIFIED,
     Reason,
 )
-from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus, Phase, Step
+from dbmigrate.api.status import (
+    TERMINAL_PHASES,
+    DatabaseMigrationStatus,
+    Phase,
+    RetryStatus,
+    Step,
+)
 from dbmigrate.api.stepnames import (
     REPORTS,
     STEP_APPLY,
@@ -48,10 +60,12 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_VERIFY,
 )
+from dbmigrate.decision import healing, pause, podstart
 from dbmigrate.decision.gate_sequence import through_gates
 from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
 from dbmigrate.decision.recovery import begin_rollback, rolling_back
+from dbmigrate.decision.requested import REQUEST_KEYS
 from dbmigrate.decision.transitions import (
     failed,
     missing_reports,
@@ -61,26 +75,37 @@ from dbmigrate.decision.transitions import (
     stalled,
     start_step,
 )
+from dbmigrate.decision.watching import after_success
 from dbmigrate.specs.naming import run_id
 
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
-CLEARED_KEYS = STEP_KEYS
+CLEARED_KEYS = (*STEP_KEYS, *REQUEST_KEYS)  # a new run forgets the last rollback on demand
 PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])  # what a plan Job reports
 
 
 def decide(observed: Observed) -> Decision:
-    """The next step of the DatabaseMigration in ``observed``."""
+    """The next step of the DatabaseMigration in ``observed`` (nothing new while paused)."""
+    held = pause.hold(observed)
+    return held if held is not None else pause.lift(observed, _decide(observed))
+
+
+def _decide(observed: Observed) -> Decision:
     ctx = Ctx(observed, observed.status)
     if _starts_new_run(ctx):
-        fresh, outcome, expired = _new_run(ctx)
-        return replace(render(fresh, outcome), delete_jobs=expired)
+        fresh, outcome, expired = _new_run(ctx, handled_retry=healing.requested_retry(observed))
+        superseded = podstart.superseded_jobs(ctx)
+        return replace(render(fresh, outcome), delete_jobs=(*expired, *superseded))
+    trigger = healing.retry_trigger(observed)
+    if trigger is not None:
+        return _retry_run(ctx, trigger)
     phase = observed.status.phase
     if phase in TERMINAL_PHASES:
-        return Decision(status=observed.status)
+        return after_success(ctx) or healing.waiting_to_retry(observed)
     if phase == "WaitingForLock":
-        return render(*_waiting_for_lock(ctx))
-    return render(ctx, PHASE_HANDLERS[phase](ctx))
+        return healing.ignore_request(observed, render(*_waiting_for_lock(ctx)))
+    outcome = healing.schedule_retry(ctx, PHASE_HANDLERS[phase](ctx))
+    return healing.ignore_request(observed, render(ctx, outcome))
 
 
 def starts_new_run(observed: Observed) -> bool:
@@ -97,11 +122,27 @@ def _starts_new_run(ctx: Ctx) -> bool:
     if status.phase in (*TERMINAL_PHASES, "Pending", *WAITING_PHASES):
         return True
     plan = ctx.job(STEP_PLAN)
-    return status.phase == "Planning" and (plan is None or plan.state != "Running")
+    if status.phase == "Planning" and (plan is None or plan.state != "Running"):
+        return True
+    return podstart.gives_way(ctx)
 
 
-def _new_run(ctx: Ctx) -> tuple[Ctx, Outcome, tuple[str, ...]]:
-    """A fresh run for the current generation; Jobs of runs older than the kept ones expire."""
+def _retry_run(ctx: Ctx, trigger: healing.Trigger) -> Decision:
+    """A new run of the same generation (``healing``), announced by an Event."""
+    observed = ctx.observed
+    retry = healing.next_run(observed, trigger)
+    handled = healing.requested_retry(observed) if trigger == "requested" else None
+    fresh, outcome, expired = _new_run(ctx, retry=retry, handled_retry=handled)
+    decision = render(fresh, outcome)
+    event = healing.retry_event(observed, trigger, retry)
+    return replace(decision, delete_jobs=expired, events=(event, *decision.events))
+
+
+def _new_run(
+    ctx: Ctx, *, retry: RetryStatus | None = None, handled_retry: str | None = None
+) -> tuple[Ctx, Outcome, tuple[str, ...]]:
+    """A fresh run for the current generation (``retry``: a new run of the same generation);
+    Jobs of runs older than the kept ones expire."""
     observed, old = ctx.observed, ctx.observed.status
     kept_generations = sorted({r.generation for r in old.jobs})[-(KEEP_RUNS - 1) :]
     kept = [r for r in old.jobs if r.generation in kept_generations]
@@ -110,10 +151,12 @@ def _new_run(ctx: Ctx) -> tuple[Ctx, Outcome, tuple[str, ...]]:
         phase=old.phase,
         observed_generation=observed.generation,
         conditions=[c for c in old.conditions if c.type in (READY, RECONCILING, STALLED)],
-        run_id=run_id(observed.name, observed.uid, observed.generation),
+        run_id=run_id(observed.name, observed.uid, observed.generation, retry.run if retry else 1),
         started_at=observed.now,
         current_version=old.current_version,
         jobs=kept,
+        retry=retry,
+        last_handled_retry=handled_retry or old.last_handled_retry,
     )
     fresh = Ctx(observed, base, clear_step_keys=CLEARED_KEYS)
     return fresh, _pending(fresh), expired
@@ -139,7 +182,7 @@ def _step_phase(
         if job is None:
             return start_step(ctx, step, f"{step} step started again")
         if job.state == "Running":
-            return running(ctx, step, job)
+            return podstart.stuck_pod(ctx, step, job) or running(ctx, step, job)
         if job.state == "Failed":
             return on_failure(ctx, job)
         missing = missing_reports(ctx, step)

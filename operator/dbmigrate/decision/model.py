@@ -74,7 +74,17 @@ OPERATOR_FIELDS = (
     "jobs",
     "scaled_workloads",
     "notifications",
+    "retry",
+    "last_handled_retry",
 )
+# a container waiting for one of these will not start by itself soon: the kubelet's own words
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+CONTAINER_START_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+)
+UNSCHEDULABLE = "Unschedulable"
 
 
 @dataclass(frozen=True)
@@ -92,10 +102,37 @@ class JobObservation:
 
 @dataclass(frozen=True)
 class SecretObservation:
-    """Whether the referenced Secret exists and which required keys it lacks (names only)."""
+    """Whether the referenced Secret exists and which required keys it lacks (names only), and
+    its resourceVersion (a change of the Secret lets a run that could not connect retry)."""
 
     exists: bool
     missing_keys: tuple[str, ...] = ()
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class PodWaiting:
+    """Why a step Job's pod does not start, in the scheduler's or the kubelet's own words:
+    ``reason`` is theirs (Unschedulable, ErrImagePull, ImagePullBackOff,
+    CreateContainerConfigError, ...), ``image`` the container's image for a pull failure."""
+
+    pod: str
+    reason: str
+    message: str
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class StepPods:
+    """What the pods of one step Job say about starting (``observe_step_pods``).
+
+    ``started``: some pod of the Job ran its container, or the Job counts a pod that ended (so
+    the step may have done something); ``waiting``: why the Job's newest pod cannot start, or
+    None while it is starting normally (or has started)."""
+
+    job: str
+    started: bool
+    waiting: PodWaiting | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +145,9 @@ class Observed:
     database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
     pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
     (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
-    a newer generation waits for it (``pinning``). ``now`` is the only clock decide reads.
+    a newer generation waits for it (``pinning``). ``step_pods``: by Job name, what the pods of
+    the unfinished step Jobs say about starting (``observe_step_pods``). ``operator_paused``: the
+    operator runs with ``--paused`` (``pause``). ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -125,6 +164,8 @@ class Observed:
     lock_holder: str | None = None
     workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_spec: DatabaseMigrationSpec | None = None
+    step_pods: dict[str, StepPods] = field(default_factory=dict)
+    operator_paused: bool = False  # the operator-wide pause (``pause``)
 
 
 @dataclass(frozen=True)
@@ -167,6 +208,20 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
     step, generation = labels.get(LABEL_STEP), labels.get(LABEL_GENERATION)
     if step not in STEPS or generation is None:
         return None
+    state, message, finished = job_outcome(job)
+    return JobObservation(
+        step=step,
+        name=metadata.get("name", ""),
+        generation=int(generation),
+        state=state,
+        message=message,
+        finished_at=finished,
+        attempt=int(labels.get(LABEL_ATTEMPT) or 1),
+    )
+
+
+def job_outcome(job: dict[str, Any]) -> tuple[JobState, str, datetime | None]:
+    """(state, message, finished_at) of a Job, from its Complete or Failed condition."""
     state: JobState = "Running"
     message, finished = "", None
     for condition in (job.get("status") or {}).get("conditions") or []:
@@ -178,15 +233,68 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
             message = f"{reason}: {text}" if reason and text else reason or text
             stamp = condition.get("lastTransitionTime")
             finished = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
-    return JobObservation(
-        step=step,
-        name=metadata.get("name", ""),
-        generation=int(generation),
-        state=state,
-        message=message,
-        finished_at=finished,
-        attempt=int(labels.get(LABEL_ATTEMPT) or 1),
+    return state, message, finished
+
+
+def observe_pod_waiting(pod: dict[str, Any]) -> PodWaiting | None:
+    """Why ``pod`` cannot start (the scheduler's Unschedulable, or a container waiting for an
+    image pull or a container it cannot create); None when it is starting or started."""
+    name = (pod.get("metadata") or {}).get("name", "")
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        unscheduled = condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+        if unscheduled and condition.get("reason") == UNSCHEDULABLE:
+            return PodWaiting(name, UNSCHEDULABLE, condition.get("message") or "")
+    images = {c.get("name"): c.get("image") for c in _containers(pod.get("spec") or {})}
+    for container in _containers(status, statuses=True):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        if reason in IMAGE_PULL_REASONS or reason in CONTAINER_START_REASONS:
+            image = images.get(container.get("name")) or container.get("image")
+            pulling = reason in IMAGE_PULL_REASONS
+            return PodWaiting(
+                name, reason, waiting.get("message") or "", image if pulling else None
+            )
+    return None
+
+
+def observe_step_pods(job: dict[str, Any], pods: list[dict[str, Any]]) -> StepPods:
+    """``StepPods`` of a step Job from the Job and its pods (``Observed.step_pods``).
+
+    A pod counts as started when it is Running, Succeeded or Failed, or when any container of
+    it has run (a running, terminated or earlier state, or a restart); the Job's own counts of
+    ended pods count too, as its failed pods may be gone. When unsure, it started."""
+    counts = job.get("status") or {}
+    ended = any(counts.get(key) for key in ("failed", "succeeded"))
+    uncounted = counts.get("uncountedTerminatedPods") or {}
+    ended = ended or any(uncounted.get(key) for key in ("failed", "succeeded"))
+    started = ended or any(_pod_started(pod) for pod in pods)
+    newest = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    waiting = None if started or not newest else observe_pod_waiting(newest[-1])
+    return StepPods(
+        job=(job.get("metadata") or {}).get("name", ""), started=started, waiting=waiting
     )
+
+
+def _containers(obj: dict[str, Any], statuses: bool = False) -> list[dict[str, Any]]:
+    """The init containers and containers of a pod's spec (or of its status, ``statuses``)."""
+    keys = (
+        ("initContainerStatuses", "containerStatuses")
+        if statuses
+        else ("initContainers", "containers")
+    )
+    return [c for key in keys for c in obj.get(key) or []]
+
+
+def _pod_started(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Running", "Succeeded", "Failed"):
+        return True
+    for container in _containers(status, statuses=True):
+        state, last = container.get("state") or {}, container.get("lastState") or {}
+        if state.get("running") or state.get("terminated") or last or container.get("restartCount"):
+            return True
+    return False
 
 
 def settle_with_step_exit(

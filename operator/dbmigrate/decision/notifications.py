@@ -2,12 +2,13 @@
 
 A person cares about a few transitions of a run: it waits for an approval (with the plan hash
 and the exact command that approves it), it waits for its maintenance window, it succeeded,
-failed, is rolling back, rolled back, or is stalled (a person must act). ``with_notifications``
-compares the status a reconcile read with the one it is about to write; when the new status
-enters one of those states it appends a ``NotificationRecord`` with one ``Pending`` delivery per
-interested target, in the same status patch as the transition itself. So a transition is
-notified once per run, and an operator that restarts before a delivery finished finds it
-Pending and sends it then (it never resends a Delivered or Failed one).
+failed, is rolling back, rolled back, is stalled (a person must act), or the performance watch
+after its success found queries that got slower (Regressed, before any rollback it leads to).
+``with_notifications`` compares the status a reconcile read with the one it is about to write;
+when the new status enters one of those states it appends a ``NotificationRecord`` with one
+``Pending`` delivery per interested target, in the same status patch as the transition itself.
+So a transition is notified once per run, and an operator that restarts before a delivery
+finished finds it Pending and sends it then (it never resends a Delivered or Failed one).
 
 Targets come from two places, and the resource's list adds to the operator-wide one:
 ``spec.notifications`` (the URL in a Secret of the resource's namespace) and ``dbmigrate
@@ -24,7 +25,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from dbmigrate import API_GROUP, API_VERSION
-from dbmigrate.api.conditions import READY, STALLED, find_condition
+from dbmigrate.api.conditions import PERFORMANCE_VERIFIED, READY, STALLED, Reason, find_condition
 from dbmigrate.api.spec import (
     NOTIFICATION_EVENTS,
     DatabaseMigrationSpec,
@@ -61,6 +62,7 @@ TITLES: dict[NotificationEvent, str] = {
     "RollingBack": "is rolling back",
     "RolledBack": "rolled back",
     "Stalled": "is stalled",
+    "Regressed": "made queries slower (performance watch)",
 }
 
 
@@ -113,7 +115,11 @@ def targets_for(spec: DatabaseMigrationSpec, operator_wide: Sequence[Target]) ->
 
 def event_of(status: DatabaseMigrationStatus) -> NotificationEvent | None:
     """The notable state the status is in, if any (Stalled: a person must act, before the end;
-    Failed and RolledBack are Stalled=True too, but notified as themselves)."""
+    Failed and RolledBack are Stalled=True too, but notified as themselves; a regression the
+    performance watch found after Succeeded is Regressed)."""
+    verdict = find_condition(status.conditions, PERFORMANCE_VERIFIED)
+    if status.phase == "Succeeded" and verdict is not None and verdict.reason == Reason.REGRESSED:
+        return "Regressed"
     stalled = find_condition(status.conditions, STALLED)
     if stalled is not None and stalled.status == "True" and status.phase not in TERMINAL_PHASES:
         return "Stalled"

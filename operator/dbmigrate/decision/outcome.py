@@ -199,10 +199,19 @@ class Ctx:
         return self.observed.now
 
     def attempt(self, step: Step) -> int:
-        """The attempt of ``step`` this run is at: the newest recorded (plus one if new)."""
+        """The attempt of ``step`` this run is at: the newest recorded (plus one if new).
+
+        A retry of the same generation (``healing``) starts every step at a new attempt: when
+        all of the step's recorded Jobs were created before this run started, they belong to
+        an earlier run, and this run's Job is the next attempt."""
         generation = self.run_generation
-        names = [r.name for r in self.base.jobs if r.step == step and r.generation == generation]
-        return latest_attempt(names, step, generation) + (step == self.new_attempt)
+        records = [r for r in self.base.jobs if r.step == step and r.generation == generation]
+        latest = latest_attempt([r.name for r in records], step, generation)
+        started = self.base.started_at
+        earlier_run = (
+            started is not None and bool(records) and all(r.created_at < started for r in records)
+        )
+        return latest + (step == self.new_attempt or earlier_run)
 
     def job(self, step: Step) -> JobObservation | None:
         """This run's Job of ``step`` (a Job of another generation or attempt does not count)."""

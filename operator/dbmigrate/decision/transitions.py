@@ -15,6 +15,7 @@ from typing import Any
 
 from dbmigrate.api.conditions import (
     MIGRATED,
+    PERFORMANCE_VERIFIED,
     VERIFIED,
     ConditionType,
     Reason,
@@ -32,9 +33,11 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_ROLLBACK,
     STEP_VERIFY,
+    STEP_WATCH,
 )
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
+from dbmigrate.decision.requested import requested_cause
 from dbmigrate.decision.spec_checks import spec_problem
 from dbmigrate.specs.jobs import required_secret_keys
 
@@ -47,6 +50,7 @@ STEP_PHASES: dict[Step, Phase] = {
     STEP_APPLY: "Migrating",
     STEP_VERIFY: "Verifying",
     STEP_ROLLBACK: "RollingBack",
+    STEP_WATCH: "Succeeded",  # the performance watch runs after the run succeeded
 }
 
 
@@ -176,7 +180,16 @@ def not_reported(ctx: Ctx, step: Step, job: JobObservation, missing: list[str]) 
 
 def cause_of_failure(ctx: Ctx) -> tuple[Reason, str]:
     """(reason, message) that made the run roll back: the failed step's condition (StepFailed
-    when it says nothing, or names a reason this operator does not know)."""
+    when it says nothing, or names a reason this operator does not know); RollbackRequested
+    for a rollback on demand; a regression the performance watch found is
+    PerformanceRegressed, with the watch's evidence."""
+    asked = requested_cause(ctx.base)
+    if asked is not None:
+        return asked
+    if ctx.base.failed_step == STEP_WATCH:
+        verdict = find_condition(ctx.base.conditions, PERFORMANCE_VERIFIED)
+        evidence = verdict.message if verdict is not None else "the performance watch regressed"
+        return Reason.PERFORMANCE_REGRESSED, evidence
     type_: ConditionType = MIGRATED if ctx.base.failed_step == STEP_APPLY else VERIFIED
     condition = find_condition(ctx.base.conditions, type_)
     reason = None if condition is None else known_reason(condition.reason)

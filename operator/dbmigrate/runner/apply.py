@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.stepnames import KEY_APPLY, KEY_PROGRESS, STEP_APPLY, Step
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
+from dbmigrate.runner.baseline import add_watch_baseline
 from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
@@ -61,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_migrations(parser)
     add_output(parser)
     add_target(parser)
+    add_watch_baseline(parser, "just before the first statement")
     add_duration(parser, "--lock-timeout", "5s", "lock_timeout of every statement, e.g. 5s")
     add_duration(
         parser,
@@ -158,6 +160,10 @@ def run(ctx: StepContext) -> int:
     args = ctx.args
     migrations = migration_set(args)
     settings = settings_from(args)
+    if args.watch_baseline:
+        from dbmigrate.runner.baseline import before_apply
+
+        before_apply(ctx, STEP)  # the end of the performance watch's before window
     if ctx.logs:
         result = apply_migrations(
             ctx.conninfo, migrations, settings, ctx.run_id, _progress_lines(ctx)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from dbmigrate.api.durations import InvalidDuration, parse_duration
 from dbmigrate.api.exitcodes import help_text
 from dbmigrate.api.labels import PROBES_ENV
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.reporting import add_reporting_args
 
 if TYPE_CHECKING:
-    from dbmigrate.engine.probes import Probe
+    from dbmigrate.engine.after.probes import Probe
 
 EXIT_CODES = help_text()
 LINT_POLICIES = ("strict", "warn", "off")
@@ -138,7 +138,7 @@ def add_probes(parser: argparse.ArgumentParser) -> None:
 
 def probe_list(args: argparse.Namespace) -> list[Probe]:
     """The probes of env DBMIGRATE_PROBES (as a Job passes them), ``--probe`` and ``--probes``."""
-    from dbmigrate.engine import probes
+    from dbmigrate.engine.after import probes
 
     raw = os.environ.get(PROBES_ENV) or "[]"
     try:

@@ -33,7 +33,16 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
-from dbmigrate.api.stepnames import KEY_DATABASE, KEY_LINT, KEY_PLAN, KEY_PREFLIGHT, STEP_PLAN, Step
+from dbmigrate.api.stepnames import (
+    KEY_DATABASE,
+    KEY_LINT,
+    KEY_PLAN,
+    KEY_PREFLIGHT,
+    KEY_WATCH,
+    STEP_PLAN,
+    Step,
+)
+from dbmigrate.runner.baseline import add_watch_baseline
 from dbmigrate.runner.context import StepContext, migration_set, say
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import (
@@ -77,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_migrations(parser)
     add_output(parser, "markdown")
     add_target(parser)
+    add_watch_baseline(parser, "at the start of the run")
     parser.add_argument(
         "--lint-policy",
         choices=LINT_POLICIES,
@@ -151,11 +161,13 @@ def run(ctx: StepContext) -> int:
     """Plan (and lint, preflight, read the identity as asked); report and print the parts."""
     from dbmigrate.engine import planning, preflight
     from dbmigrate.engine.connect import connect, connection_label
+    from dbmigrate.runner import baseline
 
     args = ctx.args
     policy = _policy(args)
     migrations = migration_set(args)
     options = check_options(args) if args.preflight else None
+    start = baseline.run_start(ctx, STEP) if args.watch_baseline else None
     with connect(ctx.conninfo, STEP, ctx.run_id) as conn:
         identity = database_identity(conn) if args.report_to else None
         result, _ = planning.plan_on(
@@ -171,6 +183,8 @@ def run(ctx: StepContext) -> int:
         KEY_PREFLIGHT: checks,
         KEY_PLAN: result,
     }
+    if start is not None:
+        parts[KEY_WATCH] = start  # status.watch.runStart: the performance watch's baseline
     ctx.report_all({key: part for key, part in parts.items() if part is not None})
     _print(ctx, result, report, checks, identity)
     lint_refused = report is not None and not report.passed

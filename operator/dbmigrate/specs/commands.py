@@ -35,7 +35,20 @@ verify     --analyze | --no-analyze  [--explain-analyze]  --statement-timeout D 
 rollback   --strategy DropCreatedObjects|RestoreBackup  --lock-timeout D; with RestoreBackup
            also --backup P (status.backup.path, PVC mounted read-only at /backups) and
            --jobs N. Reports: rollback.
+watch      --duration D  --interval D  and each of spec.watch.thresholds as its flag
+           (--min-calls N --ratio X --min-delta-ms MS --min-share-percent P
+           --min-extra-ms-per-hour MS --min-baseline-seconds S --top-n N --statement-timeout
+           Nms --probe-runs N); env DBMIGRATE_PROBES. No --baseline: the run's own,
+           status.watch.runStart and .beforeApply. Reports: watch (every sample, then the
+           verdict; exit 0 with any verdict).
 =========  ==================================================================================
+
+With ``spec.watch`` set, plan and apply also get ``--watch-baseline`` and env DBMIGRATE_WATCH
+(spec.watch as JSON: how big a sample may be, ``waitForBaseline``):
+the plan samples the counters at the start of the run (``status.watch.runStart``), the apply
+just before its first statement (``status.watch.beforeApply``; with ``waitForBaseline`` it first
+waits, at most ``thresholds.minBaselineSeconds``, for the window to be long enough), and the
+apply gets DBMIGRATE_PROBES too, to time the probes before it changes anything.
 
 ``D`` is a Go-like duration exactly as written in the spec (the step parses it with
 ``dbmigrate.api.durations``; it also takes plain milliseconds, and 0 turns a timeout off).
@@ -62,6 +75,7 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_ROLLBACK,
     STEP_VERIFY,
+    STEP_WATCH,
     STEPS,
 )
 
@@ -84,9 +98,30 @@ def probes_json(spec: DatabaseMigrationSpec) -> str:
     return json.dumps(probes, sort_keys=True, separators=(",", ":"))
 
 
-def uses_probes(step: str) -> bool:
-    """Whether the step reads DBMIGRATE_PROBES."""
+def uses_probes(step: str, spec: DatabaseMigrationSpec | None = None) -> bool:
+    """Whether the step reads DBMIGRATE_PROBES (the apply and the watch time them when the
+    performance watch is on)."""
+    if spec is not None and uses_watch(step, spec):
+        return True
     return step in (STEP_PLAN, STEP_VERIFY)
+
+
+def uses_watch(step: str, spec: DatabaseMigrationSpec) -> bool:
+    """Whether the step samples for the performance watch."""
+    return spec.watch is not None and step in (STEP_PLAN, STEP_APPLY, STEP_WATCH)
+
+
+def takes_baseline(step: str, spec: DatabaseMigrationSpec) -> bool:
+    """Whether the step samples the watch's before window (``--watch-baseline``, env
+    DBMIGRATE_WATCH): the plan and the apply."""
+    return spec.watch is not None and step in (STEP_PLAN, STEP_APPLY)
+
+
+def watch_json(spec: DatabaseMigrationSpec) -> str:
+    """spec.watch as the JSON the plan, apply and watch steps read from the env."""
+    if spec.watch is None:
+        raise ValueError("spec.watch is not set: there is no performance watch")
+    return json.dumps(spec.watch.to_wire(), sort_keys=True, separators=(",", ":"))
 
 
 def reads_migrations(step: str) -> bool:
@@ -128,14 +163,17 @@ def _step_options(
     spec: DatabaseMigrationSpec,
     status: DatabaseMigrationStatus | None,
 ) -> list[str]:
+    baseline = ["--watch-baseline"] if takes_baseline(step, spec) else []
     if step == STEP_PLAN:
-        return _plan_options(spec)
+        return _plan_options(spec) + baseline
     if step == STEP_BACKUP:
         return _backup_options(spec, resource, namespace)
     if step == STEP_APPLY:
-        return _apply_options(spec, status)
+        return _apply_options(spec, status) + baseline
     if step == STEP_VERIFY:
         return _verify_options(spec)
+    if step == STEP_WATCH:
+        return _watch_options(spec)
     return _rollback_options(spec, status)
 
 
@@ -216,6 +254,20 @@ def _rollback_options(
         if backup is None:
             raise ValueError("a RestoreBackup rollback needs status.backup.path (no backup taken)")
         options += ["--backup", backup.path, "--jobs", str(spec.backup.jobs)]
+    return options
+
+
+def _watch_options(spec: DatabaseMigrationSpec) -> list[str]:
+    if spec.watch is None:
+        raise ValueError("a watch Job needs spec.watch")
+    thresholds = spec.watch.thresholds
+    options = ["--duration", spec.watch.duration, "--interval", spec.watch.interval]
+    for field in type(thresholds).model_fields:
+        value = getattr(thresholds, field)
+        if field == "statement_timeout_ms":
+            options += ["--statement-timeout", f"{value}ms"]
+        else:
+            options += [f"--{field.replace('_', '-')}", str(value)]
     return options
 
 

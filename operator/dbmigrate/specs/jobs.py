@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dbmigrate.api.durations import duration_seconds
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_USAGE
 from dbmigrate.api.labels import (
     BACKUP_MOUNT,
@@ -23,15 +24,18 @@ from dbmigrate.api.labels import (
     MIGRATIONS_MOUNT,
     PROBES_ENV,
     RUN_ID_ANNOTATION,
+    WATCH_ENV,
 )
 from dbmigrate.api.spec import DatabaseMigrationSpec, ResourceList
 from dbmigrate.api.status import DatabaseMigrationStatus
-from dbmigrate.api.stepnames import STEP_BACKUP
+from dbmigrate.api.stepnames import STEP_BACKUP, STEP_WATCH
 from dbmigrate.specs.commands import (
     mounts_backups,
     probes_json,
     step_command,
+    takes_baseline,
     uses_probes,
+    watch_json,
 )
 from dbmigrate.specs.naming import (
     inline_config_map_name,
@@ -88,9 +92,24 @@ def step_env(step: str, spec: DatabaseMigrationSpec, job: str) -> list[Obj]:
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
     ]
-    if uses_probes(step):
+    if uses_probes(step, spec):
         env.append({"name": PROBES_ENV, "value": probes_json(spec)})
+    if takes_baseline(step, spec):
+        env.append({"name": WATCH_ENV, "value": watch_json(spec)})
     return env
+
+
+WATCH_DEADLINE_MARGIN = 600  # seconds a watch Job may run past its duration (slow samples)
+
+
+def active_deadline(step: str, spec: DatabaseMigrationSpec) -> int:
+    """spec.jobs.activeDeadlineSeconds; a watch Job also gets its duration and a margin."""
+    deadline = spec.jobs.active_deadline_seconds
+    if step == STEP_WATCH and spec.watch is not None:
+        watch = spec.watch
+        needed = duration_seconds(watch.duration) + 2 * duration_seconds(watch.interval)
+        deadline = max(deadline, int(needed) + WATCH_DEADLINE_MARGIN)
+    return deadline
 
 
 def step_volumes(
@@ -244,7 +263,7 @@ def build_step_job(
         "metadata": {**metadata, "labels": labels, "annotations": {RUN_ID_ANNOTATION: run_id}},
         "spec": {
             "backoffLimit": spec.jobs.backoff_limit,
-            "activeDeadlineSeconds": spec.jobs.active_deadline_seconds,
+            "activeDeadlineSeconds": active_deadline(step, spec),
             "completions": 1,
             "parallelism": 1,
             "podFailurePolicy": pod_failure_policy(),

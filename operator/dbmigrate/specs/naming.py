@@ -107,9 +107,11 @@ def label_value(value: str) -> str:
     return dns_label(value)
 
 
-def run_id(resource: str, uid: str, generation: int) -> str:
-    """The identity of one run, written to the history table: readable and unique."""
-    return f"{resource}-g{generation}-{uid.replace('-', '')[:8]}"
+def run_id(resource: str, uid: str, generation: int, run: int = 1) -> str:
+    """The identity of one run, written to the history table: readable and unique. A retry of
+    the same generation (its ``run`` 2, 3, ...) gets ``-r<run>`` appended."""
+    suffix = f"-r{run}" if run > 1 else ""
+    return f"{resource}-g{generation}-{uid.replace('-', '')[:8]}{suffix}"
 
 
 def common_labels(resource: str) -> dict[str, str]:

@@ -16,9 +16,10 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.evidence import IndexCheck, ProbeResult, VerificationResult
-from dbmigrate.engine import indexdefs, probes
+from dbmigrate.engine import indexdefs
+from dbmigrate.engine.after import probes
+from dbmigrate.engine.after.probes import Probe
 from dbmigrate.engine.indexdefs import IndexDef
-from dbmigrate.engine.probes import Probe
 from dbmigrate.engine.sources import Migration
 
 TEMP_TABLE = "dbmigrate_verify_shape"

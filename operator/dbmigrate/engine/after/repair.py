@@ -18,11 +18,11 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.engine import history
+from dbmigrate.engine.after.verify import check_index, expected_indexes
 from dbmigrate.engine.catalog import relation_schema
 from dbmigrate.engine.errors import HistoryError, from_database_error
 from dbmigrate.engine.indexdefs import IndexDef, index_sql_on
 from dbmigrate.engine.sources import Migration
-from dbmigrate.engine.verify import check_index, expected_indexes
 
 log = logging.getLogger(__name__)
 
