@@ -153,6 +153,69 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         "secretRef: Required value",
     ),
     (
+        "cron hour 25",
+        _with("maintenanceWindow", {**WINDOW, "schedule": "0 25 * * *"}),
+        "the hour field (field 2 of",
+    ),
+    (
+        "cron minute 61",
+        _with("maintenanceWindow", {**WINDOW, "schedule": "61 2 * * *"}),
+        "the minute field (field 1 of",
+    ),
+    (
+        "cron month 13",
+        _with("maintenanceWindow", {**WINDOW, "schedule": "0 2 * 13 *"}),
+        "the month field",
+    ),
+    (
+        "cron day-of-week 8",
+        _with("maintenanceWindow", {**WINDOW, "schedule": "0 2 * * 8"}),
+        "the day-of-week field",
+    ),
+    (
+        "probe that deletes",
+        _with("verification.probes", [{**PROBE, "sql": "DELETE FROM t", "expectIndex": "i"}]),
+        "must be one read-only query starting with SELECT",
+    ),
+    (
+        "probe that updates",
+        _with("verification.probes", [{**PROBE, "sql": "UPDATE t SET a = 1", "expectIndex": "i"}]),
+        "must be one read-only query starting with SELECT",
+    ),
+    (
+        "probe of two statements",
+        _with(
+            "verification.probes",
+            [{**PROBE, "sql": "SELECT 1; DROP TABLE users", "expectIndex": "i"}],
+        ),
+        "with no ';' but a trailing one",
+    ),
+    (
+        "secret name that is no object name",
+        _with("database.secretRef.name", "Analytics DB"),
+        "spec.database.secretRef.name: Invalid value",
+    ),
+    (
+        "config map name that is no object name",
+        _with("source.configMap.name", "migrations_v2"),
+        "must be a valid object name",
+    ),
+    (
+        "backup PVC name that is no object name",
+        _with("backup.pvcName", "Backups!"),
+        "must be a valid object name",
+    ),
+    (
+        "scale-down workload name with spaces",
+        _with("rollback.scaleDown", [{"kind": "Deployment", "name": "web app"}]),
+        "spec.rollback.scaleDown[0].name: Invalid value",
+    ),
+    (
+        "service account name that is no object name",
+        _with("jobs.serviceAccountName", "Step Runner"),
+        "must be a valid object name",
+    ),
+    (
         "unknown top-level field",
         {**VALID, "bakup": {"enabled": True}},
         'unknown field "spec.bakup"',
@@ -225,11 +288,16 @@ def test_defaults_are_applied_by_the_server(
 def test_valid_spec_is_accepted(testbed: Any, installed_crd: None, namespace: str) -> None:
     spec = {
         **VALID,
-        "maintenanceWindow": {**WINDOW, "timeZone": "Europe/Paris"},
-        "verification": {"probes": [{**PROBE, "expectIndex": "idx"}]},
+        "maintenanceWindow": {**WINDOW, "timeZone": "Europe/Paris", "schedule": "*/30 1-5 L * MON"},
+        "verification": {
+            "probes": [
+                {**PROBE, "expectIndex": "idx"},
+                {"name": "cte", "sql": "WITH a AS (SELECT 1) SELECT * FROM a;", "expectIndex": "i"},
+            ]
+        },
         "rollback": {
             "strategy": "RestoreBackup",
-            "scaleDown": [{"kind": "Deployment", "name": "w"}],
+            "scaleDown": [{"kind": "Deployment", "name": "web.v2-a"}],
         },
         "safety": {"lockTimeout": "1m30s", "statementTimeout": "500ms"},
     }
@@ -264,3 +332,51 @@ def test_status_subresource_keeps_every_declared_field(
         status, sort_keys=True
     )
     assert DatabaseMigrationStatus.model_validate(stored["status"]).to_wire() == status
+
+
+# What `kubectl apply --dry-run=server` admitted before the API server checked cron ranges,
+# probe statements and object names (the message each now gets, in kubectl's own output).
+DRY_RUN_REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    (case, spec, message)
+    for case, spec, message in MALFORMED
+    if case
+    in (
+        "cron hour 25",
+        "cron minute 61",
+        "probe that deletes",
+        "probe that updates",
+        "probe of two statements",
+        "secret name that is no object name",
+        "scale-down workload name with spaces",
+    )
+]
+
+
+def _dry_run(testbed: Any, namespace: str, body: dict[str, Any]) -> Any:
+    return testbed.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body)
+    )
+
+
+def test_server_side_dry_run_refuses_what_it_admitted_before(
+    testbed: Any, installed_crd: None, namespace: str
+) -> None:
+    assert len(DRY_RUN_REFUSED) == 7
+    for case, spec, message in DRY_RUN_REFUSED:
+        result = _dry_run(testbed, namespace, _resource("bad", spec))
+        assert result.returncode != 0, f"{case} was admitted"
+        assert "is invalid" in result.stderr and message in result.stderr, (case, result.stderr)
+    sample = yaml.safe_load(SAMPLE.read_text())
+    admitted = _dry_run(testbed, namespace, sample)
+    assert admitted.returncode == 0, admitted.stderr
+    assert "(server dry run)" in admitted.stdout
+
+
+def test_an_unknown_time_zone_is_admitted_for_the_operator_to_refuse(
+    testbed: Any, installed_crd: None, namespace: str
+) -> None:
+    """The API server cannot know the zone database: the operator stalls such a run before
+    its first Job (tests/cluster/test_spec_refusals.py)."""
+    window = {**WINDOW, "timeZone": "Mars/Olympus_Mons"}
+    result = _dry_run(testbed, namespace, _resource("tz", _with("maintenanceWindow", window)))
+    assert result.returncode == 0, result.stderr

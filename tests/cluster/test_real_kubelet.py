@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -204,33 +204,101 @@ def _jobs_by_step(cluster: Cluster, name: str) -> dict[str, list[str]]:
     return out
 
 
-def test_operator_pod_killed_mid_run_finishes_exactly_once(
+FAILS_AFTER_A_WHILE = {
+    "001_slow_table.sql": "CREATE TABLE IF NOT EXISTS slow_notes (id bigint PRIMARY KEY);\n"
+    "SELECT pg_sleep(8);\n",
+    "002_broken.sql": "SELECT 1 / 0;\n",
+}
+APP_REPLICAS = 2
+
+
+def _kill_leader(cluster: Cluster) -> dict[str, Any]:
+    """SIGKILL the operator replica holding the Lease (its pod deleted with no grace period)."""
+    leader = _leader_pod(cluster)
+    path = path_of("Pod", OPERATOR_NS, leader["metadata"]["name"])
+    cluster.kube.request("DELETE", path, {"gracePeriodSeconds": 0})
+    return leader
+
+
+def _app(name: str) -> dict[str, Any]:
+    """A Deployment whose pods idle under the restricted profile and stop at once."""
+    container = {
+        "name": "app",
+        "image": os.environ["DBMIGRATE_IMAGE"],
+        "command": ["python3", "-c", "import time; time.sleep(3600)"],
+        "securityContext": container_security_context(),
+    }
+    pod = {
+        "terminationGracePeriodSeconds": 1,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+    }
+    return deployment(name, APP_REPLICAS, pod)
+
+
+def _observed(what: str, check: Callable[[], bool], timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never observed: {what}")
+        time.sleep(0.2)
+
+
+def test_operator_pod_killed_at_three_points_finishes_exactly_once(
     e2e_namespace: Cluster, pg_admin_url: str
 ) -> None:
+    """The Helm operator's leader SIGKILLed while the apply Job runs, the moment its scale-down
+    of the application is seen, and the moment the rollback Job is seen: the follower takes the
+    Lease each time and the run ends RolledBack exactly once, the application back at its
+    replicas (the test bed kills at every write: test_kill_points.py)."""
+    began = time.monotonic()
     cluster = e2e_namespace
     name = f"killed-{secrets.token_hex(3)}"
+    app = f"{name}-app"
     with fresh_database(pg_admin_url) as url:
         cluster.secret(f"{name}-db", {"uri": pod_url(url)})
-        cluster.config_map(f"{name}-sql", SLOW)
+        cluster.config_map(f"{name}-sql", FAILS_AFTER_A_WHILE)
+        cluster.create(_app(app))
         spec = sample_spec(
             database={"secretRef": {"name": f"{name}-db", "uriKey": "uri"}},
             source={"configMap": {"name": f"{name}-sql"}},
             backup={"enabled": False},
             verification={"analyze": False, "probes": []},
+            rollback={
+                "strategy": "DropCreatedObjects",
+                "scaleDown": [{"kind": "Deployment", "name": app}],
+            },
         )
         cluster.migration(name, spec)
-        cluster.wait_phase(name, "Migrating", timeout=240)
-        leader = _leader_pod(cluster)  # the chart runs two replicas; the Lease's holder works
-        cluster.kube.request("DELETE", path_of("Pod", OPERATOR_NS, leader["metadata"]["name"]))
+        killed = []
+
+        def has_job(step: str) -> Callable[[], bool]:
+            return lambda: step in _jobs_by_step(cluster, name)
+
+        _observed("the apply Job", has_job("apply"))
+        killed.append(_kill_leader(cluster))
+        _observed(
+            f"{app} scaled to 0",
+            lambda: cluster.kube.replicas("Deployment", cluster.ns, app) == 0,
+        )
+        killed.append(_kill_leader(cluster))
+        _observed("the rollback Job", has_job("rollback"))
+        killed.append(_kill_leader(cluster))
 
         status = cluster.wait_terminal(name, timeout=420)
-        assert status["phase"] == "Succeeded", status.get("message")
+        assert status["phase"] == "RolledBack", status.get("message")
         successor = _leader_pod(cluster)
-        assert successor["metadata"]["uid"] != leader["metadata"]["uid"]
-        assert history_versions(url) == {1: "applied", 2: "applied"}
+        assert successor["metadata"]["uid"] not in {k["metadata"]["uid"] for k in killed}
+        assert status["scaledWorkloads"] == [
+            {"kind": "Deployment", "name": app, "replicas": APP_REPLICAS, "restored": True}
+        ]
+        assert cluster.kube.replicas("Deployment", cluster.ns, app) == APP_REPLICAS
+        versions = history_versions(url)
+        assert versions.get(1) == "rolled_back" and versions.get(2) != "applied", versions
         jobs = _jobs_by_step(cluster, name)
         assert all(len(names) == 1 for names in jobs.values()), jobs  # each step ran once
-        assert set(jobs) >= {"plan", "apply", "verify"}
+        assert set(jobs) == {"plan", "apply", "rollback"}
+    print(f"three leader kills took {time.monotonic() - began:.1f}s")
 
 
 def test_apply_pod_node_drained_mid_apply_resumes_on_another_node(

@@ -34,9 +34,10 @@ def assert_valid(text: str, *extra: str) -> dict[str, Any]:
 def test_helm_template_passes_kubeconform(mode: str) -> None:
     values = {**MODES[mode], "serviceMonitor": {"enabled": True}}
     summary = assert_valid(ct.helm_template_text(values), "-skip", "ServiceMonitor")
-    # SA, the two CRDs, (Cluster)Role(s) + binding(s), the Lease's Role + binding, Service,
-    # Deployment, PodDisruptionBudget; the ServiceMonitor is skipped
-    expected = 11 if mode == "cluster-wide" else 13
+    # SA, the three CRDs (DatabaseMigration, MigrationRollback, DatabaseMigrationRollout),
+    # (Cluster)Role(s) + binding(s), the Lease's Role + binding, Service, Deployment,
+    # PodDisruptionBudget; the ServiceMonitor is skipped
+    expected = 12 if mode == "cluster-wide" else 14
     assert (summary["valid"], summary["skipped"]) == (expected - 1, 1)
 
 

@@ -254,6 +254,59 @@ CASES = [
         "Nowhere/City",
     ),
     Case(
+        "a probe that deletes stalls before any Job",
+        obs(
+            spec={
+                "verification": {
+                    "probes": [
+                        {"name": "ok", "sql": "SELECT 1", "expectIndex": "i"},
+                        {
+                            "name": "purge",
+                            "sql": "WITH d AS (DELETE FROM t RETURNING 1) SELECT * FROM d",
+                            "expectIndex": "i",
+                        },
+                    ]
+                }
+            },
+            run_gen=None,
+        ),
+        "Pending",
+        None,
+        {"Stalled": ("True", "InvalidSpec")},
+        "spec.verification.probes[1].sql (probe purge)",
+    ),
+    Case(
+        "a probe that does not parse stalls before any Job",
+        obs(
+            spec={
+                "verification": {
+                    "probes": [{"name": "p", "sql": "SELECT FROM WHERE", "expectIndex": "i"}]
+                }
+            },
+            run_gen=None,
+        ),
+        "Pending",
+        None,
+        {"Stalled": ("True", "InvalidSpec")},
+        "does not parse",
+    ),
+    Case(
+        "a bad probe is reported before a missing Secret",
+        obs(
+            spec={
+                "verification": {
+                    "probes": [{"name": "p", "sql": "SELECT 1 FOR UPDATE", "expectIndex": "i"}]
+                }
+            },
+            run_gen=None,
+            secret=SecretObservation(exists=False),
+        ),
+        "Pending",
+        None,
+        {"Stalled": ("True", "InvalidSpec")},
+        "FOR UPDATE",
+    ),
+    Case(
         "stalled pending heals when the secret appears",
         obs("Pending"),
         "Planning",

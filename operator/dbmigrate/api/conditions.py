@@ -80,6 +80,7 @@ class Reason(StrEnum):
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
     BACKUP_VOLUME_NOT_FOUND = "BackupVolumeNotFound"
     INVALID_MAINTENANCE_WINDOW = "InvalidMaintenanceWindow"
+    INVALID_SPEC = "InvalidSpec"
     # a step Job's pod cannot start: Stalled=True in the step's phase, heals once it starts
     STEP_POD_UNSCHEDULABLE = "StepPodUnschedulable"
     STEP_IMAGE_PULL_FAILED = "StepImagePullFailed"
@@ -164,6 +165,7 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.CONFIG_MAP_NOT_FOUND: "the ConfigMap of spec.source.configMap does not exist",
     Reason.BACKUP_VOLUME_NOT_FOUND: "the PersistentVolumeClaim spec.backup.pvcName does not exist",
     Reason.INVALID_MAINTENANCE_WINDOW: "spec.maintenanceWindow cannot be evaluated",
+    Reason.INVALID_SPEC: "the API server admitted a spec field the operator refuses (a probe)",
     Reason.STEP_POD_UNSCHEDULABLE: "the scheduler finds no node for a step Job's pod",
     Reason.STEP_IMAGE_PULL_FAILED: "the kubelet cannot pull a step Job's image",
     Reason.STEP_POD_NOT_STARTING: "the kubelet cannot create a step Job's container",

@@ -11,7 +11,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
+from dbmigrate.api import probesql
 from dbmigrate.api.base import ApiModel
+from dbmigrate.api.cron import schedule_rules
+from dbmigrate.api.objectnames import ObjectName
 from dbmigrate.api.watch import WatchThresholds
 
 DURATION_PATTERN = "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
@@ -50,9 +53,7 @@ class SecretRef(ApiModel):
             "(with portKey, dbnameKey, userKey, passwordKey)",
         }
     )
-    name: str = Field(
-        min_length=1, max_length=253, description="Name of the Secret in the same namespace."
-    )
+    name: ObjectName = Field(description="Name of the Secret in the same namespace.")
     uri_key: str | None = Field(
         default=None, min_length=1, description="Key holding a full postgresql:// URI."
     )
@@ -79,7 +80,7 @@ class DatabaseSpec(ApiModel):
 class ConfigMapSource(ApiModel):
     """A ConfigMap whose keys are migration files named NNN_name.sql."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
+    name: ObjectName = Field(description="Name of the ConfigMap.")
 
 
 class InlineMigration(ApiModel):
@@ -147,8 +148,8 @@ class BackupSpec(ApiModel):
         description="pg_dump format: custom (one file) or directory (parallel with jobs).",
     )
     jobs: int = Field(default=1, ge=1, le=32, description="Parallel pg_dump jobs (directory).")
-    pvc_name: str | None = Field(
-        default=None, min_length=1, description="PersistentVolumeClaim the backup is written to."
+    pvc_name: ObjectName | None = Field(
+        default=None, description="PersistentVolumeClaim the backup is written to."
     )
     retention: int = Field(
         default=5, ge=1, le=100, description="Keep this many newest backups of this resource."
@@ -206,12 +207,7 @@ class MaintenanceWindowSpec(ApiModel):
 
     model_config = _extra(
         _duration_rule("duration"),
-        {
-            "rule": "self.schedule.matches('^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$')",
-            "message": "schedule must be a 5-field cron expression such as '0 2 * * 6' "
-            "(minute hour day-of-month month day-of-week; macros like @daily are not "
-            "supported)",
-        },
+        *schedule_rules("schedule"),
     )
     schedule: str = Field(
         min_length=9,
@@ -220,7 +216,11 @@ class MaintenanceWindowSpec(ApiModel):
     )
     duration: str = Field(max_length=32, description="How long the window stays open, such as 2h.")
     time_zone: str = Field(
-        default="UTC", min_length=1, description="IANA time zone of the schedule."
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone of the schedule, such as UTC or Europe/Berlin (an unknown "
+        "one stalls the run before its first Job, with reason InvalidMaintenanceWindow).",
     )
     applies_to: Literal["LargeTables", "Always"] = Field(
         default="LargeTables",
@@ -243,7 +243,13 @@ class ProbeQuery(ApiModel):
     name: str = Field(
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63, description="Probe name."
     )
-    sql: str = Field(min_length=1, description="A read-only query (SELECT) to EXPLAIN.")
+    sql: str = Field(
+        min_length=1,
+        max_length=probesql.MAX_LENGTH,
+        description="One read-only query to EXPLAIN, starting with SELECT, WITH, VALUES or "
+        "TABLE, with no ';' but a trailing one.",
+        json_schema_extra={"x-kubernetes-validations": [dict(probesql.SQL_RULE)]},
+    )
     expect_index: str = Field(
         min_length=1, description="Name of the index the query's plan must use."
     )
@@ -265,7 +271,7 @@ class WorkloadRef(ApiModel):
     """An application workload scaled to zero during an emergency rollback."""
 
     kind: Literal["Deployment", "StatefulSet"] = Field(description="Kind of the workload.")
-    name: str = Field(min_length=1, max_length=253, description="Name in the same namespace.")
+    name: ObjectName = Field(description="Name in the same namespace.")
 
 
 class RollbackSpec(ApiModel):
@@ -314,7 +320,7 @@ class JobSpec(ApiModel):
     image: str | None = Field(
         default=None, description="Step image; defaults to the operator's own image."
     )
-    service_account_name: str | None = Field(
+    service_account_name: ObjectName | None = Field(
         default=None, description="Service account of the step pods; created if not set."
     )
     resources: Resources | None = Field(default=None, description="Container resources.")
@@ -390,9 +396,7 @@ NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
 class UrlSecretRef(ApiModel):
     """A Secret key holding a webhook URL (URLs of chat webhooks carry their token)."""
 
-    name: str = Field(
-        min_length=1, max_length=253, description="Name of the Secret in the same namespace."
-    )
+    name: ObjectName = Field(description="Name of the Secret in the same namespace.")
     key: str = Field(default="url", min_length=1, description="Key holding the URL.")
 
 

@@ -246,7 +246,7 @@ class RequestedRollback(ApiModel):
     request: str = Field(description="Name of the MigrationRollback.")
     strategy: RequestStrategy = Field(description="The strategy it asked for.")
     scale_down: list[WorkloadRef] = Field(
-        default_factory=list, description="The workloads it scales down."
+        default_factory=list, max_length=20, description="The workloads it scales down."
     )
     reason: str = Field(default="", description="Why it was asked for.")
     requested_by: str | None = Field(default=None, description="Who asked.")

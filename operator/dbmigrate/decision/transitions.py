@@ -1,12 +1,13 @@
 """Building blocks the phase handlers share: prerequisites, starting a step, failing, reports.
 
-A step Job is only created when its prerequisites hold: the Secret exists with every key the
-spec names, the source ConfigMap exists, the backup PersistentVolumeClaim exists (when a step
-mounts it), the maintenance window can be evaluated. If one does not
+A step Job is only created when its prerequisites hold: the spec passes the checks admission
+could not make (``spec_checks``: the window's time zone, the probes), the Secret exists with
+every key the spec names, the source ConfigMap exists, the backup PersistentVolumeClaim exists
+(when a step mounts it). If one does not
 hold, the run stays in its phase with Stalled=True and a message naming what is missing and how to
 fix it, and is looked at again after ``STALLED_REQUEUE`` seconds: it heals by itself once the
-Secret, ConfigMap or PersistentVolumeClaim appears (a bad window needs a spec change, which starts
-a new run).
+Secret, ConfigMap or PersistentVolumeClaim appears (a bad window or probe needs a spec change,
+which starts a new run).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from dbmigrate.api.stepnames import (
     STEP_VERIFY,
     STEP_WATCH,
 )
-from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
 from dbmigrate.decision.requested import requested_cause
+from dbmigrate.decision.spec_checks import spec_problem
 from dbmigrate.specs.commands import mounts_backups
 from dbmigrate.specs.jobs import required_secret_keys
 
@@ -63,6 +64,9 @@ def prerequisite_problem(ctx: Ctx, step: Step | None = None) -> tuple[Reason, st
     found before any Job, and for the steps that mount it; never for the apply, the verify or a
     rollback that does not restore (a PVC deleted meanwhile must not hold those up)."""
     observed, spec = ctx.observed, ctx.observed.spec
+    invalid = spec_problem(spec)
+    if invalid is not None:
+        return invalid
     secret = spec.database.secret_ref.name
     where = f"namespace {observed.namespace}"
     if not observed.secret.exists:
@@ -95,11 +99,6 @@ def prerequisite_problem(ctx: Ctx, step: Step | None = None) -> tuple[Reason, st
             "create it (the backup is written there, a RestoreBackup rollback reads it); the "
             "migration goes on by itself once it exists"
         )
-    if spec.maintenance_window is not None:
-        try:
-            validate_window(spec.maintenance_window)
-        except InvalidMaintenanceWindow as exc:
-            return Reason.INVALID_MAINTENANCE_WINDOW, f"{exc}; fix spec.maintenanceWindow"
     return None
 
 

@@ -3,7 +3,8 @@
 A probe is EXPLAINed (FORMAT JSON; with ANALYZE only when asked) inside a READ ONLY transaction
 with a statement_timeout, so it can neither change data nor run away. The plan tree is walked for
 Index Scan, Index Only Scan and Bitmap Index Scan nodes and the indexes they name. The probe SQL
-must parse as exactly one SELECT. A failure is a ProbeResult with the reason, not an exception.
+must parse as exactly one SELECT that only reads (``api.probesql``). A failure is a ProbeResult
+with the reason, not an exception.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import Any
 
 import psycopg
 import yaml
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
 from psycopg import sql
 
 from dbmigrate.api.evidence import ProbeResult
+from dbmigrate.api.probesql import probe_problem
 from dbmigrate.engine.undo.pgtools import StepError
 
 INDEX_NODES = ("Index Scan", "Index Only Scan", "Bitmap Index Scan")
@@ -73,16 +73,10 @@ def _probe_entry(path: str | Path, index: int, entry: object) -> Probe:
 
 
 def select_problem(query: str) -> str | None:
-    """Why the probe SQL is not a single SELECT, or None when it is one."""
-    try:
-        stmts = parse_sql(query)
-    except ParseError as exc:
-        return f"the probe SQL does not parse: {exc}"
-    if len(stmts) != 1:
-        return f"the probe SQL must be exactly one statement, found {len(stmts)}"
-    if not isinstance(stmts[0].stmt, ast.SelectStmt):
-        return "the probe SQL must be a SELECT (it is EXPLAINed, never allowed to change data)"
-    return None
+    """Why the probe SQL is not one read-only query, or None when it is one (the rule the
+    operator also checks before a run's first Job: ``api.probesql``)."""
+    problem = probe_problem(query)
+    return None if problem is None else f"the probe SQL is refused: {problem}"
 
 
 def walk_plan(plan: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
