@@ -21,6 +21,9 @@ MANAGER = "dbmigrate-operator"
 
 # Annotations a person (or a GitOps tool) sets on a DatabaseMigration.
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
+PAUSE_ANNOTATION = f"{API_GROUP}/pause"  # present: no new step starts; removed: resume
+RETRY_ANNOTATION = f"{API_GROUP}/retry"  # a new token: run again (echoed: status.lastHandledRetry)
+PROMOTE_ANNOTATION = f"{API_GROUP}/promote"  # a new token on a DatabaseMigrationRollout
 
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"
