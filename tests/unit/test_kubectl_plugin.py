@@ -20,7 +20,7 @@ from dbmigrate.api.labels import (
     RUN_ID_ANNOTATION,
 )
 from dbmigrate.kubectl.annotate import annotation_patch, kubectl_equivalent, token
-from dbmigrate.kubectl.client import MIGRATIONS, Client, Target
+from dbmigrate.kubectl.client import MIGRATIONS, Client, PluginError, Target
 from dbmigrate.kubectl.completion import complete
 from dbmigrate.kubectl.main import build_parser, seconds
 from dbmigrate.kubectl.objects import Snapshot, StepJob, pod_state
@@ -222,6 +222,28 @@ def test_the_screen_shows_the_live_progress_and_the_evidence() -> None:
     assert "e" * 64 in text
 
 
+def test_the_screen_shows_the_runs_of_a_generation() -> None:
+    snap = Snapshot(
+        migration(
+            "Failed",
+            retry={
+                "run": 2,
+                "automatic": 1,
+                "limit": 5,
+                "nextAttemptAt": "2026-12-07T12:01:00Z",
+                "cause": "cannot connect",
+            },
+            lastHandledRetry="2026-12-07T11:00:00Z-abc123",
+        ),
+        [],
+        [],
+    )
+    text = "\n".join(status_screen(snap, NOW))
+    assert "run 2 of this generation, 1/5 automatic retries, next at 2026-12-07T12:01" in text
+    assert "last cause: cannot connect" in text
+    assert "last retry request handled: 2026-12-07T11:00:00Z-abc123" in text
+
+
 def test_the_tree_puts_pods_under_their_jobs_with_run_and_step() -> None:
     snap = Snapshot(migration("Succeeded"), [job("plan"), job("apply", pods=2)], [])
     lines = tree_lines(snap, NOW)
@@ -421,6 +443,9 @@ def test_the_namespace_comes_from_the_flag_the_context_or_default(tmp_path: Path
     assert Client(Target(str(path), None, None)).namespace == "shop-ns"
     assert Client(Target(str(path), "two", None)).namespace == "default"
     assert Client(Target(str(path), "two", "x")).namespace == "x"
+    with pytest.raises(PluginError, match="cannot load the kubeconfig") as raised:
+        Client(Target(str(path), "three", None))
+    assert raised.value.code == 2
 
 
 def test_errors_say_what_to_do(tmp_path: Path) -> None:

@@ -383,6 +383,26 @@ def _watch(snap: Snapshot) -> list[str]:
     return lines
 
 
+def _retries(snap: Snapshot) -> list[str]:
+    """The runs of this generation (``status.retry``) and the last retry request handled."""
+    retry = snap.status.get("retry")
+    handled = snap.status.get("lastHandledRetry")
+    if not isinstance(retry, Mapping) and not handled:
+        return []
+    lines = ["Retries:"]
+    if isinstance(retry, Mapping):
+        lines.append(
+            f"  run {retry.get('run', 1)} of this generation, {retry.get('automatic', 0)}/"
+            f"{retry.get('limit', '?')} automatic retries"
+            + (f", next at {retry['nextAttemptAt']}" if retry.get("nextAttemptAt") else "")
+        )
+        if retry.get("cause"):
+            lines.append(f"  last cause: {retry['cause']}")
+    if handled:
+        lines.append(f"  last retry request handled: {handled}")
+    return lines
+
+
 def _jobs(jobs: Sequence[StepJob], now: datetime) -> list[str]:
     if not jobs:
         return []
@@ -451,6 +471,7 @@ def status_screen(snap: Snapshot, now: datetime | None = None) -> list[str]:
         _verification(snap),
         _rollback(snap),
         _watch(snap),
+        _retries(snap),
         _jobs(snap.jobs, now),
         _events(snap.events, now),
     ]
