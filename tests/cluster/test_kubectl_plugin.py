@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import pytest
+import yaml
+
 from dbmigrate.api.labels import APPROVE_ANNOTATION, PAUSE_ANNOTATION, RETRY_ANNOTATION
 from tests.cluster.operator_harness import (
     Cluster,
@@ -38,6 +41,7 @@ BIN = Path(sys.executable).parent
 PLUGIN = str(BIN / "kubectl-dbmigrate")
 KNOWN_PASSWORD = "Kn0wn-Pa55-f0r-the-bundle"
 NAME = "shop"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "kubectl-plugin.md"
 
 
 class Plugin:
@@ -52,9 +56,14 @@ class Plugin:
         self.env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
     def __call__(
-        self, *args: str, stdin: str = "", via_kubectl: bool = False, timeout: float = 180
+        self,
+        *args: str,
+        stdin: str = "",
+        via_kubectl: bool = False,
+        timeout: float = 180,
+        kubeconfig: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        flags = ["--kubeconfig", self.kubeconfig, "-n", self.ns]
+        flags = ["--kubeconfig", kubeconfig or self.kubeconfig, "-n", self.ns]
         argv = (
             [self.kubectl_bin, "dbmigrate", *args, *flags]
             if via_kubectl
@@ -80,6 +89,50 @@ class Plugin:
             return [f.result() for f in futures]
 
 
+def documented_role() -> dict[str, Any]:
+    """The Role docs/kubectl-plugin.md gives the people who operate migrations."""
+    text = DOC.read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    roles = [yaml.safe_load(b) for b in blocks if "kind: Role" in b]
+    assert len(roles) == 1, "docs/kubectl-plugin.md should show one Role"
+    role: dict[str, Any] = roles[0]
+    return role
+
+
+def person(testbed: Any, cluster: Cluster, name: str, folder: Path, *, role: bool) -> str:
+    """A kubeconfig of a ServiceAccount token (a person with no rights of their own), bound to
+    the documented Role when ``role``."""
+    done = testbed.kubectl("-n", cluster.ns, "create", "serviceaccount", name)
+    assert done.returncode == 0, done.stderr
+    if role:
+        rules = documented_role()
+        cluster.create({**rules, "metadata": {"name": name}})
+        cluster.create(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": cluster.ns}],
+            }
+        )
+    token = testbed.kubectl("-n", cluster.ns, "create", "token", name, "--duration=1h")
+    assert token.returncode == 0, token.stderr
+    admin = yaml.safe_load(Path(testbed.kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": name, "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
+        "current-context": name,
+    }
+    path = folder / f"{name}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return str(path)
+
+
 def _ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
     assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -89,6 +142,16 @@ def _annotations(cluster: Cluster) -> dict[str, str]:
     return ((cluster.get(NAME) or {}).get("metadata") or {}).get("annotations") or {}
 
 
+def step_headers(text: str) -> list[str]:
+    """The steps of the ``==> step STEP: pod ...`` headers of ``logs``, in order."""
+    return [
+        line.split(":")[0].removeprefix("==> step ")
+        for line in text.splitlines()
+        if line.startswith("==> step ")
+    ]
+
+
+@pytest.mark.local_testbed(reason="the whole command set once; kind runs the logs test below")
 def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     testbed: Any,
     cluster: Cluster,
@@ -139,6 +202,8 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     assert early.returncode == 3, early.stdout + early.stderr
     assert "timed out" in early.stderr
 
+    operator_user = person(testbed, cluster, "operator-user", tmp_path, role=True)
+    nobody = person(testbed, cluster, "nobody", tmp_path, role=False)
     waiting = cluster.wait_phase(NAME, "WaitingForApproval", timeout=90)
     plan_hash = waiting["plan"]["planHash"]
 
@@ -150,6 +215,10 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
         ("tree", NAME),
     )
     screen, as_json, status_w, tree = (_ok(done) for done in outputs)
+    refused_rbac = run("status", NAME, kubeconfig=nobody)  # no Role: the missing verb is named
+    assert refused_rbac.returncode == 1, refused_rbac.stderr
+    assert "forbidden" in refused_rbac.stderr and "may not get" in refused_rbac.stderr
+    assert "docs/kubectl-plugin.md" in refused_rbac.stderr
     assert "phase:    WaitingForApproval" in screen
     assert f"hash: {plan_hash}" in screen
     assert f"approve: kubectl dbmigrate approve {NAME} -n {cluster.ns}" in screen
@@ -175,7 +244,8 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     assert refused.returncode == 1 and "not approved" in refused.stdout
     assert plan_hash in refused.stdout and "pending" in refused.stdout
     assert APPROVE_ANNOTATION not in _annotations(cluster)
-    approved = _ok(run("approve", NAME, stdin="y\n", via_kubectl=True))
+    # as a person bound to the documented Role only, through kubectl
+    approved = _ok(run("approve", NAME, stdin="y\n", via_kubectl=True, kubeconfig=operator_user))
     assert f"approved plan {plan_hash}" in approved
     assert f"kubectl annotate databasemigrations/{NAME}" in approved  # the GitOps equivalent
     assert _annotations(cluster)[APPROVE_ANNOTATION] == plan_hash
@@ -233,19 +303,11 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     assert "complete -F _kubectl_dbmigrate" in _ok(bash)
     assert "examples:" in _ok(helped) and "exit codes" in helped.stdout
 
-    # logs: every step pod in run order, where a kubelet serves logs
-    headers = [line for line in logs.stdout.splitlines() if line.startswith("==> step ")]
-    assert [h.split(":")[0] for h in headers] == [
-        "==> step plan",
-        "==> step apply",
-        "==> step verify",
-    ], logs.stdout
-    if testbed.real_kubelet:
-        assert logs.returncode == 0, logs.stderr
-        assert "plan hash" in logs.stdout  # what the plan step printed
-    else:  # the local test bed's process kubelet serves no logs: each pod is named, exit 1
-        assert logs.returncode == 1
-        assert "log of pod" in logs.stderr and "unavailable" in logs.stderr
+    # logs: every step pod in run order; the test bed's process kubelet serves no logs, so
+    # each pod is named as unavailable and the command exits 1 (kind reads them: below)
+    assert step_headers(logs.stdout) == ["plan", "apply", "verify"], logs.stdout
+    assert logs.returncode == 1
+    assert "log of pod" in logs.stderr and "unavailable" in logs.stderr
 
     # report: the bundle, with no secret in any file
     _ok(reported)
@@ -280,3 +342,33 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
         assert retried.returncode == 3, retried.stdout + retried.stderr
         assert "has not handled the retry" in retried.stderr
     print(f"plugin scenario took {time.monotonic() - began:.1f}s")
+
+
+@pytest.mark.real_kubelet
+def test_logs_follow_real_step_pods_in_run_order(
+    testbed: Any, cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    """On kind: ``logs -f`` started with the migration follows each step pod as a real kubelet
+    runs it, in run order, and ends with the run; ``logs --step`` reads one step afterwards."""
+    began = time.monotonic()
+    run = Plugin(testbed, cluster.ns)
+    ready_database(cluster, database_url, files=migration_files(2))
+    cluster.migration(NAME, sample_spec(verification={"analyze": False}, backup={"enabled": False}))
+    follow = subprocess.Popen(
+        [PLUGIN, "logs", NAME, "-f", "--kubeconfig", run.kubeconfig, "-n", cluster.ns],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=run.env,
+    )
+    try:
+        out, err = follow.communicate(timeout=240)
+    finally:
+        follow.kill()
+    assert follow.returncode == 0, out + err
+    assert step_headers(out) == ["plan", "apply", "verify"], out
+    assert "plan hash" in out  # what the plan step printed, read through the kubelet
+    assert cluster.status(NAME)["phase"] == "Succeeded"
+    apply_only = run("logs", NAME, "--step", "apply", via_kubectl=True)
+    assert step_headers(_ok(apply_only)) == ["apply"]
+    print(f"logs on real pods took {time.monotonic() - began:.1f}s")
