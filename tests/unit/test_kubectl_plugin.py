@@ -302,9 +302,9 @@ def test_the_rollback_plan_shows_what_would_be_lost() -> None:
             "phase": "AwaitingConfirmation",
             "plan": {
                 "strategy": "RestoreBackup",
-                "restore": "/backups/prod/shop/x.dump",
+                "restore": {"path": "/backups/prod/shop/x.dump", "sha256": "a1b2", "sizeBytes": 10},
                 "versions": ["2"],
-                "workloads": [{"kind": "Deployment", "name": "web", "from": 3, "to": 0}],
+                "workloads": [{"kind": "Deployment", "name": "web", "fromReplicas": 3, "to": 0}],
             },
             "dataLoss": {
                 "checked": True,
@@ -318,7 +318,8 @@ def test_the_rollback_plan_shows_what_would_be_lost() -> None:
     }
     lines = plan_lines(request)
     assert lines[0] == "Rollback plan (RestoreBackup):"
-    assert "  restore: /backups/prod/shop/x.dump" in lines
+    assert "  restore: /backups/prod/shop/x.dump (sha256 a1b2, 10 bytes)" in lines
+    assert "  versions leaving the history: 2" in lines
     assert "    Deployment/web: 3 -> 0 replicas, then back" in lines
     assert "Data-loss preflight: DATA WOULD BE LOST" in lines
     assert any("public.orders" in line and "12" in line for line in lines)

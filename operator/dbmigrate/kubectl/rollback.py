@@ -78,19 +78,27 @@ def plan_lines(request: Mapping[str, Any]) -> list[str]:
     plan = status.get("plan") or {}
     strategy = plan.get("strategy") or (request.get("spec") or {}).get("strategy") or "?"
     lines = [f"Rollback plan ({strategy}):"]
-    for key, title in (("drop", "drop"), ("restore", "restore"), ("versions", "versions")):
-        value = plan.get(key)
-        if value:
-            shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-            lines.append(f"  {title}: {shown}")
+    if plan.get("drop"):
+        lines.append(f"  drop: {', '.join(str(v) for v in plan['drop'])}")
+    restore = plan.get("restore")
+    if isinstance(restore, Mapping):
+        lines.append(
+            f"  restore: {restore.get('path', '?')} (sha256 {restore.get('sha256', '?')}, "
+            f"{restore.get('sizeBytes', '?')} bytes)"
+        )
+    elif restore:
+        lines.append(f"  restore: {restore}")
+    if plan.get("versions"):
+        lines.append(f"  versions leaving the history: {', '.join(map(str, plan['versions']))}")
     workloads = plan.get("workloads") or []
     if workloads:
         lines.append("  workloads:")
-        lines += [
-            f"    {w.get('kind', '?')}/{w.get('name', '?')}: {w.get('from', '?')} -> "
-            f"{w.get('to', '?')} replicas, then back"
-            for w in workloads
-        ]
+        for w in workloads:
+            before = w.get("fromReplicas", w.get("from"))
+            lines.append(
+                f"    {w.get('kind', '?')}/{w.get('name', '?')}: "
+                f"{before if before is not None else '?'} -> {w.get('to', 0)} replicas, then back"
+            )
     loss = status.get("dataLoss") or {}
     if loss:
         if not loss.get("checked"):
