@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import psycopg
 import pytest
 import yaml
 
@@ -131,6 +132,37 @@ def person(testbed: Any, cluster: Cluster, name: str, folder: Path, *, role: boo
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return str(path)
+
+
+def roll_back(run: Plugin, cluster: Cluster, database_url: str) -> None:
+    """``rollback`` of the succeeded run, which created the tables: rows written since make
+    the preflight find a loss, so the dry run says so and the rollback waits for the name."""
+    served = run.kubectl(
+        "--kubeconfig", run.kubeconfig, "get", "crd", "migrationrollbacks.dbmigrate.io"
+    )
+    if served.returncode != 0:  # a tree without the request resource: the plugin says what
+        refused = run("rollback", NAME, "--dry-run")
+        assert refused.returncode == 2 and "does not serve MigrationRollback" in refused.stderr
+        return
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (email, display_name) SELECT 'u' || g || '@example.com', 'U' || g "
+            "FROM generate_series(1, 25) g"
+        )
+    strategy = ("--strategy", "DropCreatedObjects")
+    dry = _ok(run("rollback", NAME, *strategy, "--dry-run", "--reason", "a rehearsal"))
+    assert "Rollback plan (DropCreatedObjects):" in dry
+    assert "Data-loss preflight: DATA WOULD BE LOST" in dry and "users" in dry
+    assert "dry run: nothing was changed" in dry
+    assert cluster.status(NAME)["phase"] == "Succeeded"
+    done = run("rollback", NAME, *strategy, "--reason", "p99 doubled", stdin="y\n" + NAME + "\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Type the migration's name" in done.stdout and "confirmed; the rollback runs" in (
+        done.stdout
+    )
+    assert ": Succeeded" in done.stdout
+    assert cluster.wait_phase(NAME, "RolledBack", timeout=30)["phase"] == "RolledBack"
+    assert "rolled_back" in set(history_versions(database_url).values())
 
 
 def _ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
@@ -332,6 +364,9 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     assert f"resume: kubectl dbmigrate resume {NAME}" in _ok(run("status", NAME))
     _ok(run("resume", NAME))
     assert PAUSE_ANNOTATION not in _annotations(cluster)
+
+    # rollback on demand: the dry run, then the rollback with the data loss confirmed by name
+    roll_back(run, cluster, database_url)
 
     # retry: a token the operator must echo in status.lastHandledRetry
     retried = run("retry", NAME, "--timeout", "2s")
