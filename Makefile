@@ -32,10 +32,12 @@ krew: install  ## the krew archive of kubectl dbmigrate in dist/, and its manife
 
 crds: install  ## regenerate crds/ from the pydantic models, and its Helm and kustomize copies
 	$(PY) -m dbmigrate.cli.main crd --output crds/dbmigrate.io_databasemigrations.yaml
+	$(PY) -m dbmigrate.cli.main crd --kind MigrationRollback --output crds/dbmigrate.io_migrationrollbacks.yaml
 	$(PY) tools/sync_chart_crd.py
 
 check-crds: install  ## fail if the committed CRD or its copies differ from the models
 	$(PY) -m dbmigrate.cli.main crd --check --output crds/dbmigrate.io_databasemigrations.yaml
+	$(PY) -m dbmigrate.cli.main crd --kind MigrationRollback --check --output crds/dbmigrate.io_migrationrollbacks.yaml
 	$(PY) tools/sync_chart_crd.py --check
 
 lint: install  ## ruff check, ruff format --check, mypy (package, tests, testbed, bench)

@@ -26,10 +26,10 @@ import psycopg
 from psycopg import sql
 
 from bench.common import MIGRATIONS, PG_BIN, database, server
-from dbmigrate.engine import pgtools
 from dbmigrate.engine.apply import ApplySettings, apply_migrations
-from dbmigrate.engine.archive import size_of
 from dbmigrate.engine.sources import load_directory
+from dbmigrate.engine.undo import pgtools
+from dbmigrate.engine.undo.archive import size_of
 from tests.db.data import load_sample_data
 
 DB = "bench_backup"

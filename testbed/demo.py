@@ -7,6 +7,11 @@ the backup PVC, applies ``manifests/samples/analytics-migration.yaml`` and follo
 change, the live progress of the index builds, then ``kubectl get dbm`` and a summary of the
 backup, the applied versions and the verification. ``--keep`` leaves everything running.
 
+Then the emergency paths (``testbed.emergency``): a second migration whose verification fails is
+rolled back by itself, and the first one is rolled back on demand (through ``kubectl dbmigrate``
+when installed), the application (Deployment ``web``) scaled down and back, ending with every
+application table proven identical to what it was before the first migration.
+
 ``--kind`` (``make demo-kind``) runs the same sample on the kind cluster of ``make kind-up``
 instead: the operator is the one the Helm chart installed there, the steps run the project's image
 on real kubelets, and PostgreSQL is the cluster's StatefulSet (reached by its Service's name).
@@ -27,6 +32,7 @@ import psycopg
 
 from testbed.bed import ExternalTestbed, LocalTestbed
 from testbed.crd import install_crd
+from testbed.emergency import fingerprint, run_emergency, web_deployment
 from testbed.postgres import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +40,7 @@ CRD = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
 SAMPLE = ROOT / "manifests" / "samples" / "analytics-migration.yaml"
 MIGRATIONS = ROOT / "database" / "migrations"
 NAMESPACE = "analytics"
+LOCAL_WEB_IMAGE = "example/web:1"  # never pulled: the test bed runs no Deployment's pods
 TERMINAL = ("Succeeded", "Failed", "RolledBack")
 
 
@@ -106,9 +113,17 @@ def create_inputs(bed: Bed, url: str, namespace: str) -> None:
 
 def clear_previous(bed: Bed, namespace: str) -> None:
     """A previous demo's objects in the kind namespace (it is kept between runs)."""
-    for kind in ("dbm", "secret", "configmap", "pvc"):
-        name = {"dbm": "analytics", "secret": "analytics-db", "configmap": "analytics-migrations"}
-        args = (kind, name.get(kind, "dbmigrate-backups"), "--ignore-not-found", "--wait=true")
+    kubectl(bed, "-n", namespace, "delete", "dbmr", "--all", "--ignore-not-found", "--wait=true")
+    for kind, name in (
+        ("dbm", "analytics"),
+        ("dbm", "analytics-extra"),
+        ("deployment", "web"),
+        ("secret", "analytics-db"),
+        ("configmap", "analytics-migrations"),
+        ("configmap", "analytics-extra-migrations"),
+        ("pvc", "dbmigrate-backups"),
+    ):
+        args = (kind, name, "--ignore-not-found", "--wait=true")
         kubectl(bed, "-n", namespace, "delete", *args)
 
 
@@ -208,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
         step("loading the analytics data")
         url = create_database(bed.pg_admin_url, "ial_analytics")
         load_analytics(url, args.page_views)
-        step(f"installing the CRD ({CRD.relative_to(ROOT)})")
+        before = fingerprint(url)
+        step(f"installing the CRDs ({CRD.relative_to(ROOT)} and MigrationRollback)")
         install_crd(bed.kubectl, CRD)
         step("starting the operator: dbmigrate operator")
         operator = start_operator(bed, bed.root / "operator.log")
@@ -219,10 +235,14 @@ def run(args: argparse.Namespace) -> int:
         )
         create_inputs(bed, url, NAMESPACE)
         status = apply_and_follow(bed, operator, NAMESPACE, args.timeout)
+        held = status.get("phase") == "Succeeded" and run_emergency(
+            bed, lambda *a, **k: kubectl(bed, *a, **k), step, NAMESPACE, url, before,
+            args.timeout,
+        )  # fmt: skip
         if args.keep:
             step(f"left running (Ctrl-C stops it): export KUBECONFIG={bed.kubeconfig}")
             signal.pause()
-        return 0 if status.get("phase") == "Succeeded" else 1
+        return 0 if held else 1
     except KeyboardInterrupt:
         return 130
     finally:
@@ -232,11 +252,27 @@ def run(args: argparse.Namespace) -> int:
         bed.stop()
 
 
+def sample_with_web() -> str:
+    """The sample, its emergency rollback also scaling the application (Deployment web)."""
+    import json
+
+    import yaml
+
+    sample = yaml.safe_load(SAMPLE.read_text())
+    sample["spec"]["rollback"]["scaleDown"] = [{"kind": "Deployment", "name": "web"}]
+    return json.dumps(sample)
+
+
 def apply_and_follow(
     bed: Bed, operator: subprocess.Popen[bytes] | None, namespace: str, timeout: float
 ) -> dict[str, Any]:
-    step(f"applying {SAMPLE.relative_to(ROOT)}")
-    print("    " + kubectl(bed, "-n", namespace, "apply", "-f", str(SAMPLE)).strip())
+    step("the application: Deployment web, 2 replicas")
+    image = os.environ.get("DBMIGRATE_IMAGE") or LOCAL_WEB_IMAGE
+    print("    " + kubectl(bed, "-n", namespace, "apply", "-f", "-", stdin=web_deployment(image)))
+    step(f"applying {SAMPLE.relative_to(ROOT)} (spec.rollback.scaleDown: Deployment web)")
+    print(
+        "    " + kubectl(bed, "-n", namespace, "apply", "-f", "-", stdin=sample_with_web()).strip()
+    )
     status = follow(bed, operator, namespace, timeout)
     step("kubectl get dbm")
     print(kubectl(bed, "-n", namespace, "get", "dbm", "-o", "wide"))
@@ -261,6 +297,7 @@ def run_kind(args: argparse.Namespace) -> int:
     drop_database(bed.pg_admin_url, "ial_analytics")
     url = create_database(bed.pg_admin_url, "ial_analytics")
     load_analytics(url, args.page_views)
+    before = fingerprint(url)
     step(
         "creating Secret analytics-db (the database by its Service's DNS name), ConfigMap "
         f"analytics-migrations and PVC dbmigrate-backups in namespace {namespace}"
@@ -276,7 +313,12 @@ def run_kind(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     columns = "POD:.metadata.name,IMAGE:.spec.containers[0].image,NODE:.spec.nodeName,"
     print(step_pods(bed, namespace, f"custom-columns={columns}UID:.spec.securityContext.runAsUser"))
-    return 0 if status.get("phase") == "Succeeded" else 1
+    if status.get("phase") != "Succeeded":
+        return 1
+    held = run_emergency(
+        bed, lambda *a, **k: kubectl(bed, *a, **k), step, namespace, url, before, args.timeout,
+    )  # fmt: skip
+    return 0 if held else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,9 @@ project's image runs every step as uid 10001 under the restricted Pod Security p
 backup onto a PersistentVolume and restores from it, reads migrations from a mounted ConfigMap and
 from a folder baked into an image, reaches PostgreSQL by its Service's DNS name; and a run
 survives its operator pod being killed (the Helm-installed operator) and its apply pod's node
-being drained, finishing exactly once; and an application's pod whose init container runs
-`dbmigrate wait` stays in Init until its migration succeeds, then starts.
+being drained, finishing exactly once; an application's pod whose init container runs
+`dbmigrate wait` stays in Init until its migration succeeds, then starts; and a rollback on
+demand stops a real Deployment (its ReplicaSet's pods gone before the rollback) and brings it back.
 
 On the local test bed these are skipped (`real_kubelet`): there, pods are host processes.
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from dbmigrate.api.labels import APPROVE_ANNOTATION, BACKUP_MOUNT, LABEL_STEP
@@ -341,3 +343,73 @@ def test_app_pod_stays_in_init_until_its_migration_succeeds(
     (init,) = _app_pod(cluster)["status"]["initContainerStatuses"]
     assert init["state"]["terminated"]["exitCode"] == 0
     print(f"the app started {started:.1f}s after its migration succeeded")
+
+
+def _web_pods(cluster: Cluster) -> list[str]:
+    return [p["metadata"]["name"] for p in cluster.kube.list("Pod", cluster.ns, "app=web")]
+
+
+def test_rollback_on_demand_scales_a_real_deployment_down_and_back(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    """A rollback on demand (RestoreBackup, the loss confirmed up front) stops a real Deployment:
+    its ReplicaSet's pods are all gone before the rollback Job starts, and come back after."""
+    restrict(cluster)
+    seed_analytics(database_url, rows=50)
+    before = fingerprint(database_url)
+    ready_database(cluster, database_url, files=migration_files(2))
+    sleeper = {
+        "name": "web", "image": os.environ["DBMIGRATE_IMAGE"], "command": ["sleep", "3600"],
+        "securityContext": container_security_context(),
+    }  # fmt: skip
+    pod = {"terminationGracePeriodSeconds": 2, "securityContext": pod_security_context()}
+    cluster.create(deployment("web", 2, {**pod, "containers": [sleeper]}))
+    spec = sample_spec(
+        verification={"analyze": False, "probes": []},
+        rollback={
+            "strategy": "RestoreBackup",
+            "scaleDown": [{"kind": "Deployment", "name": "web"}],
+        },
+    )
+    cluster.migration("nightly", spec)
+    done = cluster.wait_terminal("nightly", timeout=300)
+    assert done["phase"] == "Succeeded", done.get("message")
+    deadline = time.monotonic() + 120
+    while len(_web_pods(cluster)) != 2:
+        assert time.monotonic() < deadline, "the web Deployment never ran its 2 pods"
+        time.sleep(1)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # written after the backup
+        conn.execute("INSERT INTO users (email, display_name) VALUES ('late@example.com', 'L')")
+    request = {
+        "apiVersion": "dbmigrate.io/v1alpha1", "kind": "MigrationRollback",
+        "metadata": {"name": "nightly-undo"},
+        "spec": {"migration": "nightly", "reason": "kind", "confirm": "nightly"},
+    }  # fmt: skip
+    cluster.create(request)
+    pods_at_start = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        jobs = [
+            j
+            for j in cluster.jobs("nightly")
+            if j["metadata"]["labels"].get(LABEL_STEP) == "rollback"
+        ]
+        if jobs and pods_at_start is None:
+            pods_at_start = _web_pods(cluster)
+        found = cluster.kube.get("MigrationRollback", cluster.ns, "nightly-undo") or {}
+        ended = (found.get("status") or {}).get("phase")
+        if ended in ("Succeeded", "Failed", "Refused"):
+            break
+        time.sleep(0.3)
+    status = found["status"]
+    assert ended == "Succeeded", status.get("message")
+    assert pods_at_start == [], f"the rollback Job started beside web pods {pods_at_start}"
+    assert status["dataLoss"]["lossFound"] is True  # the late row, confirmed up front
+    assert status["plan"]["workloads"] == [
+        {"kind": "Deployment", "name": "web", "from": 2, "to": 0}
+    ]
+    assert fingerprint(database_url) == before
+    deadline = time.monotonic() + 120
+    while len(_web_pods(cluster)) != 2:  # the ReplicaSet brings them back
+        assert time.monotonic() < deadline, "the web pods did not come back"
+        time.sleep(1)

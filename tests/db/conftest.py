@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.engine import pgtools
+from dbmigrate.engine.undo import pgtools
 from testbed.postgres import (
     admin_url_from_env_or_server,
     fresh_database,

@@ -18,10 +18,10 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.plan import ApplyResult
-from dbmigrate.engine import pgtools
 from dbmigrate.engine.apply import ApplySettings, apply_migrations
 from dbmigrate.engine.sources import load_directory
 from dbmigrate.engine.statements import executable_statements
+from dbmigrate.engine.undo import pgtools
 from dbmigrate.runner import backup, preflight, rollback, verify
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "database" / "migrations")

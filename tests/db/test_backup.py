@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbmigrate.engine import archive, backup, pgtools
+from dbmigrate.engine.undo import archive, backup, pgtools
 from tests.db.data import MIGRATIONS, load_sample_data, migrate, run_cli
 
 

@@ -64,7 +64,7 @@ def test_failed_start_reports_the_log_tail() -> None:
     not os.environ.get("DBMIGRATE_TEST_PG_MAJOR"), reason="only when a major version is asked for"
 )
 def test_the_server_and_client_programs_are_of_the_major_asked_for(pg_admin_url: str) -> None:
-    from dbmigrate.engine import pgtools
+    from dbmigrate.engine.undo import pgtools
     from testbed import pgversions
 
     release = pgversions.release_for(os.environ["DBMIGRATE_TEST_PG_MAJOR"])

@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbmigrate.engine import backup, history, restore, rollback
+from dbmigrate.engine import history
+from dbmigrate.engine.undo import backup, restore, rollback
 from testbed import pgversions
 from testbed.postgres import drop_database, replace_dbname
 from tests.db.data import MIGRATIONS, app_tables, fingerprint, load_sample_data, migrate

@@ -12,9 +12,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from dbmigrate.engine import backup, history, preflight, restore, rollback, verify
+from dbmigrate.engine import history, preflight, verify
 from dbmigrate.engine.probes import Probe
 from dbmigrate.engine.sources import load_directory
+from dbmigrate.engine.undo import backup, restore, rollback
 from tests.db.data import (
     MIGRATIONS,
     app_tables,

@@ -9,10 +9,11 @@ import psycopg
 import pytest
 
 from dbmigrate.api.evidence import VerificationResult
-from dbmigrate.engine import preflight, rollback, verify
+from dbmigrate.engine import preflight, verify
 from dbmigrate.engine.indexdefs import index_defs
 from dbmigrate.engine.probes import Probe
 from dbmigrate.engine.sources import load_directory
+from dbmigrate.engine.undo import rollback
 from tests.db.data import (
     MIGRATIONS,
     app_tables,

@@ -305,8 +305,10 @@ def test_crd_template_is_the_generated_crd() -> None:
     chart_crd = yaml.safe_load(body)
     assert chart_crd["metadata"].pop("annotations") == KEEP
     assert chart_crd == yaml.safe_load(CRD_SOURCE.read_text())
-    (rendered,) = ct.find(ct.helm_template(), "CustomResourceDefinition")
-    assert rendered["metadata"]["annotations"] == KEEP
+    rendered = ct.find(ct.helm_template(), "CustomResourceDefinition")
+    names = sorted(r["metadata"]["name"] for r in rendered)
+    assert names == ["databasemigrations.dbmigrate.io", "migrationrollbacks.dbmigrate.io"]
+    assert all(r["metadata"]["annotations"] == KEEP for r in rendered)
     assert ct.find(ct.helm_template({"crds": {"create": False}}), "CustomResourceDefinition") == []
 
 

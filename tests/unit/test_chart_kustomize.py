@@ -34,9 +34,9 @@ def assert_valid(text: str, *extra: str) -> dict[str, Any]:
 def test_helm_template_passes_kubeconform(mode: str) -> None:
     values = {**MODES[mode], "serviceMonitor": {"enabled": True}}
     summary = assert_valid(ct.helm_template_text(values), "-skip", "ServiceMonitor")
-    # SA, CRD, (Cluster)Role(s) + binding(s), the Lease's Role + binding, Service, Deployment,
-    # PodDisruptionBudget; the ServiceMonitor is skipped
-    expected = 10 if mode == "cluster-wide" else 12
+    # SA, the two CRDs, (Cluster)Role(s) + binding(s), the Lease's Role + binding, Service,
+    # Deployment, PodDisruptionBudget; the ServiceMonitor is skipped
+    expected = 11 if mode == "cluster-wide" else 13
     assert (summary["valid"], summary["skipped"]) == (expected - 1, 1)
 
 

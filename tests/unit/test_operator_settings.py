@@ -122,6 +122,11 @@ def test_the_handlers_keep_their_ids() -> None:
         "on_timer",
         "on_step_exit",
         "on_job_event",
+        "on_request_create",
+        "on_request_resume",
+        "on_request_update",
+        "on_check_job_event",
+        "on_rollback_annotation",
     }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbmigrate.engine import pgtools, preflight
+from dbmigrate.engine import preflight
+from dbmigrate.engine.undo import pgtools
 from testbed import pgversions
 
 

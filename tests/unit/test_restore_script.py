@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.engine import pgtools, restore
+from dbmigrate.engine.undo import pgtools, restore
 
 PREAMBLE = (
     b"--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.engine import archive, backup, restore
+from dbmigrate.engine.undo import archive, backup, restore
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 

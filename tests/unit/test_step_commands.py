@@ -12,7 +12,7 @@ import pytest
 
 from dbmigrate.api.exitcodes import EXIT_OK, EXIT_USAGE
 from dbmigrate.cli.main import build_parser, main
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner import apply as apply_step
 from dbmigrate.runner import rollback as rollback_step
 from dbmigrate.runner.context import LIBPQ_ENV, StepContext, conninfo_from
@@ -216,7 +216,7 @@ def test_an_explicit_sha256_wins_over_the_status(monkeypatch: pytest.MonkeyPatch
             message="done",
         )
 
-    monkeypatch.setattr("dbmigrate.engine.rollback.rollback", fake_rollback)
+    monkeypatch.setattr("dbmigrate.engine.undo.rollback.rollback", fake_rollback)
 
     class Status:
         def result(self, key: str, model: object) -> None:

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from dbmigrate.engine.errors import LockTimeoutError
-from dbmigrate.engine.pgtools import StepError, ToolFailed
 from dbmigrate.engine.sources import MigrationSourceError
+from dbmigrate.engine.undo.pgtools import StepError, ToolFailed
 from dbmigrate.runner.context import StepContext
 from dbmigrate.runner.lifecycle import run_step
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmigrate.engine import pgtools
+from dbmigrate.engine.undo import pgtools
 
 
 def _script(path: Path, body: str) -> str:

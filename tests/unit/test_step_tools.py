@@ -9,8 +9,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from dbmigrate.api.plan import CreatedObject
-from dbmigrate.engine import pgtools, restore, rollback
 from dbmigrate.engine.history import HistoryRow
+from dbmigrate.engine.undo import pgtools, restore, rollback
 
 
 def test_parse_tool_version() -> None:

@@ -66,6 +66,16 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 - apiGroups: [dbmigrate.io]
   resources: [databasemigrations/finalizers]
   verbs: [update]
+# Rollbacks on demand (MigrationRollback): watched, their status written, Kopf's finalizer.
+- apiGroups: [dbmigrate.io]
+  resources: [migrationrollbacks]
+  verbs: [get, list, watch, patch]
+- apiGroups: [dbmigrate.io]
+  resources: [migrationrollbacks/status]
+  verbs: [get, patch]
+- apiGroups: [dbmigrate.io]
+  resources: [migrationrollbacks/finalizers]
+  verbs: [update]
 # The step Jobs: created with deterministic names, listed by label, watched for completion,
 # deleted when superseded.
 - apiGroups: [batch]

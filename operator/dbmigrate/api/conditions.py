@@ -30,7 +30,14 @@ if TYPE_CHECKING:  # status.py imports this module
     from dbmigrate.api.status import ConditionReason
 
 ConditionType = Literal[
-    "Ready", "Reconciling", "Stalled", "BackedUp", "Migrated", "Verified", "RolledBack"
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "BackedUp",
+    "Migrated",
+    "Verified",
+    "RolledBack",
+    "ReconciliationPaused",
 ]
 READY: Final = "Ready"
 RECONCILING: Final = "Reconciling"
@@ -39,6 +46,7 @@ BACKED_UP: Final = "BackedUp"
 MIGRATED: Final = "Migrated"
 VERIFIED: Final = "Verified"
 ROLLED_BACK: Final = "RolledBack"
+RECONCILIATION_PAUSED: Final = "ReconciliationPaused"
 
 TYPES: dict[ConditionType, str] = {
     READY: "the run reached Succeeded for the current generation (kstatus Current)",
@@ -48,6 +56,7 @@ TYPES: dict[ConditionType, str] = {
     MIGRATED: "whether the apply step applied the pending versions",
     VERIFIED: "whether the verify step found every index valid and every probe using it",
     ROLLED_BACK: "whether the rollback after a failed apply or verify restored a verified state",
+    RECONCILIATION_PAUSED: "whether the operator starts no new step for this resource (paused)",
 }
 
 
@@ -89,6 +98,18 @@ class Reason(StrEnum):
     VERIFIED = "Verified"
     DROPPED_CREATED_OBJECTS = "DropCreatedObjects"
     RESTORED_BACKUP = "RestoreBackup"
+    # a rollback on demand (a MigrationRollback): the migration's end, and the request's own
+    ROLLBACK_REQUESTED = "RollbackRequested"
+    ROLLBACK_PLANNING = "RollbackPlanning"
+    ROLLBACK_PLANNED = "RollbackPlanned"
+    CONFIRMATION_REQUIRED = "ConfirmationRequired"
+    ROLLBACK_REFUSED = "RollbackRefused"
+    ROLLBACK_RUNNING = "RollbackRunning"
+    ROLLBACK_SUCCEEDED = "RollbackSucceeded"
+    # pause and resume: ReconciliationPaused
+    PAUSE_ANNOTATION = "PauseAnnotation"
+    OPERATOR_PAUSED = "OperatorPaused"
+    RESUMED = "Resumed"
 
 
 @unique
@@ -128,6 +149,16 @@ REASON_MEANINGS: dict[Reason | EventReason, str] = {
     Reason.VERIFIED: "every index is valid and every probe uses its index",
     Reason.DROPPED_CREATED_OBJECTS: "rolled back by dropping what the run created",
     Reason.RESTORED_BACKUP: "rolled back by restoring the backup",
+    Reason.ROLLBACK_REQUESTED: "the migration was rolled back because a MigrationRollback asked",
+    Reason.ROLLBACK_PLANNING: "the request is being planned (the rollback check Job runs)",
+    Reason.ROLLBACK_PLANNED: "a dry run: the plan and the data-loss check are in the status",
+    Reason.CONFIRMATION_REQUIRED: "data would be lost: spec.confirm must name the migration",
+    Reason.ROLLBACK_REFUSED: "the rollback cannot run; the message names why",
+    Reason.ROLLBACK_RUNNING: "the migration's emergency rollback runs for this request",
+    Reason.ROLLBACK_SUCCEEDED: "the rollback ran, was verified and the workloads are back",
+    Reason.PAUSE_ANNOTATION: "the dbmigrate.io/pause annotation pauses this resource",
+    Reason.OPERATOR_PAUSED: "the operator runs paused (operator.paused): no new step anywhere",
+    Reason.RESUMED: "the pause was lifted; the operator goes on",
     EventReason.WORKLOAD_NOT_FOUND: "a workload of spec.rollback.scaleDown does not exist",
     EventReason.NOTIFICATION_FAILED: "a notification webhook could not be reached",
 }

@@ -1,4 +1,5 @@
-"""Generates the DatabaseMigration CRD from the pydantic models: one schema, never hand-written.
+"""Generates the CRDs (DatabaseMigration, MigrationRollback) from the pydantic models: one
+schema each, never hand-written.
 
 pydantic's JSON schema is turned into a structural OpenAPI v3 schema as the API server wants it:
 ``$ref`` inlined, ``anyOf [X, null]`` collapsed to X, titles dropped, ``additionalProperties:
@@ -39,7 +40,7 @@ KEPT_KEYS = {
     "x-kubernetes-int-or-string",
 }
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Target", "type": "string", "jsonPath": ".status.targetVersion"},
     {"name": "Applied", "type": "string", "jsonPath": ".status.currentVersion"},
@@ -108,14 +109,29 @@ def openapi_schema(model: type[Any], path: str) -> dict[str, Any]:
     return _structural(raw, raw.get("$defs", {}), path)
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object of DatabaseMigration."""
-    spec = openapi_schema(DatabaseMigrationSpec, "spec")
-    status = openapi_schema(DatabaseMigrationStatus, "status")
+ROLLBACK_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Migration", "type": "string", "jsonPath": ".spec.migration"},
+    {"name": "Strategy", "type": "string", "jsonPath": ".status.plan.strategy"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Data-Loss", "type": "boolean", "jsonPath": ".status.dataLoss.lossFound"},
+    {"name": "By", "type": "string", "priority": 1, "jsonPath": ".status.requestedBy"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def _definition(
+    kind: str,
+    plural: str,
+    short: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition of the API group with a status subresource."""
     root = {
         "type": "object",
-        "description": "DatabaseMigration migrates one PostgreSQL database safely: plan and lint, "
-        "gates, backup, apply, verify, and an emergency rollback when a check fails.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "Versioned schema of this object."},
@@ -128,16 +144,16 @@ def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "metadata": {"name": f"{plural}.{API_GROUP}"},
         "spec": {
             "group": API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["dbm"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
                 "categories": ["dbmigrate"],
             },
             "versions": [
@@ -146,7 +162,7 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -154,7 +170,46 @@ def build_crd() -> dict[str, Any]:
     }
 
 
-def render_crd_yaml() -> str:
-    """The CRD as the YAML committed in ``crds/`` (stable key order, a generated-file header)."""
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object of DatabaseMigration."""
+    return _definition(
+        KIND,
+        PLURAL,
+        "dbm",
+        "DatabaseMigration migrates one PostgreSQL database safely: plan and lint, "
+        "gates, backup, apply, verify, and an emergency rollback when a check fails.",
+        openapi_schema(DatabaseMigrationSpec, "spec"),
+        openapi_schema(DatabaseMigrationStatus, "status"),
+        PRINTER_COLUMNS,
+    )
+
+
+def build_rollback_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object of MigrationRollback (a rollback on demand)."""
+    from dbmigrate.api.rollback_request import (
+        ROLLBACK_KIND,
+        ROLLBACK_PLURAL,
+        ROLLBACK_SHORT_NAME,
+        MigrationRollbackSpec,
+        MigrationRollbackStatus,
+    )
+
+    return _definition(
+        ROLLBACK_KIND,
+        ROLLBACK_PLURAL,
+        ROLLBACK_SHORT_NAME,
+        "MigrationRollback asks for the emergency rollback of a DatabaseMigration's last run, "
+        "on demand: planned and checked for data loss first, then run, and kept as the record.",
+        openapi_schema(MigrationRollbackSpec, "spec"),
+        openapi_schema(MigrationRollbackStatus, "status"),
+        ROLLBACK_PRINTER_COLUMNS,
+    )
+
+
+BUILDERS = {"DatabaseMigration": build_crd, "MigrationRollback": build_rollback_crd}
+
+
+def render_crd_yaml(kind: str = KIND) -> str:
+    """The CRD of ``kind`` as the YAML committed in ``crds/`` (stable key order, a header)."""
     header = "# Generated by `dbmigrate crd` from operator/dbmigrate/api. Do not edit by hand.\n"
-    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+    return header + yaml.safe_dump(BUILDERS[kind](), sort_keys=False, width=100)

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from dbmigrate.api.base import ApiModel
+from dbmigrate.api.dataloss import TableCounters
 
 CheckStatus = Literal["ok", "warn", "fail"]
 
@@ -173,6 +174,13 @@ class BackupEvidence(ApiModel):
     restore_list_entries: int = Field(description="Entries pg_restore --list read back.")
     verified: bool = Field(description="pg_restore --list read the whole archive back.")
     retention: RetentionRecord | None = Field(default=None, description="The retention pass.")
+    wal_lsn: str | None = Field(
+        default=None, description="pg_current_wal_lsn() just before the dump (data-loss check)."
+    )
+    table_counters: list[TableCounters] = Field(
+        default_factory=list,
+        description="Each table's write counters just before the dump (data-loss check).",
+    )
 
 
 class IndexCheck(ApiModel):

@@ -21,7 +21,8 @@ MANAGER = "dbmigrate-operator"
 
 # Annotations a person (or a GitOps tool) sets on a DatabaseMigration.
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
-PAUSE_ANNOTATION = f"{API_GROUP}/pause"  # present: no new step starts; removed: resume
+PAUSE_ANNOTATION = f"{API_GROUP}/pause"  # any non-empty value: start no new step
+ROLLBACK_ANNOTATION = f"{API_GROUP}/rollback"  # a token: roll the last run back on demand
 RETRY_ANNOTATION = f"{API_GROUP}/retry"  # a new token: run again (echoed: status.lastHandledRetry)
 PROMOTE_ANNOTATION = f"{API_GROUP}/promote"  # a new token on a DatabaseMigrationRollout
 
@@ -35,3 +36,5 @@ PROBES_ENV = "DBMIGRATE_PROBES"  # spec.verification.probes as JSON, read by pla
 MIGRATIONS_MOUNT = "/migrations"  # the ConfigMap of spec.source.inline / configMapRef
 BACKUP_MOUNT = "/backups"  # the PVC of spec.backup.pvcName
 RUN_ID_ANNOTATION = f"{API_GROUP}/run-id"  # on each step Job: the run it belongs to
+LABEL_ROLLBACK_REQUEST = f"{API_GROUP}/rollback-request"  # on a rollback check Job: its request
+PAUSED_ENV = "DBMIGRATE_PAUSED"  # the operator-wide pause (the chart's operator.paused)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from dbmigrate.api.base import ApiModel
 from dbmigrate.api.conditions import Condition, Reason
+from dbmigrate.api.dataloss import RequestStrategy, RollbackCheck
 from dbmigrate.api.evidence import (
     BackupEvidence,
     PreflightResult,
@@ -25,7 +26,7 @@ from dbmigrate.api.evidence import (
 )
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import ApplyProgress, ApplyResult, PlanResult
-from dbmigrate.api.spec import NotificationEvent
+from dbmigrate.api.spec import NotificationEvent, WorkloadRef
 from dbmigrate.api.stepnames import Step
 
 Phase = Literal[
@@ -159,6 +160,18 @@ class NotificationRecord(ApiModel):
     )
 
 
+class RequestedRollback(ApiModel):
+    """The rollback on demand a MigrationRollback asked for, run in place of spec.rollback."""
+
+    request: str = Field(description="Name of the MigrationRollback.")
+    strategy: RequestStrategy = Field(description="The strategy it asked for.")
+    scale_down: list[WorkloadRef] = Field(
+        default_factory=list, description="The workloads it scales down."
+    )
+    reason: str = Field(default="", description="Why it was asked for.")
+    requested_by: str | None = Field(default=None, description="Who asked.")
+
+
 class DatabaseMigrationStatus(ApiModel):
     """What happened, step by step, with the evidence of each."""
 
@@ -208,6 +221,20 @@ class DatabaseMigrationStatus(ApiModel):
     )
     step_exit: StepExit | None = Field(
         default=None, description="How the last step's command ended, written by the step."
+    )
+    rollback_request: str | None = Field(
+        default=None,
+        description="The MigrationRollback that rolled this run back on demand (or is doing so).",
+    )
+    requested_rollback: RequestedRollback | None = Field(
+        default=None, description="What that request asked for (strategy, workloads, reason)."
+    )
+    rollback_check: RollbackCheck | None = Field(
+        default=None, description="Written by the rollback check Job of a rollback on demand."
+    )
+    last_handled_rollback: str | None = Field(
+        default=None,
+        description="The token of the last dbmigrate.io/rollback annotation handled.",
     )
     notifications: list[NotificationRecord] = Field(
         default_factory=list,

@@ -30,6 +30,11 @@ KEY_VERIFICATION = "verification"
 KEY_ROLLBACK = "rollback"
 KEY_STEP_EXIT = "stepExit"  # every step Job's last word: its exit code
 
+# The rollback check of a rollback on demand (a MigrationRollback): a Job outside the run's steps,
+# written into the migration's status; it is no ``Step`` (no phase waits for it, no stepExit).
+STEP_ROLLBACK_CHECK: Final = "rollback-check"
+KEY_ROLLBACK_CHECK = "rollbackCheck"
+
 REPORTS: dict[Step, tuple[str, ...]] = {
     STEP_PLAN: (KEY_PLAN, KEY_PREFLIGHT, KEY_DATABASE, KEY_LINT),  # lint unless the policy is off
     STEP_BACKUP: (KEY_BACKUP,),

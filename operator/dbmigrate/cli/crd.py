@@ -14,10 +14,16 @@ def register(subparsers: Any) -> None:
     """Add the ``crd`` sub-command."""
     parser = subparsers.add_parser(
         "crd",
-        help="print the DatabaseMigration CRD generated from the API models",
+        help="print a CRD (DatabaseMigration, MigrationRollback) generated from the API models",
         description="Generate the CRD YAML from the pydantic models (the single source of truth).",
     )
     parser.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    parser.add_argument(
+        "--kind",
+        choices=("DatabaseMigration", "MigrationRollback"),
+        default="DatabaseMigration",
+        help="which CRD (default DatabaseMigration)",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -30,7 +36,7 @@ def crd_command(args: argparse.Namespace) -> int:
     """Write, print or check the generated CRD."""
     from dbmigrate.api.crd import render_crd_yaml
 
-    text = render_crd_yaml()
+    text = render_crd_yaml(args.kind)
     target: Path | None = args.output
     if args.check:
         if target is None:

@@ -40,6 +40,7 @@ COMMAND_MODULES = {
     "backup": "dbmigrate.runner.backup",
     "verify": "dbmigrate.runner.verify",
     "rollback": "dbmigrate.runner.rollback",
+    "rollback-check": "dbmigrate.runner.undo_check",
     "operator": "dbmigrate.cli.operator",
     "job": "dbmigrate.cli.job",
 }

@@ -25,6 +25,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from dbmigrate.api.exitcodes import EXIT_OK, EXIT_USAGE
+from dbmigrate.api.labels import PAUSED_ENV
 
 if TYPE_CHECKING:
     from dbmigrate.controller.leader import LeaseConfig
@@ -94,6 +95,13 @@ def register(subparsers: Any) -> None:
     )
     _log_format_arg(op)
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    op.add_argument(
+        "--paused",
+        action="store_true",
+        default=bool(os.environ.get(PAUSED_ENV)),
+        help="start no new step of any migration or rollback request, for incident work (a "
+        f"running step finishes; default: ${PAUSED_ENV} set)",
+    )
     _leader_args(op)
     op.set_defaults(func=operator_command)
 
@@ -199,6 +207,7 @@ def operator_settings(args: argparse.Namespace) -> OperatorSettings | None:
         notify_targets=targets,
         notify_policy=RetryPolicy(attempts=args.notify_attempts, timeout=args.notify_timeout),
         lease=lease,
+        paused=args.paused,
     )
 
 

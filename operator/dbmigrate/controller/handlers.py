@@ -36,16 +36,21 @@ from dbmigrate.api.labels import (
     KOPF_ANNOTATION_PREFIX,
     LABEL_MANAGED_BY,
     LABEL_MIGRATION,
+    LABEL_ROLLBACK_REQUEST,
     MANAGER,
+    ROLLBACK_ANNOTATION,
 )
+from dbmigrate.api.rollback_request import ROLLBACK_KIND, ROLLBACK_PLURAL
 from dbmigrate.api.status import TERMINAL_PHASES
 from dbmigrate.api.stepnames import KEY_STEP_EXIT
 from dbmigrate.controller.reconcile import Reconciler
+from dbmigrate.controller.rollback_requests import RequestReconciler
 from dbmigrate.controller.settings import OperatorSettings
 
 log = logging.getLogger("dbmigrate.operator")
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+REQUESTS = (API_GROUP, API_VERSION, ROLLBACK_PLURAL)
 
 
 def run(settings: OperatorSettings) -> None:
@@ -92,6 +97,7 @@ class Handlers:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self._reconciler: Reconciler | None = None
+        self._requests: RequestReconciler | None = None
 
     def startup(self, **_: Any) -> None:
         """Build the Reconciler (after login: its client uses the same credentials)."""
@@ -99,12 +105,17 @@ class Handlers:
             return
         from dbmigrate.controller.kube import Kube, load_api_client
 
+        kube = Kube(load_api_client(self.settings.kubeconfig))
         self._reconciler = Reconciler(
-            Kube(load_api_client(self.settings.kubeconfig)),
+            kube,
             namespaces=self.settings.namespaces,
             image=self.settings.job_image,
             notify_targets=self.settings.notify_targets,
             notify_policy=self.settings.notify_policy,
+            paused=self.settings.paused,
+        )
+        self._requests = RequestReconciler(
+            kube, self._reconciler, image=self.settings.job_image, paused=self.settings.paused
         )
 
     def login(self, **_: Any) -> kopf.ConnectionInfo:
@@ -118,6 +129,32 @@ class Handlers:
         if self._reconciler is None:
             raise kopf.TemporaryError("the operator is still starting", delay=2)
         self._reconciler.reconcile(namespace, name)
+
+    def reconcile_request(self, namespace: str | None, name: str | None, **_: Any) -> None:
+        """Reconcile the named MigrationRollback (a rollback on demand)."""
+        if not namespace or not name:
+            return
+        if self._requests is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=2)
+        self._requests.reconcile(namespace, name)
+
+    def on_rollback_annotation(self, namespace: str | None, name: str | None, **_: Any) -> None:
+        """A DatabaseMigration carries dbmigrate.io/rollback: make the request it asks for."""
+        if not namespace or not name:
+            return
+        if self._requests is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=2)
+        self._requests.on_annotation(namespace, name)
+
+    def on_check_job_event(self, namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
+        """A rollback check Job changed: reconcile the request that owns it."""
+        owners = [
+            ref["name"]
+            for ref in meta.get("ownerReferences", [])
+            if ref.get("kind") == ROLLBACK_KIND
+        ]
+        if owners:
+            self.reconcile_request(namespace, owners[0])
 
     def on_job_event(
         self, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
@@ -168,7 +205,33 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Han
         labels={LABEL_MANAGED_BY: MANAGER},
         registry=registry,
     )(handlers.on_job_event)
+    _register_requests(registry, handlers)
     return handlers
+
+
+def _register_requests(registry: kopf.OperatorRegistry, handlers: Handlers) -> None:
+    """Rollbacks on demand: the MigrationRollback's own events, its check Job's, and the
+    dbmigrate.io/rollback annotation on a DatabaseMigration."""
+    for on, handler_id in (
+        (kopf.on.create, "on_request_create"),
+        (kopf.on.resume, "on_request_resume"),
+        (kopf.on.update, "on_request_update"),
+    ):
+        on(*REQUESTS, id=handler_id, registry=registry)(handlers.reconcile_request)
+    kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        id="on_check_job_event",
+        labels={LABEL_ROLLBACK_REQUEST: kopf.PRESENT},
+        registry=registry,
+    )(handlers.on_check_job_event)
+    kopf.on.event(
+        *RESOURCE,
+        id="on_rollback_annotation",
+        annotations={ROLLBACK_ANNOTATION: kopf.PRESENT},
+        registry=registry,
+    )(handlers.on_rollback_annotation)
 
 
 def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:

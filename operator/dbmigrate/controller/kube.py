@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "DatabaseMigration": (f"/apis/{API_GROUP}/{API_VERSION}", PLURAL),
+    "MigrationRollback": (f"/apis/{API_GROUP}/{API_VERSION}", "migrationrollbacks"),
 }
 
 
@@ -247,6 +248,13 @@ class Kube:
             {"status": status},
             content_type=MERGE_PATCH,
         )
+
+    def patch_status_of(self, kind: str, namespace: str, name: str, status: Obj) -> Obj:
+        """Merge-patch the ``/status`` of an object of ``kind`` with ``{"status": status}``."""
+        return self.request(
+            "PATCH", path_of(kind, namespace, name, "status"), {"status": status},
+            content_type=MERGE_PATCH,
+        )  # fmt: skip
 
     def patch_metadata(self, kind: str, namespace: str, name: str, metadata: Obj) -> Obj:
         """Merge-patch an object's metadata (labels, annotations)."""

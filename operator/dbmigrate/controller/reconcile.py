@@ -56,6 +56,7 @@ from dbmigrate.decision.model import (
 )
 from dbmigrate.decision.pinning import needs_run_spec, pinned, read_run_spec
 from dbmigrate.decision.recovery import needs_workload_pods
+from dbmigrate.decision.requested import with_requested_rollback
 from dbmigrate.specs.jobs import required_secret_keys
 from dbmigrate.specs.naming import job_selector, run_spec_config_map_name
 
@@ -76,8 +77,10 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify_targets: Sequence[notify.Target] = (),
         notify_policy: RetryPolicy | None = None,
+        paused: bool = False,
     ) -> None:
         self.kube = kube
+        self.paused = paused  # the operator-wide pause (``decision.pause``)
         self.namespaces = tuple(namespaces)  # empty: all namespaces
         self.clock = clock
         self.notify_targets = tuple(notify_targets)  # operator-wide (``--notify``)
@@ -225,20 +228,23 @@ class Reconciler:
         generation = int(meta.get("generation") or 1)
         spec = DatabaseMigrationSpec.model_validate(resource.get("spec") or {})
         status = DatabaseMigrationStatus.model_validate(resource.get("status") or {})
-        observed = pinned(
-            Observed(
-                name=name,
-                namespace=namespace,
-                uid=meta["uid"],
-                generation=generation,
-                spec=spec,
-                status=status,
-                now=self.clock(),
-                annotations=dict(meta.get("annotations") or {}),
-                jobs=settle_with_step_exit(
-                    self._jobs(namespace, name, meta["uid"]), status.step_exit
-                ),
-                run_spec=self._run_spec(namespace, name, generation, status),
+        observed = with_requested_rollback(
+            pinned(
+                Observed(
+                    name=name,
+                    namespace=namespace,
+                    uid=meta["uid"],
+                    generation=generation,
+                    spec=spec,
+                    status=status,
+                    now=self.clock(),
+                    annotations=dict(meta.get("annotations") or {}),
+                    jobs=settle_with_step_exit(
+                        self._jobs(namespace, name, meta["uid"]), status.step_exit
+                    ),
+                    run_spec=self._run_spec(namespace, name, generation, status),
+                    operator_paused=self.paused,
+                )
             )
         )
         spec = observed.spec

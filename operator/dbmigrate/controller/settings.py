@@ -34,6 +34,7 @@ class OperatorSettings:
     notify_targets: tuple[Target, ...] = ()  # operator-wide notification targets (--notify)
     notify_policy: RetryPolicy = field(default_factory=RetryPolicy)
     lease: LeaseConfig | None = None  # --leader-elect: reconcile only while holding this Lease
+    paused: bool = False  # --paused: start no new step anywhere (``decision.pause``)
 
     def __post_init__(self) -> None:
         if not self.resync_seconds > 0:

@@ -48,10 +48,12 @@ from dbmigrate.api.stepnames import (
     STEP_PLAN,
     STEP_VERIFY,
 )
+from dbmigrate.decision import pause
 from dbmigrate.decision.gate_sequence import through_gates
 from dbmigrate.decision.model import STEP_KEYS, Decision, JobObservation, Observed, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition, render
 from dbmigrate.decision.recovery import begin_rollback, rolling_back
+from dbmigrate.decision.requested import REQUEST_KEYS
 from dbmigrate.decision.transitions import (
     failed,
     missing_reports,
@@ -65,12 +67,17 @@ from dbmigrate.specs.naming import run_id
 
 KEEP_RUNS = 3  # the Jobs of the current run and of the two runs before it are kept as evidence
 WAITING_PHASES = ("WaitingForApproval", "WaitingForWindow", "WaitingForLock")
-CLEARED_KEYS = STEP_KEYS
+CLEARED_KEYS = (*STEP_KEYS, *REQUEST_KEYS)  # a new run forgets the last rollback on demand
 PLAN_KEYS = tuple(status_field(key) for key in REPORTS[STEP_PLAN])  # what a plan Job reports
 
 
 def decide(observed: Observed) -> Decision:
-    """The next step of the DatabaseMigration in ``observed``."""
+    """The next step of the DatabaseMigration in ``observed`` (nothing new while paused)."""
+    held = pause.hold(observed)
+    return held if held is not None else pause.lift(observed, _decide(observed))
+
+
+def _decide(observed: Observed) -> Decision:
     ctx = Ctx(observed, observed.status)
     if _starts_new_run(ctx):
         fresh, outcome, expired = _new_run(ctx)

@@ -108,7 +108,8 @@ class Observed:
     database (see ``gates.lock_holder``). ``workload_pods``: while a rollback waits to start, the
     pods not yet ended of each workload in spec.rollback.scaleDown, by ``Kind/name``
     (``recovery.needs_workload_pods``). ``run_spec``: the spec kept for the run under way while
-    a newer generation waits for it (``pinning``). ``now`` is the only clock decide reads.
+    a newer generation waits for it (``pinning``). ``operator_paused``: the operator runs with
+    ``--paused`` (``pause``). ``now`` is the only clock decide reads.
     """
 
     name: str
@@ -125,6 +126,7 @@ class Observed:
     lock_holder: str | None = None
     workload_pods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_spec: DatabaseMigrationSpec | None = None
+    operator_paused: bool = False  # the operator-wide pause (``pause``)
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,20 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
     step, generation = labels.get(LABEL_STEP), labels.get(LABEL_GENERATION)
     if step not in STEPS or generation is None:
         return None
+    state, message, finished = job_outcome(job)
+    return JobObservation(
+        step=step,
+        name=metadata.get("name", ""),
+        generation=int(generation),
+        state=state,
+        message=message,
+        finished_at=finished,
+        attempt=int(labels.get(LABEL_ATTEMPT) or 1),
+    )
+
+
+def job_outcome(job: dict[str, Any]) -> tuple[JobState, str, datetime | None]:
+    """(state, message, finished_at) of a Job, from its Complete or Failed condition."""
     state: JobState = "Running"
     message, finished = "", None
     for condition in (job.get("status") or {}).get("conditions") or []:
@@ -178,15 +194,7 @@ def observe_job(job: dict[str, Any]) -> JobObservation | None:
             message = f"{reason}: {text}" if reason and text else reason or text
             stamp = condition.get("lastTransitionTime")
             finished = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
-    return JobObservation(
-        step=step,
-        name=metadata.get("name", ""),
-        generation=int(generation),
-        state=state,
-        message=message,
-        finished_at=finished,
-        attempt=int(labels.get(LABEL_ATTEMPT) or 1),
-    )
+    return state, message, finished
 
 
 def settle_with_step_exit(

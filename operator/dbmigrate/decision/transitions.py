@@ -35,6 +35,7 @@ from dbmigrate.api.stepnames import (
 from dbmigrate.decision.gate_rules import InvalidMaintenanceWindow, validate_window
 from dbmigrate.decision.model import JobObservation, status_field
 from dbmigrate.decision.outcome import Ctx, Outcome, StepCondition
+from dbmigrate.decision.requested import requested_cause
 from dbmigrate.specs.jobs import required_secret_keys
 
 STALLED_REQUEUE = 30.0
@@ -177,7 +178,11 @@ def not_reported(ctx: Ctx, step: Step, job: JobObservation, missing: list[str]) 
 
 def cause_of_failure(ctx: Ctx) -> tuple[Reason, str]:
     """(reason, message) that made the run roll back: the failed step's condition (StepFailed
-    when it says nothing, or names a reason this operator does not know)."""
+    when it says nothing, or names a reason this operator does not know); RollbackRequested
+    for a rollback on demand."""
+    asked = requested_cause(ctx.base)
+    if asked is not None:
+        return asked
     type_: ConditionType = MIGRATED if ctx.base.failed_step == STEP_APPLY else VERIFIED
     condition = find_condition(ctx.base.conditions, type_)
     reason = None if condition is None else known_reason(condition.reason)

@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 import psycopg
 
 from dbmigrate.api.evidence import Check, IndexEstimate, PreflightResult, TableEstimate
-from dbmigrate.engine import estimates, hotupdates, indexdefs, pgtools, table_stats
+from dbmigrate.engine import estimates, hotupdates, indexdefs, table_stats
 from dbmigrate.engine.indexdefs import IndexDef, TableRef
 from dbmigrate.engine.probes import Probe, run_probe
 from dbmigrate.engine.sources import Migration
+from dbmigrate.engine.undo import pgtools
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pglast.parser import ParseError
 from psycopg import sql
 
 from dbmigrate.api.evidence import ProbeResult
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 
 INDEX_NODES = ("Index Scan", "Index Only Scan", "Bitmap Index Scan")
 DEFAULT_TIMEOUT_MS = 30_000

@@ -21,7 +21,7 @@ from typing import Any
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.api.stepnames import KEY_BACKUP, STEP_BACKUP, Step
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.context import StepContext
 from dbmigrate.runner.lifecycle import add_step_parser
 from dbmigrate.runner.options import add_migrations, add_output, add_pg_bin, add_run_options
@@ -94,7 +94,7 @@ def _identity(ctx: StepContext) -> str:
 
 def run(ctx: StepContext) -> int:
     """Take the backup; report ``backup``."""
-    from dbmigrate.engine import backup
+    from dbmigrate.engine.undo import backup
     from dbmigrate.runner.render import finish
 
     args = ctx.args

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from dbmigrate.api.exitcodes import EXIT_USAGE
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 
 
 def scrub(message: str, args: argparse.Namespace) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dbmigrate.api.durations import InvalidDuration, parse_duration
 from dbmigrate.api.exitcodes import help_text
 from dbmigrate.api.labels import PROBES_ENV
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.reporting import add_reporting_args
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from dbmigrate.runner.options import (
 
 if TYPE_CHECKING:
     from dbmigrate.api.evidence import RollbackRecord
-    from dbmigrate.engine.rollback import Strategy
+    from dbmigrate.engine.undo.rollback import Strategy
 
 STEP: Step = STEP_ROLLBACK
 SUMMARY = "drop what the run created, or restore the backup"
@@ -86,8 +86,9 @@ def _nothing_to_roll_back(strategy: Strategy, dbname: str) -> RollbackRecord:
 
 def _run_versions(ctx: StepContext) -> tuple[list[int], str]:
     """The versions ``--run-id`` applied that can be rolled back, and the database's name."""
-    from dbmigrate.engine import history, rollback
+    from dbmigrate.engine import history
     from dbmigrate.engine.connect import connect
+    from dbmigrate.engine.undo import rollback
 
     with connect(ctx.conninfo, STEP, ctx.run_id) as conn:
         rows = history.read_history(conn) if history.history_exists(conn) else []
@@ -101,7 +102,7 @@ def _run_versions(ctx: StepContext) -> tuple[list[int], str]:
 
 def run(ctx: StepContext) -> int:
     """Undo the chosen versions; report ``rollback``."""
-    from dbmigrate.engine import rollback
+    from dbmigrate.engine.undo import rollback
     from dbmigrate.runner.render import finish
 
     args = ctx.args

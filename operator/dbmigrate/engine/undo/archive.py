@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from dbmigrate.engine import pgtools
+from dbmigrate.engine.undo import pgtools
 
 T = TypeVar("T")
 

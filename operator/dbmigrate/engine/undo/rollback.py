@@ -26,9 +26,10 @@ from psycopg import sql
 
 from dbmigrate.api.exitcodes import EXIT_FAILED
 from dbmigrate.api.plan import CreatedObject
-from dbmigrate.engine import history, restore
+from dbmigrate.engine import history
 from dbmigrate.engine.connect import connect
-from dbmigrate.engine.pgtools import StepError
+from dbmigrate.engine.undo import restore
+from dbmigrate.engine.undo.pgtools import StepError
 
 if TYPE_CHECKING:
     from dbmigrate.api.evidence import DroppedObject, RollbackRecord

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from dbmigrate.engine import pgtools
-from dbmigrate.engine.archive import (
+from dbmigrate.engine.undo import pgtools
+from dbmigrate.engine.undo.archive import (
     BackupError,
     listed_entries,
     read_back,
@@ -38,6 +38,7 @@ from dbmigrate.engine.archive import (
 if TYPE_CHECKING:
     import psycopg
 
+    from dbmigrate.api.dataloss import TableCounters
     from dbmigrate.api.evidence import BackupEvidence, RetentionRecord
 
 BackupFormat = Literal["custom", "directory"]
@@ -148,6 +149,18 @@ def server_facts(url: str, purpose: str = "backup") -> ServerFacts:
         return read_server_facts(conn)
 
 
+def facts_and_counters(url: str) -> tuple[ServerFacts, str, list[TableCounters]]:
+    """``server_facts``, and the WAL position and table counters the data-loss check of a later
+    rollback compares with (``dataloss.snapshot``), read on one connection before the dump."""
+    from dbmigrate.engine.connect import connect
+    from dbmigrate.engine.undo.dataloss import snapshot
+
+    with connect(url, "backup") as conn:
+        facts = read_server_facts(conn)
+        lsn, counters = snapshot(conn)
+    return facts, lsn, counters
+
+
 def read_server_facts(conn: psycopg.Connection) -> ServerFacts:
     """``server_facts`` on a connection the caller holds open."""
     row = conn.execute(SERVER_FACTS_SQL).fetchone()
@@ -164,7 +177,7 @@ def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -
     """Dump the database, verify the archive, hash it, apply retention; the evidence."""
     folder = _check_inputs(options)
     with pgtools.ToolProbes(("pg_dump", "pg_restore"), options.pg_bin) as probes:
-        facts = server_facts(url)
+        facts, lsn, counters = facts_and_counters(url)
         pg_dump = probes.find("pg_dump", facts.major)
         pg_restore = probes.find("pg_restore", facts.major)
     started = now or datetime.now(UTC)
@@ -192,6 +205,8 @@ def take_backup(url: str, options: BackupOptions, now: datetime | None = None) -
         finished_at=datetime.now(UTC),
         restore_list_entries=entries,
         verified=True,
+        wal_lsn=lsn or None,
+        table_counters=counters,
     )
     evidence.retention = apply_retention(folder, options, final.name)
     return evidence

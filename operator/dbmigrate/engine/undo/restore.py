@@ -37,8 +37,9 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.api.exitcodes import EXIT_FAILED
-from dbmigrate.engine import pgtools
-from dbmigrate.engine.archive import (
+from dbmigrate.engine.connect import connect
+from dbmigrate.engine.undo import pgtools
+from dbmigrate.engine.undo.archive import (
     BackupError,
     count_list_entries,
     listed_entries,
@@ -46,8 +47,7 @@ from dbmigrate.engine.archive import (
     read_whole_archive,
     sha256_of,
 )
-from dbmigrate.engine.backup import ServerFacts, read_server_facts
-from dbmigrate.engine.connect import connect
+from dbmigrate.engine.undo.backup import ServerFacts, read_server_facts
 
 CUSTOM_MAGIC = b"PGDMP"
 _TABLE_ENTRY = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )")
