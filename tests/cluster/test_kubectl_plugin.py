@@ -134,35 +134,14 @@ def person(testbed: Any, cluster: Cluster, name: str, folder: Path, *, role: boo
     return str(path)
 
 
-def roll_back(run: Plugin, cluster: Cluster, database_url: str) -> None:
-    """``rollback`` of the succeeded run, which created the tables: rows written since make
-    the preflight find a loss, so the dry run says so and the rollback waits for the name."""
-    served = run.kubectl(
-        "--kubeconfig", run.kubeconfig, "get", "crd", "migrationrollbacks.dbmigrate.io"
-    )
-    if served.returncode != 0:  # a tree without the request resource: the plugin says what
-        refused = run("rollback", NAME, "--dry-run")
-        assert refused.returncode == 2 and "does not serve MigrationRollback" in refused.stderr
-        return
+def write_rows(database_url: str) -> None:
+    """Rows written after the run that created ``users``: what a DropCreatedObjects rollback of
+    that run would lose, so its preflight finds a loss."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, display_name) SELECT 'u' || g || '@example.com', 'U' || g "
             "FROM generate_series(1, 25) g"
         )
-    strategy = ("--strategy", "DropCreatedObjects")
-    dry = _ok(run("rollback", NAME, *strategy, "--dry-run", "--reason", "a rehearsal"))
-    assert "Rollback plan (DropCreatedObjects):" in dry
-    assert "Data-loss preflight: DATA WOULD BE LOST" in dry and "users" in dry
-    assert "dry run: nothing was changed" in dry
-    assert cluster.status(NAME)["phase"] == "Succeeded"
-    done = run("rollback", NAME, *strategy, "--reason", "p99 doubled", stdin="y\n" + NAME + "\n")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Type the migration's name" in done.stdout and "confirmed; the rollback runs" in (
-        done.stdout
-    )
-    assert ": Succeeded" in done.stdout
-    assert cluster.wait_phase(NAME, "RolledBack", timeout=30)["phase"] == "RolledBack"
-    assert "rolled_back" in set(history_versions(database_url).values())
 
 
 def _ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
@@ -306,7 +285,9 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
         }
     )
     bundle = tmp_path / "bundle.zip"
-    final, listing, logs, reported, commands, names_done, bash, helped = run.together(
+    write_rows(database_url)
+    strategy = ("--strategy", "DropCreatedObjects")
+    final, listing, logs, reported, commands, names_done, bash, helped, dry = run.together(
         ("status", NAME),
         ("get",),
         ("logs", NAME),
@@ -326,6 +307,8 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
         ),
         ("completion", "bash"),
         ("kubectl", "dbmigrate", "status", "--help"),
+        # rollback on demand, its dry run first: the plan and the data-loss preflight
+        ("rollback", NAME, *strategy, "--dry-run", "--reason", "a rehearsal"),
     )
     assert "phase:    Succeeded" in _ok(final) and "Apply: succeeded" in final.stdout
     assert f"undo, if it causes issues: kubectl dbmigrate rollback {NAME}" in final.stdout
@@ -348,7 +331,7 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     with zipfile.ZipFile(bundle) as archive:
         names = set(archive.namelist())
         assert {"migration.yaml", "jobs.yaml", "pods.yaml", "events.yaml", "plan.md"} <= names
-        assert {"lint.sarif", "status.txt", "README.txt"} <= names
+        assert {"lint.sarif", "status.txt", "README.txt", "rollbacks.yaml"} <= names
         texts = {n: archive.read(n).decode() for n in names}
     assert json.loads(texts["lint.sarif"])["version"] == "2.1.0"
     assert plan_hash in texts["plan.md"]
@@ -358,18 +341,28 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
         for secret in (password, quote(password, safe=""), KNOWN_PASSWORD):
             assert secret not in text, f"a secret is in {file}"
 
-    # pause and resume: the annotation, shown on the screen with the way back
-    _ok(run("pause", NAME))
+    assert "Rollback plan (DropCreatedObjects):" in _ok(dry)
+    assert "Data-loss preflight: DATA WOULD BE LOST" in dry.stdout and "users" in dry.stdout
+    assert "dry run: nothing was changed" in dry.stdout
+    assert cluster.status(NAME)["phase"] == "Succeeded"
+
+    # pause and resume: the annotation (the screen shows the way back: unit-tested)
+    assert "resume: kubectl dbmigrate resume" in _ok(run("pause", NAME))
     assert PAUSE_ANNOTATION in _annotations(cluster)
-    assert f"resume: kubectl dbmigrate resume {NAME}" in _ok(run("status", NAME))
     _ok(run("resume", NAME))
     assert PAUSE_ANNOTATION not in _annotations(cluster)
 
-    # rollback on demand: the dry run, then the rollback with the data loss confirmed by name
-    roll_back(run, cluster, database_url)
+    # the rollback itself: the plan shown, the loss confirmed by typing the name, followed
+    undone = run("rollback", NAME, *strategy, "--reason", "p99 doubled", stdin=f"y\n{NAME}\n")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert "Data-loss preflight: DATA WOULD BE LOST" in undone.stdout
+    assert "Type the migration's name" in undone.stdout
+    assert "confirmed; the rollback runs" in undone.stdout and ": Succeeded" in undone.stdout
+    assert cluster.wait_phase(NAME, "RolledBack", timeout=30)["phase"] == "RolledBack"
+    assert "rolled_back" in set(history_versions(database_url).values())
 
     # retry: a token the operator must echo in status.lastHandledRetry
-    retried = run("retry", NAME, "--timeout", "2s")
+    retried = run("retry", NAME, "--timeout", "1s")
     token = _annotations(cluster)[RETRY_ANNOTATION]
     if cluster.status(NAME).get("lastHandledRetry") == token:
         assert retried.returncode == 0 and "the operator handled it" in retried.stdout

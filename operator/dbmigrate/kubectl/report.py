@@ -1,7 +1,8 @@
 """``kubectl dbmigrate report NAME``: a support bundle (zip) of everything about one migration.
 
 What a maintainer asks for first, in one file to attach to an issue: the resource, its Jobs,
-pods and Events as YAML, each step pod's log in run order, the status screen, the plan as the
+pods and Events as YAML, the MigrationRollback requests that name it, each step pod's log in
+run order, the status screen, the plan as the
 Markdown comment ``dbmigrate plan --output markdown`` writes (``runner/markdown.py``) and the lint
 as SARIF (``cli/ci_formats.py``). Secrets are masked in every file: passwords in URLs and
 ``password=`` settings (``logging_setup.redact``), the literal values of env vars whose names
@@ -30,7 +31,7 @@ from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.lint import LintReport
 from dbmigrate.api.plan import PlanResult
 from dbmigrate.cli.ci_formats import sarif_log
-from dbmigrate.kubectl.client import SECRETS, Client, PluginError
+from dbmigrate.kubectl.client import ROLLBACKS, SECRETS, Client, PluginError
 from dbmigrate.kubectl.main import connect, subcommand
 from dbmigrate.kubectl.objects import Snapshot, meta, snapshot
 from dbmigrate.kubectl.screens import status_screen
@@ -128,6 +129,13 @@ def bundle_files(kube: Client, snap: Snapshot, secret_note: str) -> dict[str, st
     }
     planned, notes = _plan_files(snap.status)
     files.update(planned)
+    try:
+        requests = [
+            r for r in kube.items(ROLLBACKS) if (r.get("spec") or {}).get("migration") == snap.name
+        ]
+        files["rollbacks.yaml"] = _yaml([strip(r) for r in requests])
+    except PluginError as exc:  # a cluster without the request resource, or no right to list
+        notes.append(f"rollbacks.yaml: the MigrationRollback requests could not be listed ({exc})")
     for i, (job, pod) in enumerate(snap.pods(), start=1):
         name = str(meta(pod).get("name"))
         try:
@@ -146,6 +154,7 @@ def bundle_files(kube: Client, snap: Snapshot, secret_note: str) -> dict[str, st
                 "jobs.yaml       its step Jobs, in run order",
                 "pods.yaml       their pods",
                 "events.yaml     the Events about all of them",
+                "rollbacks.yaml  the MigrationRollback requests naming it (the audit of undos)",
                 "status.txt      what `kubectl dbmigrate status` shows",
                 "plan.md         the plan, lint and preflight as Markdown",
                 "lint.sarif      the lint report as SARIF 2.1.0",
