@@ -244,6 +244,32 @@ def test_the_screen_shows_the_runs_of_a_generation() -> None:
     assert "last retry request handled: 2026-12-07T11:00:00Z-abc123" in text
 
 
+def test_the_screen_names_the_rollback_request_that_undid_the_run() -> None:
+    snap = Snapshot(
+        migration(
+            "RolledBack",
+            rollback={
+                "strategy": "dropCreatedObjects",
+                "versions": ["2"],
+                "verified": True,
+                "message": "dropped 1 index",
+            },
+            rollbackRequest="shop-rollback-x1",
+            requestedRollback={
+                "request": "shop-rollback-x1",
+                "strategy": "DropCreatedObjects",
+                "reason": "p99 doubled",
+                "requestedBy": "ann",
+            },
+        ),
+        [],
+        [],
+    )
+    text = "\n".join(status_screen(snap, NOW))
+    assert "Rollback (dropCreatedObjects): verified yes, versions 2" in text
+    assert "  on demand: migrationrollback/shop-rollback-x1 by ann: p99 doubled" in text
+
+
 def test_the_tree_puts_pods_under_their_jobs_with_run_and_step() -> None:
     snap = Snapshot(migration("Succeeded"), [job("plan"), job("apply", pods=2)], [])
     lines = tree_lines(snap, NOW)

@@ -355,13 +355,21 @@ def _verification(snap: Snapshot) -> list[str]:
 
 def _rollback(snap: Snapshot) -> list[str]:
     record = snap.status.get("rollback")
-    if not isinstance(record, Mapping):
-        return []
-    lines = [
-        f"Rollback ({record.get('strategy', '?')}): verified {_yes(record.get('verified'))}, "
-        f"versions {', '.join(str(v) for v in record.get('versions') or []) or '-'}",
-        f"  {record.get('message', '')}",
-    ]
+    asked = snap.status.get("requestedRollback") or {}
+    request = snap.status.get("rollbackRequest")
+    lines: list[str] = []
+    if isinstance(record, Mapping):
+        lines += [
+            f"Rollback ({record.get('strategy', '?')}): verified {_yes(record.get('verified'))}, "
+            f"versions {', '.join(str(v) for v in record.get('versions') or []) or '-'}",
+            f"  {record.get('message', '')}",
+        ]
+    if request:
+        if not lines:
+            lines.append("Rollback:")
+        who = f" by {asked['requestedBy']}" if asked.get("requestedBy") else ""
+        why = f": {asked['reason']}" if asked.get("reason") else ""
+        lines.append(f"  on demand: migrationrollback/{request}{who}{why}")
     return lines
 
 
