@@ -368,7 +368,7 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
         assert retried.returncode == 0 and "the operator handled it" in retried.stdout
     else:  # an operator that does not echo it yet: exit 3, and the reason said
         assert retried.returncode == 3, retried.stdout + retried.stderr
-        assert "has not handled the retry" in retried.stderr
+        assert "has not handled the request" in retried.stderr
     print(f"plugin scenario took {time.monotonic() - began:.1f}s")
 
 

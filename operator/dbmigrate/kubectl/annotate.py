@@ -32,6 +32,7 @@ from dbmigrate.kubectl.screens import plan_sections
 from dbmigrate.kubectl.terminal import ask
 
 PAUSED_VALUE = "true"
+WAITING_FOR_PROMOTE = "WaitingForPromote"  # the rollout's phase while a pause waits for a person
 
 
 def token() -> str:
@@ -137,6 +138,28 @@ def resume(args: argparse.Namespace) -> int:
 # --- retry -----------------------------------------------------------------------------------
 
 
+def _await_echo(
+    kube: Client, resource: Resource, name: str, field: str, value: str, timeout: float
+) -> int:
+    """Wait until the operator echoes ``value`` in ``status.<field>`` (Flux's requestedAt
+    pattern): 0 once it did, 3 when ``timeout`` seconds passed first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = status_of(kube.get(resource, name) or {})
+        if status.get(field) == value:
+            print(f"the operator handled it: {name} is {status.get('phase')}")
+            return EXIT_OK
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, timeout))
+    sys.stderr.write(
+        f"the operator has not handled the request within {timeout:g}s (status.{field} does "
+        "not show the token yet): is it running and does it watch this namespace? The "
+        "annotation stays; it acts once it sees it.\n"
+    )
+    return EXIT_UNAVAILABLE
+
+
 def retry(args: argparse.Namespace) -> int:
     kube = connect(args)
     try:
@@ -144,21 +167,7 @@ def retry(args: argparse.Namespace) -> int:
         value = token()
         _set(kube, MIGRATIONS, args.name, RETRY_ANNOTATION, value)
         print(f"asked for a retry of {args.name} (token {value}); waiting for the operator")
-        deadline = time.monotonic() + args.timeout
-        while True:
-            status = status_of(kube.get(MIGRATIONS, args.name) or {})
-            if status.get("lastHandledRetry") == value:
-                print(f"the operator handled it: {args.name} is {status.get('phase')}")
-                return EXIT_OK
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(min(1.0, args.timeout))
-        sys.stderr.write(
-            f"the operator has not handled the retry within {args.timeout:g}s "
-            "(status.lastHandledRetry does not show the token yet): is it running and does "
-            "it watch this namespace? The annotation stays; it acts once it sees it.\n"
-        )
-        return EXIT_UNAVAILABLE
+        return _await_echo(kube, MIGRATIONS, args.name, "lastHandledRetry", value, args.timeout)
     finally:
         kube.close()
 
@@ -169,10 +178,18 @@ def retry(args: argparse.Namespace) -> int:
 def promote(args: argparse.Namespace) -> int:
     kube = connect(args)
     try:
+        phase = status_of(kube.must_get(ROLLOUTS, args.name)).get("phase") or "Pending"
         value = token()
         _set(kube, ROLLOUTS, args.name, PROMOTE_ANNOTATION, value)
-        print(f"asked {ROLLOUTS.kind} {args.name} to promote (token {value})")
-        return EXIT_OK
+        print(f"asked {ROLLOUTS.kind} {args.name} to promote (token {value}); it is {phase}")
+        if phase != WAITING_FOR_PROMOTE:
+            print(
+                f"note: it does not wait for a promotion now ({phase}); the token is acted on "
+                "when a pause of the rollout waits for one"
+            )
+        if args.timeout <= 0:
+            return EXIT_OK
+        return _await_echo(kube, ROLLOUTS, args.name, "lastHandledPromote", value, args.timeout)
     finally:
         kube.close()
 
@@ -236,7 +253,16 @@ def register(
         common,
         "promote",
         "promote a DatabaseMigrationRollout to its next stage",
-        "  kubectl dbmigrate promote analytics-rollout -n shop",
+        "  kubectl dbmigrate promote analytics-rollout -n shop\n"
+        "  kubectl dbmigrate promote analytics-rollout --timeout 30s   # and wait for the echo",
     )
     parser.add_argument("name", metavar="ROLLOUT", help="the DatabaseMigrationRollout")
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=0.0,
+        metavar="DURATION",
+        help="wait this long for the operator's echo in status.lastHandledPromote (exit 3 "
+        "after it; default 0: set the annotation and report)",
+    )
     parser.set_defaults(func=promote)
