@@ -143,8 +143,8 @@ class Client:
                 body,
                 _request_timeout=None if stream else (timeout or self.timeout),
             )
-            if stream:
-                return response.response
+            if stream and response.status < 400:
+                return response.response  # read as it comes (a followed log)
             raw = response.read()
         except client.ApiException as exc:
             raise self._error(method, path, exc.status or 0, str(exc.reason or ""), "") from exc
