@@ -360,6 +360,11 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     assert "confirmed; the rollback runs" in undone.stdout and ": Succeeded" in undone.stdout
     assert cluster.wait_phase(NAME, "RolledBack", timeout=30)["phase"] == "RolledBack"
     assert "rolled_back" in set(history_versions(database_url).values())
+    failed, after = run.together(("wait", NAME, "--timeout", "10s"), ("status", NAME))
+    assert failed.returncode == 1 and "is RolledBack" in failed.stdout  # CI: a failure is 1
+    assert f"kubectl dbmigrate status {NAME} -n {cluster.ns}" in failed.stderr
+    assert "on demand: migrationrollback/" in _ok(after) and "p99 doubled" in after.stdout
+    assert f"retry: kubectl dbmigrate retry {NAME}" in after.stdout
 
     # retry: a token the operator must echo in status.lastHandledRetry
     retried = run("retry", NAME, "--timeout", "1s")

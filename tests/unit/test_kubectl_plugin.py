@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from dbmigrate.api.labels import (
 )
 from dbmigrate.kubectl.annotate import annotation_patch, kubectl_equivalent, token
 from dbmigrate.kubectl.client import MIGRATIONS, Client, PluginError, Target
-from dbmigrate.kubectl.completion import complete
+from dbmigrate.kubectl.completion import SCRIPTS, complete
 from dbmigrate.kubectl.main import build_parser, seconds
 from dbmigrate.kubectl.objects import Snapshot, StepJob, pod_state
 from dbmigrate.kubectl.report import mask_env, strip, write_bundle
@@ -403,6 +404,14 @@ def test_completion_comes_from_the_parser(words: list[str], expected: list[str] 
         )
     else:
         assert found == expected
+
+
+def test_the_bash_script_parses(tmp_path: Path) -> None:
+    script = tmp_path / "completion.bash"
+    script.write_text(SCRIPTS["bash"])
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert SCRIPTS["zsh"].startswith("#compdef kubectl-dbmigrate")
 
 
 # --- the bundle -----------------------------------------------------------------------------
