@@ -340,7 +340,18 @@ def test_the_rollback_plan_shows_what_would_be_lost() -> None:
                 "walBytesSinceBackup": 65536,
                 "summary": "12 rows written since the backup would be lost",
             },
-            "evidence": {"restoredSha256": "f" * 64},
+            "evidence": {
+                "verified": True,
+                "rollback": {
+                    "strategy": "restoreBackup",
+                    "versions": ["2"],
+                    "restoredFrom": "/backups/prod/shop/x.dump",
+                    "restoredSha256": "f" * 64,
+                },
+                "workloadsRestored": [{"kind": "Deployment", "name": "web", "replicas": 3}],
+                "migrationPhase": "RolledBack",
+                "somethingNew": {"a": 1},
+            },
         },
     }
     lines = plan_lines(request)
@@ -353,7 +364,11 @@ def test_the_rollback_plan_shows_what_would_be_lost() -> None:
     assert "  WAL written since the backup: 65536 bytes" in lines
     done = outcome_lines({**request, "status": {**request["status"], "phase": "Succeeded"}})
     assert done[0].startswith("shop-rollback-x: Succeeded")
-    assert f"  restoredSha256: {'f' * 64}" in done
+    assert f"  restored /backups/prod/shop/x.dump (sha256 {'f' * 64})" in done
+    assert "  verified: yes" in done and "  Deployment/web scaled back to 3" in done
+    assert "  the migration is RolledBack" in done and "  somethingNew.a: 1" in done
+    many = plan_lines({"status": {"plan": {"drop": [f"index i{n}" for n in range(5)]}}})
+    assert many[1:3] == ["  drop:", "    index i0"]
     safe = plan_lines({"status": {"dataLoss": {"checked": True, "lossFound": False}}})
     assert "Data-loss preflight: no data would be lost" in safe
 

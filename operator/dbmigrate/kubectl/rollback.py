@@ -78,8 +78,11 @@ def plan_lines(request: Mapping[str, Any]) -> list[str]:
     plan = status.get("plan") or {}
     strategy = plan.get("strategy") or (request.get("spec") or {}).get("strategy") or "?"
     lines = [f"Rollback plan ({strategy}):"]
-    if plan.get("drop"):
-        lines.append(f"  drop: {', '.join(str(v) for v in plan['drop'])}")
+    drop = [str(v) for v in plan.get("drop") or []]
+    if 0 < len(drop) <= 3:
+        lines.append(f"  drop: {', '.join(drop)}")
+    elif drop:
+        lines += ["  drop:", *(f"    {item}" for item in drop)]
     restore = plan.get("restore")
     if isinstance(restore, Mapping):
         lines.append(
@@ -126,15 +129,49 @@ def plan_lines(request: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def evidence_lines(evidence: Mapping[str, Any]) -> list[str]:
+    """What was done, in a few lines: the rollback's record, the check after it, the workloads
+    put back; keys this plugin does not know are listed generically."""
+    lines = [f"  verified: {'yes' if evidence.get('verified') else 'NO'}"]
+    record = evidence.get("rollback") or {}
+    if record:
+        dropped = record.get("droppedObjects") or []
+        gone = sum(1 for o in dropped if o.get("gone"))
+        versions = ", ".join(map(str, record.get("versions") or [])) or "-"
+        lines.append(f"  {record.get('strategy', '?')}: versions {versions}")
+        if dropped:
+            lines.append(f"  dropped {len(dropped)} object(s), {gone} verified gone")
+        if record.get("restoredFrom"):
+            lines.append(
+                f"  restored {record['restoredFrom']} (sha256 {record.get('restoredSha256', '?')})"
+            )
+    verification = evidence.get("verification") or {}
+    if verification:
+        passed = "passed" if verification.get("passed") else "FAILED"
+        lines.append(f"  verification {passed}: {verification.get('message', '')}".rstrip(": "))
+    for w in evidence.get("workloadsRestored") or []:
+        lines.append(
+            f"  {w.get('kind')}/{w.get('name')} scaled back to {w.get('replicas')}"
+            + ("" if w.get("restored", True) else " (NOT restored)")
+        )
+    if evidence.get("migrationPhase"):
+        lines.append(f"  the migration is {evidence['migrationPhase']}")
+    known = {"verified", "rollback", "verification", "workloadsRestored", "migrationPhase",
+             "migrationMessage"}  # fmt: skip
+    others = {k: v for k, v in evidence.items() if k not in known}
+    lines += [f"  {key}: {value}" for key, value in flatten(others)[:10]]
+    return lines
+
+
 def outcome_lines(request: Mapping[str, Any]) -> list[str]:
     """The end of the request: its phase, message and evidence (pure)."""
     status = request.get("status") or {}
     name = meta(dict(request)).get("name")
     lines = [f"{name}: {status.get('phase')}. {status.get('message') or ''}".rstrip()]
     evidence = status.get("evidence")
-    if evidence:
-        lines.append("Evidence:")
-        lines += [f"  {key}: {value}" for key, value in flatten(evidence)[:30]]
+    if isinstance(evidence, Mapping) and evidence:
+        lines += ["Evidence:", *evidence_lines(evidence)]
+        lines.append(f"  (all of it: kubectl get {ROLLBACKS.plural}/{name} -o yaml)")
     return lines
 
 
@@ -142,10 +179,11 @@ def _phase(request: Mapping[str, Any]) -> str:
     return str((request.get("status") or {}).get("phase") or "")
 
 
-def _follow(kube: Client, name: str, until: tuple[str, ...], deadline: float) -> Obj | None:
+def _follow(
+    kube: Client, name: str, until: tuple[str, ...], deadline: float, seen: str = ""
+) -> Obj | None:
     """Read the request until its phase is one of ``until``; None when the deadline passed.
-    Phase changes are printed as they happen."""
-    seen = ""
+    Phase changes (after ``seen``) are printed as they happen."""
     while True:
         request = kube.get(ROLLBACKS, name)
         if request is None:
@@ -216,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
                 return EXIT_FAILED
             kube.patch(ROLLBACKS, name, {"spec": {"confirm": args.name}})
             print("confirmed; the rollback runs")
-        final = _follow(kube, name, ENDED, deadline)
+        final = _follow(kube, name, ENDED, deadline, seen=phase)
         if final is None:
             return _timed_out(name, kube.namespace, args.timeout)
         print("\n".join(outcome_lines(final)))
