@@ -171,9 +171,10 @@ def ask_rollback(bed: Bed, kubectl: Kubectl, namespace: str, reason: str, timeou
     command its status prints. The request's name."""
     plugin = shutil.which("kubectl-dbmigrate")
     if plugin is not None:
-        argv = [plugin, "-n", namespace, "rollback", "analytics", "--reason", reason,
-                "--yes", "--confirm", "analytics", "--timeout", f"{timeout:.0f}s"]  # fmt: skip
-        print(f"    $ kubectl dbmigrate -n {namespace} rollback analytics --reason {reason!r} "
+        argv = [plugin, "rollback", "analytics", "-n", namespace, "--kubeconfig",
+                str(bed.kubeconfig), "--reason", reason, "--yes", "--confirm", "analytics",
+                "--timeout", f"{timeout:.0f}s"]  # fmt: skip
+        print(f"    $ kubectl dbmigrate rollback analytics -n {namespace} --reason {reason!r} "
               "--yes --confirm analytics")  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig)}
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)

@@ -127,6 +127,13 @@ def test_args_follow_the_mode() -> None:
     assert not any(a.startswith(("--all-namespaces", "--metrics-port")) for a in args)
 
 
+def test_the_operator_wide_pause_switch() -> None:
+    args = _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--paused" not in args
+    paused = _deployment({"operator": {"paused": True}})
+    assert "--paused" in paused["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_operator_wide_notification_targets() -> None:
     targets = [
         {**HOOK, "format": "slack", "events": ["Failed", "RolledBack"]},

@@ -26,6 +26,8 @@ from dbmigrate.decision.on_demand import (
 )
 from dbmigrate.decision.requested import requested_cause, with_requested_rollback
 from tests.unit.controller_samples import NOW, make_apply, make_backup, make_identity, make_spec
+from tests.unit.test_decide import SCALE as SCALE_SPEC
+from tests.unit.test_decide import obs
 
 pytestmark = pytest.mark.unit
 
@@ -193,3 +195,25 @@ def test_pause_starts_nothing_and_resume_goes_on() -> None:
     lifted = find_condition(resumed.status.conditions, "ReconciliationPaused")
     assert lifted is not None and (lifted.status, lifted.reason) == ("False", "Resumed")
     assert "Resumed" in [e.reason for e in resumed.events]
+
+
+@pytest.mark.parametrize(
+    ("phase", "step"),
+    [
+        ("Planning", "plan"),
+        ("BackingUp", "backup"),
+        ("Migrating", "apply"),
+        ("Verifying", "verify"),
+        ("RollingBack", "rollback"),
+    ],
+)
+def test_paused_at_each_step_boundary_the_next_step_waits(phase: str, step: str) -> None:
+    """The step of ``phase`` has finished (and reported): unpaused, the run moves on; paused,
+    nothing is created, scaled or moved until the pause is lifted."""
+    finished = obs(phase, jobs={step: "Succeeded"}, spec=SCALE_SPEC)
+    moving = decide(finished)
+    assert moving.status.phase != phase or moving.create_job or moving.scale_up, phase
+    held = decide(replace(finished, annotations={PAUSE_ANNOTATION: "incident"}))
+    assert (held.create_job, held.scale_down, held.scale_up) == (None, (), ())
+    assert held.status.phase == phase
+    assert decide(replace(finished, status=held.status)).status.phase == moving.status.phase

@@ -25,7 +25,7 @@ def _settings(argv: list[str]) -> OperatorSettings | None:
 
 @pytest.fixture(autouse=True)
 def _no_chart_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DBMIGRATE_IMAGE", "POD_NAMESPACE"):
+    for name in ("DBMIGRATE_IMAGE", "POD_NAMESPACE", "DBMIGRATE_PAUSED"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -41,6 +41,15 @@ def test_the_arguments_become_the_settings(tmp_path: Path) -> None:
     assert settings.job_image == "registry.example/dbm:2"
     assert settings.notify_policy.attempts == 2
     assert settings.lease is None
+
+
+def test_the_operator_wide_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _settings([]) == OperatorSettings(paused=False)
+    flagged = _settings(["--paused"])
+    assert flagged is not None and flagged.paused
+    monkeypatch.setenv("DBMIGRATE_PAUSED", "1")
+    from_env = _settings([])
+    assert from_env is not None and from_env.paused
 
 
 def test_defaults_watch_every_namespace_with_the_published_image() -> None:

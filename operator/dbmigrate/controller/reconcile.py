@@ -97,6 +97,10 @@ class Reconciler:
         with self._guard:
             return self._locks[(namespace, name)]
 
+    def resource_lock(self, namespace: str, name: str) -> threading.Lock:
+        """The lock one reconcile of the resource holds (a rollback on demand starts under it)."""
+        return self._lock(namespace, name)
+
     def _requeued(self, namespace: str, name: str) -> None:
         try:
             self.reconcile(namespace, name)
@@ -324,6 +328,10 @@ class Reconciler:
             if candidate is not None:
                 others.append(candidate)
         return gates.lock_holder(me, others)
+
+    def all_migrations(self) -> list[Obj]:
+        """Every DatabaseMigration the operator serves."""
+        return self._all_migrations()
 
     def _all_migrations(self) -> list[Obj]:
         if not self.namespaces:

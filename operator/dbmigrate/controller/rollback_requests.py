@@ -160,7 +160,7 @@ class RequestReconciler:
             return ()
         key = migration.status.database.key
         busy = []
-        for item in self.migrations._all_migrations():
+        for item in self.migrations.all_migrations():
             meta = item["metadata"]
             if (meta["namespace"], meta["name"]) == (namespace, migration.name):
                 continue
@@ -190,14 +190,9 @@ class RequestReconciler:
             )
             if self.kube.create(job):
                 log.info("created Job %s/%s (rollback check)", namespace, job["metadata"]["name"])
-        if decision.start_rollback is not None and migration is not None:
-            patch = {
-                "phase": "RollingBack",
-                "rollbackRequest": name,
-                "requestedRollback": decision.start_rollback.to_wire(),
-                "message": f"rolling back on demand for MigrationRollback {name}",
-            }
-            self.kube.patch_status(namespace, migration.name, patch)
+        starting = decision.start_rollback is not None and migration is not None
+        if starting and not self._start(namespace, observed.spec.migration, name, decision):
+            return  # the migration moved meanwhile: the next look decides again
         if decision.status != observed.status:
             wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
             self.kube.patch_status_of(ROLLBACK_KIND, namespace, name, wire)
@@ -207,6 +202,27 @@ class RequestReconciler:
             self.migrations.reconcile(namespace, migration.name)
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
+
+    def _start(
+        self, namespace: str, migration: str, request: str, decision: RequestDecision
+    ) -> bool:
+        """Move the migration to RollingBack for the request, under the migration's own lock (no
+        reconcile of it writes in between), if it is still as it was decided on: Succeeded."""
+        assert decision.start_rollback is not None
+        with self.migrations.resource_lock(namespace, migration):
+            fresh = self.kube.get("DatabaseMigration", namespace, migration)
+            phase = ((fresh or {}).get("status") or {}).get("phase")
+            if phase != "Succeeded":
+                self.requeuer.schedule(namespace, request, 1.0)
+                return False
+            patch = {
+                "phase": "RollingBack",
+                "rollbackRequest": request,
+                "requestedRollback": decision.start_rollback.to_wire(),
+                "message": f"rolling back on demand for MigrationRollback {request}",
+            }
+            self.kube.patch_status(namespace, migration, patch)
+        return True
 
     # --- the annotation alias -------------------------------------------------------------
 
