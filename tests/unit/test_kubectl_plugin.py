@@ -243,6 +243,7 @@ def test_the_screen_shows_the_runs_of_a_generation() -> None:
     assert "run 2 of this generation, 1/5 automatic retries, next at 2026-12-07T12:01" in text
     assert "last cause: cannot connect" in text
     assert "last retry request handled: 2026-12-07T11:00:00Z-abc123" in text
+    assert "retries by itself at 2026-12-07T12:01:00Z" in text
 
 
 def test_the_screen_names_the_rollback_request_that_undid_the_run() -> None:

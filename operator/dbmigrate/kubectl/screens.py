@@ -149,6 +149,9 @@ def next_step(snap: Snapshot) -> list[str]:
     failed_step = status.get("failedStep")
     if phase in ("Failed", "RolledBack"):
         lines = []
+        retry_at = (status.get("retry") or {}).get("nextAttemptAt")
+        if retry_at:
+            lines.append(f"retries by itself at {retry_at} (the cause was outside the migration)")
         if failed_step:
             lines.append(f"read why: {PLUGIN} logs {who} --step {failed_step}")
         lines += [
