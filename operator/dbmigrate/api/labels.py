@@ -23,6 +23,8 @@ MANAGER = "dbmigrate-operator"
 APPROVE_ANNOTATION = f"{API_GROUP}/approve"
 PAUSE_ANNOTATION = f"{API_GROUP}/pause"  # any non-empty value: start no new step
 ROLLBACK_ANNOTATION = f"{API_GROUP}/rollback"  # a token: roll the last run back on demand
+RETRY_ANNOTATION = f"{API_GROUP}/retry"  # a new token: run again (echoed: status.lastHandledRetry)
+PROMOTE_ANNOTATION = f"{API_GROUP}/promote"  # a new token on a DatabaseMigrationRollout
 
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"
