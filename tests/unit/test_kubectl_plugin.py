@@ -283,6 +283,20 @@ def test_the_tree_puts_pods_under_their_jobs_with_run_and_step() -> None:
     assert lines[5].startswith("    └── Pod shop-apply-g1-x1")
 
 
+def test_a_rollback_check_job_is_named_by_its_request() -> None:
+    check = StepJob(
+        {
+            "metadata": {
+                "name": "shop-rollback-x-check",
+                "labels": {"dbmigrate.io/rollback-request": "shop-rollback-x"},
+            },
+            "status": {},
+        }
+    )
+    assert check.step == "rollback-check"
+    assert check.run_id == "migrationrollback/shop-rollback-x"
+
+
 def test_pod_state_says_why_a_pod_waits() -> None:
     pod = {
         "status": {

@@ -17,7 +17,14 @@ from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.api.stepnames import STEPS
 from dbmigrate.kubectl.client import Client, PluginError
 from dbmigrate.kubectl.main import connect, subcommand
-from dbmigrate.kubectl.objects import Snapshot, StepJob, meta, snapshot, status_of
+from dbmigrate.kubectl.objects import (
+    ROLLBACK_CHECK,
+    Snapshot,
+    StepJob,
+    meta,
+    snapshot,
+    status_of,
+)
 from dbmigrate.kubectl.screens import settled
 from dbmigrate.specs.jobs import CONTAINER
 
@@ -96,7 +103,7 @@ def register(
 ) -> None:
     parser = subcommand(subparsers, common, "logs", "the step pods' logs, in run order", EXAMPLES)
     parser.add_argument("name", metavar="NAME", help="the DatabaseMigration")
-    parser.add_argument("--step", choices=STEPS, help="only this step's pods")
+    parser.add_argument("--step", choices=(*STEPS, ROLLBACK_CHECK), help="only this step's pods")
     parser.add_argument(
         "-f", "--follow", action="store_true", help="follow the running step and the next ones"
     )

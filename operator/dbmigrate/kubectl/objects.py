@@ -16,6 +16,7 @@ from dbmigrate import KIND
 from dbmigrate.api.labels import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
+    LABEL_ROLLBACK_REQUEST,
     LABEL_STEP,
     RUN_ID_ANNOTATION,
 )
@@ -24,6 +25,7 @@ from dbmigrate.kubectl.client import EVENTS, JOBS, MIGRATIONS, PODS, Client, Obj
 from dbmigrate.specs.naming import job_selector
 
 JOB_NAME_LABEL = "job-name"  # set on a Job's pods by the Job controller
+ROLLBACK_CHECK = "rollback-check"  # what the check Job of a rollback on demand is shown as
 
 
 def meta(obj: Obj) -> dict[str, Any]:
@@ -47,7 +49,11 @@ class StepJob:
 
     @property
     def step(self) -> str:
-        return str((meta(self.job).get("labels") or {}).get(LABEL_STEP, "?"))
+        """The step the Job runs; a rollback on demand's check Job is ``rollback-check``."""
+        labels = meta(self.job).get("labels") or {}
+        if LABEL_STEP not in labels and LABEL_ROLLBACK_REQUEST in labels:
+            return ROLLBACK_CHECK
+        return str(labels.get(LABEL_STEP, "?"))
 
     @property
     def generation(self) -> str:
@@ -59,6 +65,10 @@ class StepJob:
 
     @property
     def run_id(self) -> str:
+        """The run the Job belongs to (a check Job: the MigrationRollback it checks for)."""
+        labels = meta(self.job).get("labels") or {}
+        if self.step == ROLLBACK_CHECK:
+            return f"migrationrollback/{labels.get(LABEL_ROLLBACK_REQUEST, '?')}"
         return str((meta(self.job).get("annotations") or {}).get(RUN_ID_ANNOTATION, "?"))
 
     @property
