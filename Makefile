@@ -7,7 +7,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: help install controlplane crds check-crds lint fmt test test-unit test-db test-db-matrix \
         test-cluster testbed-up testbed-down demo clean kind-images kind-up kind-down test-kind \
-        demo-kind
+        demo-kind krew
 .DEFAULT_GOAL := install
 
 # The stamp behind `install`: the venv is made again when pyproject.toml changes.
@@ -25,6 +25,10 @@ install: $(VENV)/.installed  ## Python environment with the package and its dev 
 
 controlplane:  ## build kube-apiserver, kube-controller-manager, etcd, kubectl (cached outside the repo)
 	testbed/build-controlplane.sh
+
+krew: install  ## the krew archive of kubectl dbmigrate in dist/, and its manifest's sha256
+	$(PY) tools/krew.py archive dist
+	$(PY) tools/krew.py manifest
 
 crds: install  ## regenerate crds/ from the pydantic models, and its Helm and kustomize copies
 	$(PY) -m dbmigrate.cli.main crd --output crds/dbmigrate.io_databasemigrations.yaml

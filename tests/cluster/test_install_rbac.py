@@ -39,7 +39,7 @@ OPERATOR_ROWS = {
     ("databasemigrations.dbmigrate.io", "get list watch patch create"),
     ("databasemigrations.dbmigrate.io/status", "get patch"),
     ("databasemigrations.dbmigrate.io/finalizers", "update"),
-    ("migrationrollbacks.dbmigrate.io", "get list watch patch"),
+    ("migrationrollbacks.dbmigrate.io", "get list watch create patch"),
     ("migrationrollbacks.dbmigrate.io/status", "get patch"),
     ("migrationrollbacks.dbmigrate.io/finalizers", "update"),
     ("databasemigrationrollouts.dbmigrate.io", "get list watch patch"),

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "dbmigrate"
 DOC = ROOT / "ARCHITECTURE.md"
-_PATH = re.compile(r"`((?:api|engine|specs|decision|controller|runner|cli)/[\w/]*?(?:\.py|/))`")
+_PACKAGES = "api|engine|specs|decision|controller|runner|cli|kubectl"
+_PATH = re.compile(rf"`((?:{_PACKAGES})/[\w/]*?(?:\.py|/))`")
 _NAME = re.compile(r"`([a-z_]+)`")
 
 

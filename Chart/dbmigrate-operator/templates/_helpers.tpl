@@ -70,7 +70,7 @@ needs it; docs/install.md lists them and tests/cluster/test_install_rbac.py asse
 # Rollbacks on demand (MigrationRollback): watched, their status written, Kopf's finalizer.
 - apiGroups: [dbmigrate.io]
   resources: [migrationrollbacks]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [dbmigrate.io]
   resources: [migrationrollbacks/status]
   verbs: [get, patch]

@@ -30,7 +30,7 @@ import kopf
 from pydantic import ValidationError
 
 from dbmigrate import API_GROUP, API_VERSION
-from dbmigrate.api.labels import ROLLBACK_ANNOTATION
+from dbmigrate.api.labels import LABEL_ROLLBACK_REQUEST, ROLLBACK_ANNOTATION
 from dbmigrate.api.rollback_request import (
     REQUEST_DONE,
     ROLLBACK_KIND,
@@ -54,6 +54,7 @@ from dbmigrate.decision.on_demand import (
     strategy_of,
     workloads_of,
 )
+from dbmigrate.specs.naming import label_value
 from dbmigrate.specs.rollback_check import build_check_job, check_job_name
 
 log = logging.getLogger("dbmigrate.operator")
@@ -131,11 +132,12 @@ class RequestReconciler:
                 replicas[f"{ref.kind}/{ref.name}"] = self.kube.replicas(
                     ref.kind, namespace, ref.name
                 )
-        job = self.kube.get("Job", namespace, check_job_name(name))
         check = None
-        if job is not None:
-            state, message, _ = job_outcome(job)
-            check = CheckJob(name=job["metadata"]["name"], state=state, message=message)
+        selector = f"{LABEL_ROLLBACK_REQUEST}={label_value(name)}"  # the operator may list Jobs
+        for job in self.kube.list("Job", namespace, selector):
+            if job["metadata"]["name"] == check_job_name(name):
+                state, message, _ = job_outcome(job)
+                check = CheckJob(name=job["metadata"]["name"], state=state, message=message)
         managed = meta.get("managedFields") or []
         return RequestObserved(
             name=name,
