@@ -16,7 +16,7 @@ import time
 
 from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from dbmigrate.cli.resource_state import judge_resource
-from dbmigrate.engine.readiness import Verdict
+from dbmigrate.engine.after.readiness import Verdict
 from dbmigrate.kubectl.client import MIGRATIONS, PluginError
 from dbmigrate.kubectl.main import connect, seconds, subcommand
 
