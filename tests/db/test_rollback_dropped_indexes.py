@@ -11,7 +11,7 @@ import pytest
 
 from dbmigrate.engine.apply import apply_migrations
 from dbmigrate.engine.sources import load_mapping
-from dbmigrate.engine.undo import dropped_indexes, rollback
+from dbmigrate.engine.undo import dataloss, dropped_indexes, rollback
 from tests.db.engine_support import fast, index_state, query
 
 BASE = """
@@ -67,6 +67,10 @@ def test_the_dropped_indexes_come_back_valid_and_as_they_were(database_url: str)
         (3, "idx_scratch_id", "scratch"),
     ]  # nothing of 004: its record rolled back with its transaction
     assert recorded[0].definition == before["idx_events_kind_at"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        given = dataloss.CheckInput("undo", "DropCreatedObjects", "run-drops")
+        plan = dataloss.check(conn, given)
+    assert plan.indexes_to_rebuild == ["public.idx_events_kind_at", "public.uq_events_at"]
 
     # an INVALID leftover of a dropped index's name (an interrupted build) is replaced
     with pytest.raises(psycopg.errors.UniqueViolation):  # the failed build leaves it behind

@@ -21,7 +21,7 @@ inside a DO block: only the indexes a DROP INDEX statement names are recorded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -134,6 +134,24 @@ def recorded(conn: psycopg.Connection, versions: Sequence[int]) -> list[DroppedI
         return []
     rows = conn.execute(sql.SQL(_READ).format(table_ident()), (list(versions),)).fetchall()
     return [DroppedIndex(int(v), str(s), str(n), str(t), str(d), c) for v, s, n, t, d, c in rows]
+
+
+def to_rebuild(
+    conn: psycopg.Connection,
+    dropped: Sequence[DroppedIndex],
+    created_tables: Collection[tuple[str | None, str]] = (),
+) -> list[str]:
+    """schema.name of each dropped index a rollback would build again: missing or INVALID now,
+    and not on one of the tables the run created (the rollback drops those)."""
+    names = dict.fromkeys(
+        (d.schema, d.name) for d in dropped if (d.schema, d.table) not in created_tables
+    )
+    missing = []
+    for schema, name in names:
+        state = catalog.index_state(conn, schema, name)
+        if state is None or not (state["indisvalid"] and state["indisready"]):
+            missing.append(f"{schema}.{name}")
+    return missing
 
 
 def concurrent_definition(definition: str) -> str:
