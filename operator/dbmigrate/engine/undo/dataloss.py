@@ -15,7 +15,8 @@ what would be lost, so a person can confirm it knowingly:
   the non-null values of those columns are lost (indexes, views and sequences hold no data). The
   indexes the run dropped, which it builds again, are listed too (``indexes_to_rebuild``).
 
-The history table's own rows are left out: the rollback rewrites them itself. It also names what
+The history table's own rows are left out: the rollback rewrites them itself; so are the
+recorded definitions of dropped indexes (bookkeeping, not application data). It also names what
 makes the rollback impossible (``refusals``): the backup file missing or failing its checksum,
 a version applied on top of the run's by another run, the migration lock held by another session.
 """
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 COUNTERS_SQL = """
 SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del, n_live_tup
 FROM pg_stat_user_tables
-WHERE NOT (schemaname = %s AND relname = %s)
+WHERE NOT (schemaname = %s AND relname IN (%s, %s))
 ORDER BY 1
 """
 LSN_SQL = (
@@ -66,7 +67,8 @@ MAX_TABLES = 50  # tables listed in the report (the summary counts them all)
 def read_counters(conn: psycopg.Connection) -> list[TableCounters]:
     """Every user table's write counters now (a fresh statistics snapshot)."""
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    rows = conn.execute(COUNTERS_SQL, (history.SCHEMA, history.TABLE)).fetchall()
+    bookkeeping = (history.SCHEMA, history.TABLE, dropped_indexes.TABLE)
+    rows = conn.execute(COUNTERS_SQL, bookkeeping).fetchall()
     return [
         TableCounters(
             table=str(name),
