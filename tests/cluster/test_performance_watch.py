@@ -5,12 +5,13 @@ pg_stat_statements.
 
 1. The real 005 (the performance indexes) is watched after Succeeded: NoRegression, with the
    dashboard query among the queries that got faster and the probe's median time lower after.
-2. A migration that takes the index away from that query (006 puts the older page views into an
-   archive table that inherits page_views without any of its indexes, so every dashboard query
-   also sorts the archive) is watched: Regressed, and with ``onRegression: Rollback`` the run is
-   rolled back (the Deployment scaled to 0 and back, the archive dropped: the query has its
-   index to itself again) and ends RolledBack with reason PerformanceRegressed, the offending
-   query in the message.
+2. The issue's own regression: 006 drops the index those queries use
+   (idx_page_views_timestamp_desc_path; the team took its verification probe out with it, so
+   the verify passes). The watch finds the dashboard query slower: Regressed, and with
+   ``onRegression: Rollback`` the run is rolled back: the Deployment scaled 2 -> 0 -> 2 and the
+   dropped index built again from the definition the apply recorded before the drop, valid and
+   as it was. It ends RolledBack with reason PerformanceRegressed, the offending query in the
+   message.
 
 Short windows (seconds) and thresholds tuned in the spec keep it fast; the data is small but the
 seq scan and sort the regression forces are still many times slower than the index scan.
@@ -49,11 +50,12 @@ pytestmark = pytest.mark.local_testbed(
 )
 
 DASHBOARD = "SELECT * FROM page_views WHERE path = %s ORDER BY timestamp DESC LIMIT 100"
-ARCHIVE = """-- 006: keep the older page views in an archive that page_views queries see too.
-CREATE TABLE page_views_archive () INHERITS (page_views);
-INSERT INTO page_views_archive (id, session_id, user_id, path, timestamp)
-SELECT id + 1000000, session_id, user_id, path, timestamp - interval '90 days' FROM page_views;
+DASHBOARD_INDEX = "idx_page_views_timestamp_desc_path"
+DROP = f"""-- 006: the dashboard's index is thought unused; drop it.
+DROP INDEX CONCURRENTLY IF EXISTS {DASHBOARD_INDEX};
 """
+INDEX_NOW = """SELECT pg_get_indexdef(i.indexrelid), i.indisvalid AND i.indisready FROM pg_index i
+WHERE i.indexrelid = to_regclass(%s)"""
 WATCH = {
     "duration": "8s",
     "interval": "1s",
@@ -168,15 +170,19 @@ def test_watch_finds_005_faster_and_rolls_back_a_regression(
         assert status["watch"]["baselineSeconds"] >= 3  # the apply waited for its window
         assert {"WatchStarted", "NoRegression"} <= set(cluster.event_reasons("analytics"))
 
-        # 2. a regressing 006, rolled back by the watch
-        files = {**migration_files(5), "006_archive_page_views.sql": ARCHIVE}
+        # 2. a regressing 006 that drops the dashboard's index, rolled back by the watch
+        with psycopg.connect(database_url) as conn:
+            definition = conn.execute(INDEX_NOW, (DASHBOARD_INDEX,)).fetchone()
+        assert definition is not None and definition[1]
+        files = {**migration_files(5), "006_drop_dashboard_index.sql": DROP}
         cluster.kube.request(
             "PATCH",
             f"/api/v1/namespaces/{cluster.ns}/configmaps/analytics-migrations",
             {"data": files},
             content_type="application/merge-patch+json",
         )
-        cluster.patch("analytics", {"spec": {"targetVersion": 6, "safety": {"lintPolicy": "warn"}}})
+        change = {"targetVersion": 6, "safety": {"lintPolicy": "warn"}}
+        cluster.patch("analytics", {"spec": {**change, "verification": {"probes": []}}})
         status = cluster.wait_phase("analytics", "RolledBack", timeout=180)
         assert workload.error is None, workload.error
         stalled = condition(status, "Stalled")
@@ -190,8 +196,12 @@ def test_watch_finds_005_faster_and_rolls_back_a_regression(
         assert judge_resource(cluster.get("analytics"), "analytics", 6).state == "failed"
         assert condition(status, "RolledBack")["reason"] == "DropCreatedObjects"
         with psycopg.connect(database_url) as conn:
-            row = conn.execute("SELECT to_regclass('page_views_archive')").fetchone()
-        assert row is not None and row[0] is None  # the dashboard query has its index alone again
+            back = conn.execute(INDEX_NOW, (DASHBOARD_INDEX,)).fetchone()
+        assert back == definition  # the dropped index is back, valid and as it was
+        rebuilt = status["rollback"]["rebuiltIndexes"]
+        assert [(r["name"], r["state"], r["valid"]) for r in rebuilt] == [
+            (DASHBOARD_INDEX, "rebuilt", True)
+        ], rebuilt
         assert status["scaledWorkloads"] == [
             {"kind": "Deployment", "name": "dashboard", "replicas": 2, "restored": True}
         ]

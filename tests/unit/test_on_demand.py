@@ -217,3 +217,11 @@ def test_paused_at_each_step_boundary_the_next_step_waits(phase: str, step: str)
     assert (held.create_job, held.scale_down, held.scale_up) == (None, (), ())
     assert held.status.phase == phase
     assert decide(replace(finished, status=held.status)).status.phase == moving.status.phase
+
+
+def test_the_plan_names_the_indexes_the_rollback_builds_again() -> None:
+    check = _check().model_copy(update={"indexes_to_rebuild": ["public.idx_orders_at"]})
+    done = decide_request(_observed(_migration(rollback_check=check), job="Succeeded", dryRun=True))
+    plan = done.status.plan
+    assert done.status.phase == "Planned" and plan is not None
+    assert plan.rebuild == ["public.idx_orders_at"] and plan.versions == ["2"]

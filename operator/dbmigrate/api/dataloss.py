@@ -78,4 +78,9 @@ class RollbackCheck(ApiModel):
     versions: list[str] = Field(
         default_factory=list, description="The versions of the run that would leave the history."
     )
+    indexes_to_rebuild: list[str] = Field(
+        default_factory=list,
+        description="DropCreatedObjects: the indexes the run dropped that the rollback will build "
+        "again (schema.name), those missing or INVALID now.",
+    )
     checked_at: datetime = Field(description="When the check ran.")

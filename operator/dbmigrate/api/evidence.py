@@ -231,6 +231,24 @@ class DroppedObject(ApiModel):
     gone: bool = Field(default=False, description="Verified absent afterwards.")
 
 
+class RebuiltIndex(ApiModel):
+    """An index the run dropped, as the rollback found it and built it again."""
+
+    schema_name: str = Field(description="Schema of the index (and of its table).")
+    name: str = Field(description="Index name.")
+    table: str = Field(description="Table of the index.")
+    definition: str = Field(
+        description="pg_get_indexdef of the index, recorded by the apply step before the drop."
+    )
+    state: Literal["rebuilt", "present", "tableGone", "notRebuilt"] = Field(
+        description="rebuilt (CREATE INDEX CONCURRENTLY from its definition); present (an index "
+        "of that name existed and was valid); tableGone (the rollback dropped its table, a table "
+        "the run created); notRebuilt (see message)."
+    )
+    valid: bool = Field(default=False, description="Present, valid and ready afterwards.")
+    message: str | None = Field(default=None, description="Why it was not rebuilt, or a note.")
+
+
 class RollbackRecord(ApiModel):
     """What the emergency rollback did, and whether the database is back."""
 
@@ -240,6 +258,11 @@ class RollbackRecord(ApiModel):
     versions: list[str] = Field(default_factory=list, description="Versions rolled back.")
     dropped_objects: list[DroppedObject] = Field(
         default_factory=list, description="Objects dropped from the apply step's manifest."
+    )
+    rebuilt_indexes: list[RebuiltIndex] = Field(
+        default_factory=list,
+        description="Indexes the run dropped, built again by a dropCreatedObjects rollback from "
+        "the definitions recorded before the drops.",
     )
     restored_from: str | None = Field(default=None, description="Backup restored (path).")
     restored_sha256: str | None = Field(default=None, description="sha256 of that backup.")

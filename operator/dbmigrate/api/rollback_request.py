@@ -45,8 +45,9 @@ class MigrationRollbackSpec(ApiModel):
     )
     strategy: RequestStrategy | None = Field(
         default=None,
-        description="DropCreatedObjects (drop what the run created) or RestoreBackup (restore "
-        "the backup taken before it). Default: the migration's spec.rollback.strategy.",
+        description="DropCreatedObjects (drop what the run created and build again the indexes "
+        "it dropped) or RestoreBackup (restore the backup taken before it). Default: the "
+        "migration's spec.rollback.strategy.",
     )
     scale_down: list[WorkloadRef] | None = Field(
         default=None,
@@ -96,6 +97,11 @@ class RollbackPlan(ApiModel):
     strategy: RequestStrategy = Field(description="The strategy that will run.")
     drop: list[str] = Field(
         default_factory=list, description="Objects that will be dropped (kind schema.name)."
+    )
+    rebuild: list[str] = Field(
+        default_factory=list,
+        description="Indexes the run dropped that will be built again (schema.name), from the "
+        "rollback check.",
     )
     restore: RestorePlan | None = Field(default=None, description="The backup to restore.")
     versions: list[str] = Field(

@@ -279,7 +279,10 @@ class RollbackSpec(ApiModel):
 
     strategy: Literal["None", "DropCreatedObjects", "RestoreBackup"] = Field(
         default="DropCreatedObjects",
-        description="None; DropCreatedObjects (drop what this run created); RestoreBackup.",
+        description="None; DropCreatedObjects: drop what this run created, then build again "
+        "(CREATE INDEX CONCURRENTLY, from the definition recorded before the drop) every index "
+        "it dropped, losing no data of the tables that were there before; RestoreBackup: "
+        "restore the backup taken before the run (every write since it is lost).",
     )
     scale_down: list[WorkloadRef] = Field(
         default_factory=list,

@@ -281,10 +281,9 @@ def _after_check(
 def _judge(o: RequestObserved, status: MigrationRollbackStatus, dm: MigrationView,
            check: RollbackCheck) -> RequestDecision:  # fmt: skip
     plan = status.plan
-    if plan is not None and check.versions:
-        status = status.model_copy(
-            update={"plan": plan.model_copy(update={"versions": check.versions})}
-        )
+    if plan is not None and (check.versions or check.indexes_to_rebuild):
+        found = {"versions": check.versions or plan.versions, "rebuild": check.indexes_to_rebuild}
+        status = status.model_copy(update={"plan": plan.model_copy(update=found)})
     loss = check.data_loss
     status = status.model_copy(update={"data_loss": loss, "confirm_required": loss.loss_found})
     if check.problems:

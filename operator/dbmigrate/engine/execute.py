@@ -12,6 +12,8 @@ The timeouts belong to the run, not to the file: right after a statement that ma
 them, the runner reads them back and puts the run's own value back wherever the file raised or
 disabled one (``SET lock_timeout = 0``, as pg_dump's header writes), so a file can only lower
 them, for its own statements. Attempts that timed out waiting for a lock are retried with backoff.
+Before a DROP INDEX runs, the definition of each index it names is recorded
+(``undo.dropped_indexes``), so a rollback can build it again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dbmigrate.engine.prepared import PreparedFile
 from dbmigrate.engine.progress import CurrentStatement, ProgressMonitor, describe_blockers
 from dbmigrate.engine.settings import ApplySettings
 from dbmigrate.engine.statements import Statement, created_objects_of
+from dbmigrate.engine.undo import dropped_indexes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,6 +252,7 @@ class FileRunner:
         try:
             if stmt.may_change_settings:
                 self._timeouts = None  # whatever it does, set the timeouts again before the next
+            dropped_indexes.record_before_drop(self.conn, m.version, stmt.node)
             self.conn.execute(stmt.text)
             if stmt.may_change_settings:
                 self._keep_bounds()

@@ -83,6 +83,8 @@ def run(ctx: StepContext) -> int:
             since = table.rows_written_since_backup
             extra = "" if since is None else f", {since} written since the backup"
             print(f"  {table.table}: {table.rows} row(s){extra}")
+        for name in result.indexes_to_rebuild:
+            print(f"  index {name}: dropped by the run, built again by the rollback")
         for problem in result.problems:
             print(f"  REFUSED: {problem}")
     return EXIT_OK

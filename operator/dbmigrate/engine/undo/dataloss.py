@@ -12,9 +12,11 @@ what would be lost, so a person can confirm it knowingly:
   their rows count. Counters that went down (a statistics reset) cannot be compared: the table is
   reported with every row it holds, as lost.
 - DropCreatedObjects drops the tables and columns the run created: the rows in those tables and
-  the non-null values of those columns are lost (indexes, views and sequences hold no data).
+  the non-null values of those columns are lost (indexes, views and sequences hold no data). The
+  indexes the run dropped, which it builds again, are listed too (``indexes_to_rebuild``).
 
-The history table's own rows are left out: the rollback rewrites them itself. It also names what
+The history table's own rows are left out: the rollback rewrites them itself; so are the
+recorded definitions of dropped indexes (bookkeeping, not application data). It also names what
 makes the rollback impossible (``refusals``): the backup file missing or failing its checksum,
 a version applied on top of the run's by another run, the migration lock held by another session.
 """
@@ -38,6 +40,7 @@ from dbmigrate.api.dataloss import (
     TableLoss,
 )
 from dbmigrate.engine import history, locking
+from dbmigrate.engine.undo import dropped_indexes
 from dbmigrate.engine.undo.archive import sha256_of
 
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 COUNTERS_SQL = """
 SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del, n_live_tup
 FROM pg_stat_user_tables
-WHERE NOT (schemaname = %s AND relname = %s)
+WHERE NOT (schemaname = %s AND relname IN (%s, %s))
 ORDER BY 1
 """
 LSN_SQL = (
@@ -64,7 +67,8 @@ MAX_TABLES = 50  # tables listed in the report (the summary counts them all)
 def read_counters(conn: psycopg.Connection) -> list[TableCounters]:
     """Every user table's write counters now (a fresh statistics snapshot)."""
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    rows = conn.execute(COUNTERS_SQL, (history.SCHEMA, history.TABLE)).fetchall()
+    bookkeeping = (history.SCHEMA, history.TABLE, dropped_indexes.TABLE)
+    rows = conn.execute(COUNTERS_SQL, bookkeeping).fetchall()
     return [
         TableCounters(
             table=str(name),
@@ -235,9 +239,14 @@ def check(conn: psycopg.Connection, given: CheckInput) -> RollbackCheck:
             )  # fmt: skip
         else:
             loss = restore_loss(conn, counters, lsn)
+        rebuild: list[str] = []
     else:
-        loss = drop_loss(conn, history.created_objects(conn, versions))
+        created = history.created_objects(conn, versions)
+        loss = drop_loss(conn, created)
+        tables = {(o.schema_name, o.name) for o in created if o.kind == "table"}
+        rebuild = dropped_indexes.to_rebuild(conn, dropped_indexes.recorded(conn, versions), tables)
     return RollbackCheck(
         request=given.request, strategy=given.strategy, data_loss=loss, problems=problems,
-        versions=[str(v) for v in versions], checked_at=datetime.now(UTC),
+        versions=[str(v) for v in versions], indexes_to_rebuild=rebuild,
+        checked_at=datetime.now(UTC),
     )  # fmt: skip

@@ -3,7 +3,9 @@ the backup; then check the state and mark the versions rolled back in the histor
 
 Tier 1 (dropCreatedObjects) drops exactly the objects in the apply step's manifest, newest first:
 indexes with DROP INDEX CONCURRENTLY IF EXISTS (no table lock held for long), tables only when the
-run created them. Tier 2 (restoreBackup) first drops what the run created (``pg_restore --clean``
+run created them; then it builds again, CONCURRENTLY, each index the run dropped, from the
+definition the apply step recorded before the drop (``dropped_indexes``): no data is lost either
+way. Tier 2 (restoreBackup) first drops what the run created (``pg_restore --clean``
 cannot drop a table of the dump that a new table references, and new tables would survive it),
 then restores the pg_dump taken before the run over the same database. The history rows of
 the rolled-back versions are read before a restore and written back afterwards, marked rolled
@@ -28,7 +30,7 @@ from dbmigrate.api.exitcodes import EXIT_FAILED
 from dbmigrate.api.plan import CreatedObject
 from dbmigrate.engine import history
 from dbmigrate.engine.connect import connect
-from dbmigrate.engine.undo import restore
+from dbmigrate.engine.undo import dropped_indexes, restore
 from dbmigrate.engine.undo.pgtools import StepError
 
 if TYPE_CHECKING:
@@ -171,9 +173,13 @@ def rollback(
         with connect(url, "rollback", run_id) as conn:
             dropped, error = drop_objects(conn, manifest, lock_timeout)
             record.dropped_objects = _merged(dropped_first, dropped)
+            if error is None and strategy == "dropCreatedObjects":
+                recorded = dropped_indexes.recorded(conn, chosen)
+                record.rebuilt_indexes, error = dropped_indexes.rebuild(conn, recorded)
             if error is None:
                 record.versions_marked_rolled_back = _mark(conn, captured, run_id)
     record.verified = error is None and all(d.gone for d in record.dropped_objects)
+    record.verified &= all(r.valid or r.state == "tableGone" for r in record.rebuilt_indexes)
     if into_database is None:
         record.verified &= record.versions_marked_rolled_back == record.versions
     record.duration_seconds = round(time.monotonic() - clock, 3)
@@ -287,11 +293,20 @@ def _summary(record: RollbackRecord) -> str:
         if record.strategy == "restoreBackup"
         else f"dropped {dropped} object(s) the run created"
     )
+    rebuilt = [f"{r.schema_name}.{r.name}" for r in record.rebuilt_indexes if r.state == "rebuilt"]
+    if rebuilt:
+        how += f", rebuilt {len(rebuilt)} index(es) it dropped ({', '.join(rebuilt)})"
     if record.verified:
         return f"rolled back versions {', '.join(record.versions)}: {how}; state verified"
     left = [f"{d.kind} {d.schema_name}.{d.name}" for d in record.dropped_objects if not d.gone]
+    missing = [
+        f"{r.schema_name}.{r.name}"
+        for r in record.rebuilt_indexes
+        if not r.valid and r.state != "tableGone"
+    ]
     return (
         f"rollback of versions {', '.join(record.versions)} incomplete: {how}; still present: "
-        f"{', '.join(left) or 'none'}; history marked: "
+        f"{', '.join(left) or 'none'}; not rebuilt: {', '.join(missing) or 'none'}; "
+        "history marked: "
         f"{', '.join(record.versions_marked_rolled_back) or 'none'}"
     )
