@@ -54,6 +54,7 @@ OPERATOR_ROWS = {
     ("deployments.apps/scale", "get patch"),
     ("statefulsets.apps/scale", "get patch"),
     ("pods", "list"),
+    ("persistentvolumeclaims", "get"),
     ("events", "create"),
 }
 CLUSTER_ONLY_ROWS = {("customresourcedefinitions.apiextensions.k8s.io", "list watch")}

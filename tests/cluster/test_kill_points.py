@@ -341,6 +341,7 @@ def _second_run(cluster: Cluster, killer: Killer, url: str) -> None:
 
     jobs = _jobs_by_name(cluster, NAME)
     expected = [f"{NAME}-{s}-g1" for s in ("plan", "backup", "apply", "verify")]
+    expected.append(f"{NAME}-plan-g1-a2")  # the approval had the files read again (replan)
     expected += [f"{NAME}-{s}-g2" for s in ("plan", "backup", "apply", "rollback")]
     assert sorted(jobs) == sorted(expected)
     for job_name, job in jobs.items():  # each Job created once, its step run once
