@@ -12,7 +12,13 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from dbmigrate.api.base import ApiModel
-from dbmigrate.api.stepnames import KEY_APPLY, KEY_ROLLBACK, KEY_VERIFICATION, REPORTS
+from dbmigrate.api.stepnames import (
+    KEY_APPLY,
+    KEY_PROMOTION,
+    KEY_ROLLBACK,
+    KEY_VERIFICATION,
+    REPORTS,
+)
 from dbmigrate.cli.main import main
 from tests.db.engine_support import EXAMPLE
 from tests.db.test_engine_cli import run
@@ -54,7 +60,8 @@ def test_the_plan_job_reports_every_key_of_its_contract(
     argv = ["plan", "--database-url", database_url, *JOB, "--migrations", str(EXAMPLE)]
     argv += ["--preflight", "--lint-policy", "warn", "--auto-concurrently", "--output", "json"]
     assert main(argv) == 0
-    assert set(recorder.reported) == set(REPORTS["plan"])
+    # promotion is reported only when the plan checks staging (--require-applied-in)
+    assert set(recorder.reported) == set(REPORTS["plan"]) - {KEY_PROMOTION}
 
 
 def test_plan_by_hand_prints_just_the_plan(database_url: str) -> None:
