@@ -328,7 +328,8 @@ def test_the_plugin_drives_one_migration_from_approval_to_the_support_bundle(
     # logs: every step pod in run order; the test bed's process kubelet serves no logs, so
     # each pod is named as unavailable and the command exits 1 (kind reads them: below)
     steps = [h for h in step_headers(logs.stdout) if h != "rollback-check"]  # the dry run's
-    assert steps == ["plan", "apply", "verify"], logs.stdout
+    # the approval had the files read again: a second plan attempt before the apply
+    assert steps == ["plan", "plan", "apply", "verify"], logs.stdout
     assert logs.returncode == 1
     assert "log of pod" in logs.stderr and "unavailable" in logs.stderr
 
