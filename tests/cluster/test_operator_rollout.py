@@ -104,6 +104,9 @@ def _stamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+@pytest.mark.local_testbed(
+    reason="50 databases and their Jobs: the test bed's scale; kind has its own rollout test"
+)
 def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
     cluster: Cluster, operator: OperatorProcess, pg_admin_url: str
 ) -> None:
