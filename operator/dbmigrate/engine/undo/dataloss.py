@@ -53,13 +53,15 @@ FROM pg_stat_user_tables
 WHERE NOT (schemaname = %s AND relname IN (%s, %s))
 ORDER BY 1
 """
+# The insert position, not pg_current_wal_lsn() (the write position): WAL still in the server's
+# buffers is written since the backup too, and the write position may stand still over it.
 LSN_SQL = (
     "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-    " ELSE pg_current_wal_lsn() END)::text"
+    " ELSE pg_current_wal_insert_lsn() END)::text"
 )
 WAL_DISTANCE_SQL = (
     "SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-    " ELSE pg_current_wal_lsn() END, %s::pg_lsn)::bigint"
+    " ELSE pg_current_wal_insert_lsn() END, %s::pg_lsn)::bigint"
 )
 MAX_TABLES = 50  # tables listed in the report (the summary counts them all)
 
