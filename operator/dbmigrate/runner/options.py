@@ -175,3 +175,23 @@ def require(parser: argparse.ArgumentParser, dests: tuple[str, ...]) -> None:
     for action in parser._actions:
         if action.dest in dests:
             action.required = True
+
+
+def add_sampling(parser: argparse.ArgumentParser) -> None:
+    """How big and slow one sample may be (``dbmigrate snapshot`` and ``dbmigrate watch``)."""
+    parser.add_argument(
+        "--top-n",
+        type=int,
+        default=100,
+        metavar="N",
+        help="statements kept per sample, by total time (default %(default)s)",
+    )
+    add_duration(parser, "--statement-timeout", "5s", "statement_timeout of each sample")
+    parser.add_argument(
+        "--probe-runs",
+        type=int,
+        default=5,
+        metavar="N",
+        help="EXPLAIN ANALYZE runs per probe, the median is kept (default %(default)s)",
+    )
+    add_probes(parser)

@@ -16,30 +16,10 @@ from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.context import StepContext, say
 from dbmigrate.runner.lifecycle import add_step_parser
-from dbmigrate.runner.options import add_duration, add_probes, add_run_options
+from dbmigrate.runner.options import add_duration, add_run_options, add_sampling
 
 STEP = "snapshot"
 SUMMARY = "write a baseline of query, index and database counters (for dbmigrate watch)"
-
-
-def add_sampling(parser: argparse.ArgumentParser) -> None:
-    """How big and slow one sample may be (shared with ``dbmigrate watch``)."""
-    parser.add_argument(
-        "--top-n",
-        type=int,
-        default=100,
-        metavar="N",
-        help="statements kept per sample, by total time (default %(default)s)",
-    )
-    add_duration(parser, "--statement-timeout", "5s", "statement_timeout of each sample")
-    parser.add_argument(
-        "--probe-runs",
-        type=int,
-        default=5,
-        metavar="N",
-        help="EXPLAIN ANALYZE runs per probe, the median is kept (default %(default)s)",
-    )
-    add_probes(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,8 +30,7 @@ from dbmigrate.api.exitcodes import EXIT_FAILED, EXIT_OK
 from dbmigrate.engine.undo.pgtools import StepError
 from dbmigrate.runner.context import StepContext, say
 from dbmigrate.runner.lifecycle import add_step_parser
-from dbmigrate.runner.options import add_duration, add_output, add_run_options
-from dbmigrate.runner.snapshot import add_sampling
+from dbmigrate.runner.options import add_duration, add_output, add_run_options, add_sampling
 
 if TYPE_CHECKING:
     import psycopg
