@@ -27,8 +27,10 @@ from dbmigrate.api.base import ApiModel
 from dbmigrate.api.conditions import Condition
 from dbmigrate.api.spec import (
     DURATION_PATTERN,
+    URI_OR_HOST_RULE,
     ZERO_DURATION_PATTERN,
     DatabaseMigrationSpec,
+    SecretKeys,
     UrlSecretRef,
 )
 
@@ -63,17 +65,13 @@ else:
     )
 
 
-class TargetSecrets(ApiModel):
+class TargetSecrets(SecretKeys):
     """Which Secrets are targets, and how a target's Secret names its database."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.uriKey) != has(self.hostKey)",
-                    "message": "set exactly one of uriKey (a postgresql:// URI) or hostKey "
-                    "(with portKey, dbnameKey, userKey, passwordKey)",
-                },
+                dict(URI_OR_HOST_RULE),
                 {
                     "rule": "has(self.selector) || (has(self.names) && size(self.names) > 0)",
                     "message": "targets need a selector (Secret labels) or names, or both",
@@ -88,18 +86,6 @@ class TargetSecrets(ApiModel):
     )
     names: list[str] = Field(
         default_factory=list, max_length=1000, description="Secrets named as targets."
-    )
-    uri_key: str | None = Field(
-        default=None, min_length=1, description="Key of each Secret holding a postgresql:// URI."
-    )
-    host_key: str | None = Field(default=None, min_length=1, description="Key holding the host.")
-    port_key: str = Field(default="port", min_length=1, description="Key holding the port.")
-    dbname_key: str = Field(
-        default="dbname", min_length=1, description="Key holding the database name."
-    )
-    user_key: str = Field(default="user", min_length=1, description="Key holding the user name.")
-    password_key: str = Field(
-        default="password", min_length=1, description="Key holding the password."
     )
     ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer", description="libpq sslmode of every target's Jobs."

@@ -43,17 +43,18 @@ def _extra(*rules: dict[str, str]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
 
 
-class SecretRef(ApiModel):
-    """Where the database credentials live: a Secret in the resource's namespace."""
+# A Secret holds either a whole URI or the parts of one (CEL, on SecretKeys and its users).
+URI_OR_HOST_RULE = {
+    "rule": "has(self.uriKey) != has(self.hostKey)",
+    "message": "set exactly one of uriKey (a postgresql:// URI) or hostKey "
+    "(with portKey, dbnameKey, userKey, passwordKey)",
+}
 
-    model_config = _extra(
-        {
-            "rule": "has(self.uriKey) != has(self.hostKey)",
-            "message": "set exactly one of uriKey (a postgresql:// URI) or hostKey "
-            "(with portKey, dbnameKey, userKey, passwordKey)",
-        }
-    )
-    name: ObjectName = Field(description="Name of the Secret in the same namespace.")
+
+class SecretKeys(ApiModel):
+    """Which keys of a database Secret hold its connection: a URI, or host, port and so on
+    (a DatabaseMigration's Secret, and each target Secret of a rollout)."""
+
     uri_key: str | None = Field(
         default=None, min_length=1, description="Key holding a full postgresql:// URI."
     )
@@ -66,6 +67,13 @@ class SecretRef(ApiModel):
     password_key: str = Field(
         default="password", min_length=1, description="Key holding the password."
     )
+
+
+class SecretRef(SecretKeys):
+    """Where the database credentials live: a Secret in the resource's namespace."""
+
+    model_config = _extra(URI_OR_HOST_RULE)
+    name: ObjectName = Field(description="Name of the Secret in the same namespace.")
 
 
 class DatabaseSpec(ApiModel):
