@@ -194,6 +194,9 @@ def test_each_end_state_says_why_and_its_remedy_works(
     assert "PersistentVolumeClaim late-backups (spec.backup.pvcName)" in pvc["message"]
     cm = cluster.wait("cm", _stalled("ConfigMapNotFound"), "ConfigMapNotFound", 60)
     assert "late-migrations" in cm["message"]
+    # the first Event of a run that stops where it is names the cause, not the phase Pending
+    cm_event = cluster.wait_event("cm", lambda e: e["reason"] == "ConfigMapNotFound")
+    assert cm_event["type"] == "Warning" and "late-migrations" in cm_event["message"]
     key = cluster.wait("key", _stalled("SecretKeyMissing"), "SecretKeyMissing", 60)
     assert "uri" in key["message"]
     window = cluster.wait("window", _stalled("InvalidMaintenanceWindow"), "a bad window", 60)

@@ -866,8 +866,13 @@ def test_kstatus_rules_hold_in_every_decision(case: Case) -> None:
 def test_an_event_on_every_phase_transition(case: Case) -> None:
     decision = decide(case.observed)
     if decision.status.phase != case.observed.status.phase:
-        assert [e.reason for e in decision.events] == [decision.status.phase]
+        ready = find_condition(decision.status.conditions, "Ready")
+        assert ready is not None
+        assert [e.reason for e in decision.events] == [ready.reason]
         stalled = find_condition(decision.status.conditions, "Stalled")
+        if stalled is not None and stalled.status == "True":
+            terminal = decision.status.phase in TERMINAL_PHASES
+            assert ready.reason == (decision.status.phase if terminal else stalled.reason)
         warning = decision.status.phase in ("Failed", "RolledBack", "RollingBack") or (
             stalled is not None and stalled.status == "True"
         )

@@ -4,7 +4,8 @@ The phase handlers in ``decide.py`` only say where the run is and why. This modu
 rules every decision shares, so they hold everywhere: the kstatus conditions (Ready, Reconciling,
 Stalled) from the outcome's health, the step conditions, observedGeneration, the Job records,
 the printed versions, and an Event on every phase transition (and when the reason a run waits or
-is stalled changes, so a refused approval or a missing Secret is announced once, not every loop).
+is stalled changes, so a refused approval or a missing Secret is announced once, not every loop),
+whose reason is Ready's.
 
 Health and kstatus (what ``kubectl wait``, Flux and Argo CD read):
 
@@ -313,14 +314,21 @@ def _versions(status: DatabaseMigrationStatus) -> dict[str, str | None]:
 
 
 def _events(ctx: Ctx, out: Outcome, message: str) -> tuple[EventSpec, ...]:
+    """One Event when the phase changes or the reason a run waits or is stalled changes.
+
+    Its reason is Ready's reason: the phase while a step works and at the end (the cause is in
+    the message and in Stalled), the gate or the cause when the run stops where it is, so a
+    new run that finds its Secret missing says ``SecretNotFound``, not ``Pending``.
+    """
     warn = out.warning or out.health in ("stalled", "failed")
     kind: Literal["Normal", "Warning"] = "Warning" if warn else "Normal"
+    reason = kstatus_conditions(out.health, out.phase, out.reason)[0][2]
     if ctx.base.phase != out.phase or ctx.clear_step_keys:
-        return (EventSpec(kind, out.phase, message),)
+        return (EventSpec(kind, reason, message),)
     if out.health in ("waiting", "stalled"):
         previous = next((c for c in ctx.base.conditions if c.type == READY), None)
         if previous is None or (previous.reason, previous.message) != (out.reason, message):
-            return (EventSpec(kind, out.reason, message),)
+            return (EventSpec(kind, reason, message),)
     return ()
 
 
