@@ -352,13 +352,15 @@ def prepare(
     for folder in ("home", "tmp"):
         (pod_dir / folder).mkdir(parents=True, exist_ok=True)
     argv = [_expand(a, env) for a in [*container["command"], *(container.get("args") or [])]]
-    argv = [resolve_command(argv[0]), *argv[1:]]
+    # a bare command resolves to a path of this machine, never a mount (a checkout under /tmp,
+    # where step pods mount an emptyDir, keeps its own `dbmigrate`)
+    head = rewrite(argv[0], path_map) if "/" in argv[0] else resolve_command(argv[0])
     workdir = container.get("workingDir")
     cwd = Path(rewrite(workdir, path_map)) if workdir else pod_dir / "home"
     if not cwd.is_dir():  # an image folder such as /app does not exist here
         cwd = pod_dir / "home"
     return Prepared(
-        [rewrite(a, path_map) for a in argv],
+        [head, *(rewrite(a, path_map) for a in argv[1:])],
         env,
         cwd,
         path_map,
