@@ -187,6 +187,18 @@ class Cluster:
     def event_reasons(self, name: str) -> list[str]:
         return [e["reason"] for e in self.events(name)]
 
+    def wait_event_reasons(self, name: str, expected: set[str], timeout: float = 15.0) -> list[str]:
+        """The reasons of the Events about the resource once they include ``expected`` (an
+        Event is posted just after the status patch a test waits for, so it may lag it)."""
+        deadline = time.monotonic() + timeout
+        while not expected <= set(reasons := self.event_reasons(name)):
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"Events about {name} lack {sorted(expected - set(reasons))}: {reasons}"
+                )
+            time.sleep(0.5)
+        return reasons
+
     # --- waiting ----------------------------------------------------------------------------
 
     def wait_event(self, name: str, check: Callable[[Obj], bool], timeout: float = 15.0) -> Obj:

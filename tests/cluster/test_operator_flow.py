@@ -75,9 +75,8 @@ def test_sample_migrates_001_to_005(
     assert indexes(database_url) >= NEW_INDEXES
     assert history_versions(database_url) == dict.fromkeys(range(1, 6), "applied")
 
-    reasons = cluster.event_reasons("analytics")
-    for expected in ("Planning", "BackingUp", "Migrating", "Verifying", "Succeeded"):
-        assert expected in reasons, reasons
+    expected = {"Planning", "BackingUp", "Migrating", "Verifying", "Succeeded"}
+    cluster.wait_event_reasons("analytics", expected)
     print(f"happy path took {time.monotonic() - began:.1f}s")
 
 
@@ -133,7 +132,7 @@ def test_unsafe_sql_under_strict_policy_stops_before_the_backup(
     assert {j["step"] for j in status["jobs"]} == {"plan"}
     assert [j for j in cluster.jobs("unsafe") if "backup" in j["metadata"]["name"]] == []
     assert history_versions(database_url) == {}  # nothing ran
-    assert "Failed" in cluster.event_reasons("unsafe")
+    cluster.wait_event_reasons("unsafe", {"Failed"})
     print(f"strict lint stop took {time.monotonic() - began:.1f}s")
 
 
@@ -168,7 +167,7 @@ def test_a_spec_change_mid_run_waits_and_the_run_keeps_its_own_spec(
         timeout=180,
     )
     assert "missing-db" in (stalled.get("message") or "")
-    assert "Succeeded" in cluster.event_reasons("analytics")  # generation 1 ended well
+    cluster.wait_event_reasons("analytics", {"Succeeded"})  # generation 1 ended well
     assert history_versions(database_url) == {1: "applied", 2: "applied"}
     jobs = cluster.jobs("analytics")
     first_run = [j for j in jobs if j["metadata"]["labels"].get(LABEL_GENERATION) == "1"]

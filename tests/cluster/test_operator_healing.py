@@ -133,5 +133,5 @@ def test_the_retry_annotation_reruns_a_failed_run_of_the_same_generation(
     )
     assert done["observedGeneration"] == 1 and done["runId"].endswith("-r2")
     assert history_versions(database_url) == {1: "applied", 2: "applied"}
-    assert "RetryRequested" in cluster.event_reasons("retry")
+    cluster.wait_event_reasons("retry", {"RetryRequested"})
     print(f"retry annotation scenario took {time.monotonic() - began:.1f}s")

@@ -168,7 +168,7 @@ def test_watch_finds_005_faster_and_rolls_back_a_regression(
         assert probe["probe"] == "recent-views-by-path" and probe["afterMs"] < probe["beforeMs"]
         assert "public.idx_page_views_timestamp_desc_path" not in report["unusedNewIndexes"]
         assert status["watch"]["baselineSeconds"] >= 3  # the apply waited for its window
-        assert {"WatchStarted", "NoRegression"} <= set(cluster.event_reasons("analytics"))
+        cluster.wait_event_reasons("analytics", {"WatchStarted", "NoRegression"})
 
         # 2. a regressing 006 that drops the dashboard's index, rolled back by the watch
         with psycopg.connect(database_url) as conn:
@@ -206,8 +206,7 @@ def test_watch_finds_005_faster_and_rolls_back_a_regression(
             {"kind": "Deployment", "name": "dashboard", "replicas": 2, "restored": True}
         ]
         assert workload.replicas() == 2 and workload.paused > 0  # it was stopped, then back
-        reasons = cluster.event_reasons("analytics")
-        assert {"Regressed", "RollingBack", "RolledBack"} <= set(reasons), reasons
+        cluster.wait_event_reasons("analytics", {"Regressed", "RollingBack", "RolledBack"})
         steps = [j["metadata"]["labels"][LABEL_STEP] for j in cluster.jobs("analytics")]
         assert steps.count("watch") == 2 and "rollback" in steps
     finally:

@@ -95,7 +95,7 @@ def test_unschedulable_and_unpullable_step_pods_are_reported_and_a_fixed_spec_re
     names = {j["metadata"]["name"] for j in cluster.jobs("pods")}
     assert "pods-plan-g1" not in names and "pods-plan-g2" not in names  # the stuck Jobs went
     # no Event storm: one Warning per cause, however often the kubelet backed off
-    reasons = cluster.event_reasons("pods")
+    reasons = cluster.wait_event_reasons("pods", {"StepPodUnschedulable", "StepImagePullFailed"})
     assert reasons.count("StepPodUnschedulable") == 1, reasons
     assert reasons.count("StepImagePullFailed") == 1, reasons
     print(f"both fixes took {time.monotonic() - began:.1f}s")

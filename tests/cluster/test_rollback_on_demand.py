@@ -87,8 +87,9 @@ def _paused_and_resumed(cluster: Cluster, name: str) -> None:
         "ReconciliationPaused=False (Resumed)",
         timeout=30,
     )
-    reasons = cluster.event_reasons(name)
-    assert "PauseAnnotation" in reasons and "Resumed" in reasons, reasons
+    # each Event is posted just after the status patch that flipped the condition: wait for it
+    cluster.wait_event(name, lambda e: e["reason"] == "PauseAnnotation")
+    cluster.wait_event(name, lambda e: e["reason"] == "Resumed")
 
 
 NOTES = "CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);"
