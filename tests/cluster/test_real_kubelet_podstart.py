@@ -2,7 +2,9 @@
 ``spec.jobs.nodeSelector`` no node matches and a ``spec.jobs.image`` that does not exist are
 reported within a minute in the scheduler's and the kubelet's own words (status, Stalled=True,
 one Warning Event per cause), and fixing the spec replaces the stuck run at once, since a run
-whose pod never started has changed nothing.
+whose pod never started has changed nothing. A pod the kubelet cannot build (its Secret gone:
+CreateContainerConfigError) is named the same way, and starts when what the kubelet names is
+fixed, as docs/conditions.md tells (``StepPodNotStarting``).
 
 On the local test bed these are skipped (``real_kubelet``): it has no scheduler and pulls no
 images.
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from dbmigrate.controller.kube import path_of
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -99,3 +102,61 @@ def test_unschedulable_and_unpullable_step_pods_are_reported_and_a_fixed_spec_re
     assert reasons.count("StepPodUnschedulable") == 1, reasons
     assert reasons.count("StepImagePullFailed") == 1, reasons
     print(f"both fixes took {time.monotonic() - began:.1f}s")
+
+
+def _label_node(cluster: Cluster, node: str, label: str, value: str | None) -> None:
+    body = {"metadata": {"labels": {label: value}}}
+    path = f"/api/v1/nodes/{node}"
+    cluster.kube.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+
+def test_a_step_pod_the_kubelet_cannot_build_is_named_and_starts_once_its_cause_is_fixed(
+    cluster: Cluster, operator: OperatorProcess, database_url: str
+) -> None:
+    """The Secret passes the operator's check, then is deleted while the plan pod waits for a
+    node; the kubelet that gets the pod cannot build its environment. Creating the Secret again
+    (the remedy: "fix what the kubelet's message names") lets the same pod start."""
+    began = time.monotonic()
+    label = f"dbmigrate.io/podstart-{cluster.ns}"
+    uri = {"uri": pod_url(database_url)}
+    cluster.secret("start-db", uri)
+    spec = sample_spec(
+        database={"secretRef": {"name": "start-db", "uriKey": "uri"}},
+        source={"inline": INLINE},
+        backup={"enabled": False},
+        verification={"analyze": False, "probes": []},
+        jobs={"nodeSelector": {label: "true"}},
+    )
+    cluster.migration("start", spec)
+    cluster.wait("start", stalled_by("StepPodUnschedulable"), "Unschedulable", timeout=60)
+    cluster.kube.request("DELETE", path_of("Secret", cluster.ns, "start-db"))
+    nodes = cluster.kube.request("GET", "/api/v1/nodes")["items"]
+    workers = [
+        n["metadata"]["name"]
+        for n in nodes
+        if "node-role.kubernetes.io/control-plane" not in n["metadata"].get("labels", {})
+    ]
+    assert workers, [n["metadata"]["name"] for n in nodes]
+    _label_node(cluster, workers[0], label, "true")
+    try:
+        status = cluster.wait(
+            "start", stalled_by("StepPodNotStarting"), "CreateContainerConfigError", timeout=90
+        )
+        stalled = condition(status, "Stalled")["message"]
+        assert "CreateContainerConfigError" in stalled and "start-db" in stalled, stalled
+        assert "start-plan-g1" in stalled and status["phase"] == "Planning"
+        cluster.wait_event(
+            "start", lambda e: e["type"] == "Warning" and e["reason"] == "StepPodNotStarting"
+        )
+        print(f"the kubelet's config error reported after {time.monotonic() - began:.1f}s")
+
+        cluster.secret("start-db", uri)  # the remedy: what the kubelet's message names
+        done = cluster.wait(
+            "start", lambda s: s.get("phase") == "Succeeded", "Succeeded", timeout=180
+        )
+        assert done["observedGeneration"] == 1  # the same run healed: no new generation needed
+        assert condition(done, "Stalled")["status"] == "False"
+        assert history_versions(database_url) == {1: "applied"}
+        print(f"healed after {time.monotonic() - began:.1f}s")
+    finally:
+        _label_node(cluster, workers[0], label, None)
