@@ -204,7 +204,8 @@ def test_pause_then_rollback_on_demand(
     assert "ended RolledBack" in again["message"]
 
     # RollbackRequested's remedy: the cause fixed, a new generation applies the migration again
-    cluster.patch("orders", {"spec": {"verification": {"analyze": False}}})
+    quick = {"backup": {"enabled": False}, "verification": {"analyze": False}}
+    cluster.patch("orders", {"spec": quick})
     generation = (cluster.get("orders") or {})["metadata"]["generation"]
     redone = cluster.wait(
         "orders",
