@@ -74,11 +74,10 @@ RESTORE = {
     )
 }
 FIXED_DROP = {"001_drop_code_index.sql": "DROP INDEX CONCURRENTLY IF EXISTS idx_items_unused;"}
-WATCH = {
-    "duration": "3s",
-    "interval": "1s",
-    "thresholds": {"minCalls": 5, "minBaselineSeconds": 2, "probeRuns": 1, "minDeltaMs": 0.5},
-}
+THRESHOLDS: dict[str, float] = {
+    "minCalls": 5, "minBaselineSeconds": 2, "probeRuns": 1, "minDeltaMs": 0.5,
+}  # fmt: skip
+WATCH: dict[str, Any] = {"duration": "3s", "interval": "1s", "thresholds": THRESHOLDS}
 
 
 def _inline(files: dict[str, str]) -> list[dict[str, str]]:
@@ -373,7 +372,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             "waves": [{"name": "all", "maxParallel": 2}],
             "failureBudget": {"maxFailures": 0},
         })  # fmt: skip
-        thresholds = {**WATCH["thresholds"], "minCalls": 40}  # only canary-w's lookups reach it
+        thresholds = {**THRESHOLDS, "minCalls": 40}  # only canary-w's lookups reach it
         _rollout(cluster, "canary", {
             "template": _template(NOTES, watch={**WATCH, "thresholds": thresholds}),
             "targets": {"selector": {"fleet": "canary"}, "uriKey": "uri"},
