@@ -13,6 +13,9 @@ serves every case at once, each on its own small database:
   beside it NotificationFailed (a webhook that is down): its Secret fixed, the next one arrives;
 - WorkloadNotFound: a fixed ``spec.rollback.scaleDown`` scales the real workload at the next
   rollback;
+- RollbackFailed of a MigrationRollback (a view of the application's on the table the run
+  created stops the drop): the database checked by hand (``dbmigrate history``) and the workload
+  scaled back to the replicas the message lists;
 - rollouts: WaitingForAnalysis goes on by itself, also past an Inconclusive verdict (which needs
   nothing either: the child stays Ready); WaitingForPromote goes on with ``kubectl dbmigrate
   promote``; FailureBudgetExceeded with the cause fixed and a new template (the waves start
@@ -56,7 +59,7 @@ from tests.webhook_receiver import TOKEN, Receiver, free_port, running_receiver
 __all__ = ["cluster", "crd"]  # fixtures used by name
 
 pytestmark = pytest.mark.local_testbed(
-    reason="four migrations and two rollouts at once on one operator (process pods); the kind "
+    reason="five migrations and two rollouts at once on one operator (process pods); the kind "
     "tier keeps its budget"
 )
 
@@ -304,7 +307,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
     testbed: Any, cluster: Cluster, databases: Callable[[], str], tmp_path: Path
 ) -> None:
     began = time.monotonic()
-    names = ("slow", "rolls", "nostats", "scale")
+    names = ("slow", "rolls", "nostats", "scale", "undone")
     urls = {name: databases() for name in names}
     fleet = {name: databases() for name in ("fleet-a", "fleet-b", "canary-w", "canary-q")}
     for name, url in urls.items():
@@ -318,6 +321,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     cluster.secret("hooks", {"url": f"http://127.0.0.1:{free_port()}/hooks/{TOKEN}"})  # down
     cluster.create(deployment("web", 2, {"containers": [{"name": "web", "image": "example/w:1"}]}))
+    cluster.create(deployment("api", 3, {"containers": [{"name": "api", "image": "example/a:1"}]}))
     read = {"slow": urls["slow"], "rolls": urls["rolls"], "canary-w": fleet["canary-w"]}
     workloads = {name: Lookups(url) for name, url in read.items()}
     for workload in workloads.values():
@@ -339,6 +343,10 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             "rolls": _watched("rolls-db", DROP, "Rollback"),
             "nostats": {**_watched("nostats-db", NOTES, "Notify"),
                         "notifications": [{"name": "team", "secretRef": {"name": "hooks"}}]},
+            "undone": _spec("undone-db", rollback={
+                "strategy": "DropCreatedObjects",
+                "scaleDown": [{"kind": "Deployment", "name": "api"}],
+            }),
             "scale": _spec("scale-db", failing, rollback={
                 "strategy": "DropCreatedObjects",
                 "scaleDown": [{"kind": "Deployment", "name": "webapp"}],  # a typo: no such one
@@ -451,6 +459,50 @@ def test_each_later_state_is_left_the_way_the_docs_say(
                                and "Deployment web from 2 to 0" in e["message"])  # fmt: skip
             assert cluster.kube.replicas("Deployment", cluster.ns, "web") == 2
 
+        def undone() -> None:  # RollbackFailed of a MigrationRollback
+            done = cluster.wait_terminal("undone", 120)
+            assert done["phase"] == "Succeeded", done.get("message")
+            with psycopg.connect(urls["undone"], autocommit=True) as conn:  # the app's own view
+                conn.execute("CREATE VIEW recent_notes AS SELECT id FROM notes")
+            cluster.create(
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": "MigrationRollback",
+                    "metadata": {"name": "undo-it"},
+                    "spec": {"migration": "undone"},
+                }
+            )
+            deadline, request = time.monotonic() + 150, dict[str, Any]()
+            ended = ("Succeeded", "Failed", "Refused")
+            while time.monotonic() < deadline and request.get("phase") not in ended:
+                found = cluster.kube.get("MigrationRollback", cluster.ns, "undo-it") or {}
+                request = found.get("status") or {}
+                time.sleep(0.5)
+            assert request.get("phase") == "Failed", request
+            assert _is("Stalled", "True", "RollbackFailed")(request), request
+            failed = cluster.wait_phase("undone", "Failed", timeout=30)
+            assert _is("RolledBack", "False", "RollbackFailed")(failed), failed["conditions"]
+            assert cluster.kube.replicas("Deployment", cluster.ns, "api") == 0  # stays down
+            message = condition(failed, "RolledBack")["message"]
+            assert "Deployment/api (was 3)" in message, message
+            # the remedy: check the database by hand, then scale back to the replicas listed
+            history = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "dbmigrate.cli.main",
+                    "history",
+                    "--database-url",
+                    urls["undone"],
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert history.returncode == 0 and "notes" in history.stdout, history
+            testbed.kubectl("scale", "deployment/api", "--replicas=3", "-n", cluster.ns, check=True)
+            assert cluster.kube.replicas("Deployment", cluster.ns, "api") == 3
+
         def fleet_rollout() -> None:  # FailureBudgetExceeded, RolloutComplete
             stopped = _rollout_wait(cluster, "fleet", lambda s: s.get("phase") == "Stopped",
                                     "Stopped", 150)  # fmt: skip
@@ -489,7 +541,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             assert _is("Ready", "True", "Succeeded")(quiet) and quiet["phase"] == "Succeeded"
 
         join = _in_threads({
-            "slow": slow, "rolls": rolls, "nostats": nostats, "scale": scale,
+            "slow": slow, "rolls": rolls, "nostats": nostats, "scale": scale, "undone": undone,
             "fleet": fleet_rollout, "canary": canary_rollout,
         })  # fmt: skip
         join()
