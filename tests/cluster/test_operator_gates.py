@@ -1,9 +1,11 @@
-"""The gates end to end: manual approval bound to the plan hash (a stale approval is refused), a
-maintenance window that is closed and then opens, and two resources on one database serialised.
+"""The gates end to end: manual approval bound to the plan hash (a stale approval is refused, the
+command of ``status.approval.howToApprove`` approves), a maintenance window that is closed and then
+opens, and two resources on one database serialised.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +38,7 @@ def _quick_spec(**overrides: Any) -> dict[str, Any]:
 
 
 def test_manual_approval_refuses_a_stale_hash_then_runs(
-    cluster: Cluster, operator: OperatorProcess, database_url: str
+    testbed: Any, cluster: Cluster, operator: OperatorProcess, database_url: str
 ) -> None:
     began = time.monotonic()
     ready_database(cluster, database_url, files=migration_files(2))
@@ -63,11 +65,16 @@ def test_manual_approval_refuses_a_stale_hash_then_runs(
     time.sleep(4)  # more than one resync: still nothing runs
     assert [j["metadata"]["name"] for j in cluster.jobs("approve-me")] == ["approve-me-plan-g1"]
 
-    cluster.annotate("approve-me", APPROVE, plan_hash)
+    # WaitingForApproval's remedy: the command the status gives, run as a person pastes it
+    command = shlex.split(waiting["approval"]["howToApprove"])
+    assert command[0] == "kubectl" and plan_hash in waiting["approval"]["howToApprove"], command
+    approved = testbed.kubectl(*command[1:])
+    assert approved.returncode == 0, approved.stdout + approved.stderr
     done = cluster.wait_terminal("approve-me", timeout=120)
     assert done["phase"] == "Succeeded", done.get("message")
     assert done["approval"]["approvedHash"] == plan_hash and done["approval"]["approvedAt"]
     assert history_versions(database_url) == {1: "applied", 2: "applied"}
+
     print(f"manual approval scenario took {time.monotonic() - began:.1f}s")
 
 

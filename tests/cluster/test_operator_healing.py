@@ -2,7 +2,8 @@
 password in the Secret) ends Failed with a retry scheduled and goes on to Succeeded once the
 Secret is fixed, without a spec change; a run that failed for a reason of the migration itself
 (SQL that does not parse) is not retried by itself, and the ``dbmigrate.io/retry`` annotation
-starts a new run of the same generation once the files are fixed.
+starts a new run of the same generation once the files are fixed. A retry asked for while the run
+was under way was echoed and ignored (RetryIgnored); asked again once it ended, it works.
 """
 
 from __future__ import annotations
@@ -110,8 +111,17 @@ def test_the_retry_annotation_reruns_a_failed_run_of_the_same_generation(
     cluster.secret("retry-db", {"uri": pod_url(database_url)})
     cluster.config_map("retry-sql", {**FILES, "003_broken.sql": "CREATE TABLE (;\n"})
     cluster.migration("retry", lean_spec("retry-db", "retry-sql"))
+    # asked while the run is under way (its plan Job exists): echoed, and ignored
+    cluster.wait("retry", lambda s: bool(s.get("jobs")), "the plan Job", timeout=30)
+    cluster.annotate("retry", RETRY_ANNOTATION, "2026-12-07T11:00:00Z")
+    ignored = cluster.wait_event("retry", lambda e: e["reason"] == "RetryIgnored", timeout=30)
+    assert "ignored: a run is under way" in ignored["message"], ignored["message"]
+    assert "retry once it has ended" in ignored["message"]
 
     failed = cluster.wait_terminal("retry", timeout=60)
+    assert failed["lastHandledRetry"] == "2026-12-07T11:00:00Z"
+    plans = [j["metadata"]["name"] for j in cluster.jobs("retry")]
+    assert plans == ["retry-plan-g1"], plans  # the ignored request started no run
     assert failed["phase"] == "Failed", failed.get("message")
     assert failed.get("retry") is None  # the migration's own failure: no automatic retry
     assert history_versions(database_url) == {}

@@ -1,12 +1,15 @@
 """Rollback on demand and pause/resume, end to end on the test bed: a migration paused and
-resumed at a step boundary, then rolled back on demand after it succeeded: the dry run first,
-refused without confirmation when rows were written since the backup, run once confirmed (the
-application scaled down and back), the data proven identical to before the migration, and the
-request kept as the audit record. Refusals name their cause.
+resumed at a step boundary (by the command docs/conditions.md gives), then rolled back on demand
+after it succeeded: a request made while the run was under way is refused, and a new one once it
+ended runs; the dry run first, refused without confirmation when rows were written since the
+backup, run once confirmed (the command of ``status.howToConfirm``; the application scaled down
+and back), the data proven identical to before the migration, and the request kept as the audit
+record. Refusals name their cause. A new generation then applies the migration again.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any
 
@@ -33,8 +36,6 @@ from tests.cluster.operator_harness import (
 )
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
-
-REQUESTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/migrationrollbacks"
 
 
 def _request(cluster: Cluster, name: str, **spec: Any) -> None:
@@ -64,9 +65,17 @@ def _wait_request(cluster: Cluster, name: str, *phases: str, timeout: float = 90
     raise AssertionError(f"request {name} never reached {phases}: {status}")
 
 
-def _paused_and_resumed(cluster: Cluster, name: str) -> None:
+def _kubectl(testbed: Any, command: str) -> None:
+    """A ``kubectl ...`` command line run as a person pastes it (the test bed's kubeconfig)."""
+    argv = shlex.split(command)
+    assert argv[0] == "kubectl", command
+    done = testbed.kubectl(*argv[1:])
+    assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+
+
+def _paused_and_resumed(testbed: Any, cluster: Cluster, name: str) -> None:
     """Pause the run once its first step Job exists: nothing new starts while paused (the running
-    step finishes), then resume it."""
+    step finishes), then resume it as docs/conditions.md says (PauseAnnotation's remedy)."""
     cluster.wait(name, lambda s: bool(s.get("jobs")), "the first step Job", timeout=60)
     cluster.annotate(name, PAUSE_ANNOTATION, "incident-42")
     held = cluster.wait(
@@ -80,7 +89,8 @@ def _paused_and_resumed(cluster: Cluster, name: str) -> None:
     time.sleep(7)  # two resyncs (3 s) and the running step's end
     assert cluster.status(name)["phase"] == held["phase"]
     assert {j["metadata"]["name"] for j in cluster.jobs(name)} == jobs, "a step started paused"
-    cluster.patch(name, {"metadata": {"annotations": {PAUSE_ANNOTATION: None}}})
+    _kubectl(testbed, f"kubectl annotate dbm/{name} {PAUSE_ANNOTATION}- -n {cluster.ns}")
+    assert PAUSE_ANNOTATION not in ((cluster.get(name) or {})["metadata"].get("annotations") or {})
     cluster.wait(
         name,
         lambda s: condition(s, "ReconciliationPaused").get("status") == "False",
@@ -100,7 +110,7 @@ NOTES = "CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, body text);"
     "test_rollback_on_demand_scales_a_real_deployment_down_and_back runs a real one"
 )
 def test_pause_then_rollback_on_demand(
-    cluster: Cluster, operator: OperatorProcess, database_url: str
+    testbed: Any, cluster: Cluster, operator: OperatorProcess, database_url: str
 ) -> None:
     began = time.monotonic()
     seed_analytics(database_url, rows=60)
@@ -118,9 +128,16 @@ def test_pause_then_rollback_on_demand(
         },
     )
     cluster.migration("orders", spec)
-    _paused_and_resumed(cluster, "orders")
+    _paused_and_resumed(testbed, cluster, "orders")
+    # a request while the run is under way: refused, by name (RollbackRefused)
+    _request(cluster, "too-early", migration="orders")
+    early = _wait_request(cluster, "too-early", "Refused", "Planned", "Running", "Failed")
+    assert early["phase"] == "Refused", early
+    assert "has not finished" in early["message"] and "then ask again" in early["message"]
+    assert condition(early, "Stalled")["reason"] == "RollbackRefused"
     done = cluster.wait_terminal("orders", timeout=180)
     assert done["phase"] == "Succeeded", done.get("message")
+    # its remedy: the cause fixed (the run ended), a new request: the ones below run
     assert done["backup"]["walLsn"] and done["backup"]["tableCounters"]
 
     # refusals that need no database: a migration that does not exist
@@ -153,12 +170,7 @@ def test_pause_then_rollback_on_demand(
     time.sleep(4)
     assert cluster.status("orders")["phase"] == "Succeeded"  # nothing ran
 
-    cluster.kube.request(
-        "PATCH",
-        REQUESTS.format(ns=cluster.ns) + "/undo",
-        {"spec": {"confirm": "orders"}},
-        content_type="application/merge-patch+json",
-    )
+    _kubectl(testbed, waiting["howToConfirm"])  # ConfirmationRequired's remedy, as given
     ended = _wait_request(cluster, "undo", "Succeeded", "Failed", "Refused", timeout=120)
     assert ended["phase"] == "Succeeded", ended.get("message")
     rolled = cluster.status("orders")
@@ -191,4 +203,21 @@ def test_pause_then_rollback_on_demand(
     assert len(alias) == 1
     again = _wait_request(cluster, alias[0]["metadata"]["name"], "Refused", timeout=30)
     assert "ended RolledBack" in again["message"]
+
+    # RollbackRequested's remedy: the cause fixed, a new generation applies the migration again
+    quick = {"backup": {"enabled": False}, "verification": {"analyze": False}}
+    cluster.patch("orders", {"spec": quick})
+    generation = (cluster.get("orders") or {})["metadata"]["generation"]
+    redone = cluster.wait(
+        "orders",
+        lambda s: (
+            s.get("observedGeneration") == generation
+            and s.get("phase") in ("Succeeded", "Failed", "RolledBack")
+        ),
+        "the new generation's run to end",
+        timeout=120,
+    )
+    assert redone["phase"] == "Succeeded", redone.get("message")
+    assert condition(redone, "Ready")["status"] == "True"
+    assert history_versions(database_url)[2] == "applied" and "notes" in fingerprint(database_url)
     print(f"pause and rollback on demand took {time.monotonic() - began:.1f}s")

@@ -261,6 +261,29 @@ def test_a_child_is_read_as_the_rollout_counts_it(
     assert child.target == "t00" and child.wave == "canary"
 
 
+@pytest.mark.parametrize(
+    ("verdict", "applied", "over"),
+    [
+        ("NoRegression", True, True),
+        ("Inconclusive", True, True),  # a verdict: it never fails a migration, the wave goes on
+        ("Unavailable", True, True),
+        (None, True, False),  # the watch of a run that applied something is still to come
+        (None, False, True),  # nothing applied (a new template on a migrated target): no watch
+    ],
+)
+def test_the_analysis_of_a_child_is_over_once_its_verdict_is_in_or_it_applied_nothing(
+    verdict: str | None, applied: bool, over: bool
+) -> None:
+    """The analysis gate's remedy is "nothing: it goes on when the verdicts are in": it must not
+    wait for a verdict that is in (Inconclusive, Unavailable) or that never comes."""
+    conditions = [{"type": "PerformanceVerified", "reason": verdict}] if verdict else []
+    obj = _child_object("Succeeded", conditions)
+    if applied:
+        obj["status"]["apply"] = {"versions": [{"version": 1, "status": "applied"}]}
+    child = observe_child(obj)
+    assert child is not None and child.state == "succeeded" and child.verified is over
+
+
 def test_the_child_is_the_template_with_the_targets_database() -> None:
     spec = _spec(targets={"names": ["db-a"], "hostKey": "host", "sslMode": "require"})
     child = build_child("fleet", "apps", UID, "db-a", "canary", spec)

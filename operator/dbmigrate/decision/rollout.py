@@ -21,7 +21,8 @@ One reconcile:
    generation starts over.
 4. Otherwise the current wave starts its pending targets, at most ``maxParallel`` at a time
    (a waiting child holds its slot). Once all its children ended (and, when the template has a
-   performance watch, every succeeded one is ``PerformanceVerified``/``NoRegression``), the
+   performance watch, every succeeded one that applied something has its verdict: NoRegression,
+   or Inconclusive or Unavailable, which never fail a migration; Regressed is a failure), the
    wave's pause runs: a soak of ``duration`` counted from the wave's end, or ``{}``: until the
    ``dbmigrate.io/promote`` annotation carries a token not handled yet. Then the next wave
    starts in the same reconcile. After the last wave the rollout is Completed (Ready=True); a
@@ -70,7 +71,7 @@ from dbmigrate.api.rollout import (
     WaveStatus,
 )
 from dbmigrate.api.status import TERMINAL_PHASES
-from dbmigrate.decision.promotion import NO_REGRESSION, PERFORMANCE_VERIFIED, REGRESSED
+from dbmigrate.decision.promotion import PERFORMANCE_VERIFIED, REGRESSED
 from dbmigrate.decision.waves import Target, assign
 
 ChildState = Literal["running", "waiting", "succeeded", "failed"]
@@ -92,7 +93,7 @@ class Child:
     reason: str = ""
     message: str = ""
     rollback_token: str | None = None
-    verified: bool = False  # its PerformanceVerified condition says NoRegression
+    verified: bool = False  # its performance verdict is in (not Regressed), or none will come
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,7 +193,10 @@ def observe_child(item: Mapping[str, Any]) -> Child | None:
                 state="failed", reason=REGRESSED, message=str(verdict.get("message") or ""),
                 **common,
             )  # fmt: skip
-        return Child(state="succeeded", verified=verdict.get("reason") == NO_REGRESSION, **common)
+        # the analysis is over once a verdict is in (Inconclusive or Unavailable never fail a
+        # migration), or when the run applied nothing: then no watch runs and none will come
+        over = bool(verdict.get("reason")) or not status.get("apply")
+        return Child(state="succeeded", verified=over, **common)
     if phase in TERMINAL_PHASES:
         message = str(stalled.get("message") or status.get("message") or "")
         return Child(state="failed", reason=str(stalled.get("reason") or phase), message=message,
