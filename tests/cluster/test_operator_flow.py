@@ -56,8 +56,12 @@ def test_sample_migrates_001_to_005(
             assert found["status"] == "True" and found["reason"] == reason
         else:
             assert found["status"] == "False"
-    for type_ in ("BackedUp", "Migrated", "Verified"):
-        assert condition(status, type_)["status"] == "True", type_
+    steps = (("BackedUp", "BackupVerified"), ("Migrated", "Applied"), ("Verified", "Verified"))
+    for type_, reason in steps:  # docs/conditions.md, "A step went well": nothing to do
+        assert (condition(status, type_)["status"], condition(status, type_)["reason"]) == (
+            "True",
+            reason,
+        ), type_
 
     # Evidence written by each step under its own key.
     assert status["backup"]["verified"] is True and status["backup"]["sizeBytes"] > 0

@@ -241,6 +241,8 @@ def test_each_end_state_says_why_and_its_remedy_works(
 
     for name in specs:
         _succeeded(cluster, name)
+    backed_up = condition(cluster.status("cm"), "BackedUp")  # backup.enabled: false, as meant
+    assert (backed_up["status"], backed_up["reason"]) == ("False", "BackupDisabled")
     for name in ("login", "probe", "pvc", "cm", "key", "lint"):
         assert history_versions(urls[name]) == {1: "applied", 2: "applied"}, name
     print(f"every remedy worked after {time.monotonic() - began:.1f}s")
