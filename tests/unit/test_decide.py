@@ -755,6 +755,20 @@ CASES = [
         "stay scaled down",
     ),
     Case(
+        "failed rollback gives the command that scales each workload back",
+        obs(
+            "RollingBack",
+            jobs={"rollback": "Failed"},
+            spec=SCALE,
+            failed_step="apply",
+            scaled_workloads=[ScaledWorkload(kind="Deployment", name="web", replicas=3)],
+        ),
+        "Failed",
+        None,
+        {"Stalled": ("True", "RollbackFailed")},
+        "deployment/web --replicas=3",
+    ),
+    Case(
         "unverified rollback is a failed rollback",
         obs(
             "RollingBack",
