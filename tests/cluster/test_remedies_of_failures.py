@@ -33,11 +33,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
+from dbmigrate import API_GROUP, PLURAL
 from dbmigrate.api.labels import RETRY_ANNOTATION
 from dbmigrate.controller.kube import path_of
-from dbmigrate.specs.naming import status_role_name
+from dbmigrate.specs.naming import status_role_name, step_service_account_name
 from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
     Cluster,
@@ -52,6 +54,7 @@ from tests.cluster.operator_harness import (
     pod_url,
     sample_spec,
 )
+from tools import chart_tools as chart
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
 
@@ -237,6 +240,28 @@ def _patch(cluster: Cluster, kind: str, name: str, body: dict[str, Any], merge: 
     cluster.kube.request("PATCH", path_of(kind, cluster.ns, name), body, content_type=content)
 
 
+def _may_patch_status(cluster: Cluster, account: str, resource: str) -> bool:
+    """Whether the API server's RBAC lets ``account`` patch ``resource``'s status now."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{cluster.ns}:{account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{cluster.ns}"],
+            "resourceAttributes": {
+                "namespace": cluster.ns,
+                "verb": "patch",
+                "group": API_GROUP,
+                "resource": PLURAL,
+                "subresource": "status",
+                "name": resource,
+            },
+        },
+    }
+    path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    return bool(cluster.kube.request("POST", path, review)["status"].get("allowed"))
+
+
 def step_not_reported(cluster: Cluster, url: str) -> None:
     """The apply runs (slowly) while its service account loses the right to patch the status:
     the run ends Failed with StepNotReported; the rule given back and a retry finish it without
@@ -251,7 +276,13 @@ def step_not_reported(cluster: Cluster, url: str) -> None:
         status_rules = [r for r in saved["rules"] if r["resources"][0].endswith("/status")]
         assert status_rules, saved["rules"]
         others = [r for r in saved["rules"] if r not in status_rules]
+        account = step_service_account_name("quiet")
+        assert _may_patch_status(cluster, account, "quiet")
         _patch(cluster, "Role", role, {"rules": others}, merge=True)
+        deadline = time.monotonic() + 30  # the authorizer's cache follows within moments
+        while _may_patch_status(cluster, account, "quiet"):
+            assert time.monotonic() < deadline, "the Role's change never took effect"
+            time.sleep(0.2)
         opened()
     failed = _ended(cluster, "quiet", "StepNotReported", timeout=120)
     assert failed["phase"] == "Failed" and failed.get("failedStep") == "apply", failed
@@ -263,6 +294,10 @@ def step_not_reported(cluster: Cluster, url: str) -> None:
 
     # remedy: give the service account its rule back, then retry; nothing is applied twice
     _patch(cluster, "Role", role, {"rules": saved["rules"]}, merge=True)
+    deadline = time.monotonic() + 30
+    while not _may_patch_status(cluster, account, "quiet"):
+        assert time.monotonic() < deadline, "the Role given back never took effect"
+        time.sleep(0.2)
     _retry(cluster, "quiet", "after-rbac-fixed")
     done = _succeeded(cluster, "quiet")
     assert "nothing to apply" in done["message"], done["message"]
@@ -438,6 +473,76 @@ def apply_failed(cluster: Cluster, url: str) -> None:
     assert history_versions(url) == {1: "applied", 2: "applied", 3: "applied"}
 
 
+def _token_kubeconfig(
+    cluster: Cluster, admin: Path, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig that logs in as the ServiceAccount (a TokenRequest token)."""
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    issued = cluster.kube.request(
+        "POST", path_of("ServiceAccount", namespace, account, "token"), request
+    )
+    config = yaml.safe_load(admin.read_text())
+    user = {"name": "operator", "user": {"token": issued["status"]["token"]}}
+    context = {"cluster": config["clusters"][0]["name"], "user": "operator"}
+    config["users"] = [user]
+    config["contexts"] = [{"name": "operator", "context": context}]
+    config["current-context"] = "operator"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def api_error(cluster: Cluster, url: str, admin_kubeconfig: Path, folder: Path) -> None:
+    """ApiError: a second operator, in a namespace of its own, runs as the chart's
+    ServiceAccount with the chart's Role but for the right to create Jobs: the run stalls with
+    the API server's Forbidden; the chart's Role given back (check its RBAC), it goes on by
+    itself."""
+    namespace = f"{cluster.ns}-rbac"
+    kube = cluster.kube
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    operator = None
+    try:
+        values = {"fullnameOverride": "dbmigrate-operator", "replicaCount": 0}
+        values["watchNamespaces"] = [namespace]
+        docs = chart.helm_template(values, "--namespace", namespace)
+        (role,) = chart.find(docs, "Role", "dbmigrate-operator")
+        (binding,) = chart.find(docs, "RoleBinding", "dbmigrate-operator")
+        (account,) = chart.find(docs, "ServiceAccount", "dbmigrate-operator")
+        jobs = next(r for r in role["rules"] if r["resources"] == ["jobs"])
+        assert "create" in jobs["verbs"], role["rules"]
+        rules = [
+            {**r, "verbs": [v for v in r["verbs"] if v != "create"]} if r is jobs else r
+            for r in role["rules"]
+        ]
+        for doc in (account, {**role, "rules": rules}, binding):
+            kube.create(doc)
+        folder.mkdir()
+        config = _token_kubeconfig(
+            cluster, admin_kubeconfig, namespace, "dbmigrate-operator", folder / "kubeconfig"
+        )
+        operator = OperatorProcess(config, [namespace], folder / "operator.log")
+        operator.start()
+        other = Cluster(kube, namespace)
+        other.secret("denied-db", {"uri": pod_url(url)})
+        other.migration("denied", _spec("denied-db", NOTES))
+        stalled = other.wait("denied", _stalled("ApiError"), "ApiError", 90)
+        message = stalled["message"]
+        assert "the operator's API call failed" in message, message
+        assert "forbidden" in message.lower() and "jobs" in message, message
+        assert condition(stalled, "Ready")["message"] == message
+        assert condition(stalled, "Reconciling")["status"] == "False", stalled
+        assert other.jobs("denied") == []
+        # remedy: the operator's log says the same; its RBAC is the chart's again
+        assert "forbidden" in operator.log().lower(), operator.log()[-3000:]
+        _patch(other, "Role", "dbmigrate-operator", {"rules": role["rules"]}, merge=True)
+        _succeeded(other, "denied")
+        assert history_versions(url) == {1: "applied", 2: "applied"}
+    finally:
+        if operator is not None:
+            operator.stop()
+        kube.request("DELETE", path_of("Namespace", None, namespace))
+
+
 def test_each_failure_says_why_and_its_documented_remedy_works(
     cluster: Cluster,
     operator: OperatorProcess,
@@ -445,9 +550,12 @@ def test_each_failure_says_why_and_its_documented_remedy_works(
     databases: Callable[[], str],
     pg_admin_url: str,
     tmp_path: Path,
+    testbed: Any,
 ) -> None:
     began = time.monotonic()
-    urls = {name: databases() for name in ("late", "probe", "pre", "backup", "apply", "q", "rb")}
+    urls = {
+        name: databases() for name in ("late", "probe", "pre", "backup", "apply", "q", "rb", "api")
+    }
     scenarios = {
         "SecretNotFound": lambda: secret_not_found(cluster, urls["late"]),
         "InvalidSpec": lambda: invalid_spec(cluster, urls["probe"]),
@@ -456,6 +564,9 @@ def test_each_failure_says_why_and_its_documented_remedy_works(
         "ApplyFailed": lambda: apply_failed(cluster, urls["apply"]),
         "StepNotReported": lambda: step_not_reported(cluster, urls["q"]),
         "RollbackFailed": lambda: rollback_failed(cluster, urls["rb"]),
+        "ApiError": lambda: api_error(
+            cluster, urls["api"], Path(testbed.kubeconfig), tmp_path / "rbac"
+        ),
     }
     joins = {reason: _in_thread(reason, scenario) for reason, scenario in scenarios.items()}
     for reason, join in joins.items():
