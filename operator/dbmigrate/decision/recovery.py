@@ -137,7 +137,11 @@ def _cannot_roll_back(ctx: Ctx) -> Outcome | None:
     else:
         return None
     reason, cause = cause_of_failure(ctx)
-    message = f"cannot roll back after {reason} ({cause}): {why}. Check the database by hand"
+    message = (
+        f"cannot roll back after {reason} ({cause}): {why}. Check the database: dbmigrate "
+        f"history lists each version's state.{_scaled_down(ctx)} Then fix the migration and "
+        "apply a new generation"
+    )
     condition = StepCondition(
         type=ROLLED_BACK, status="False", reason=Reason.ROLLBACK_IMPOSSIBLE, message=message
     )
