@@ -13,9 +13,14 @@ version applied once.
 - StepNotReported: the step service account loses the right to patch the status while the apply
   runs; the rule is given back, then the retry annotation: the new run finds every version applied
   and applies nothing twice.
-- RollbackFailed: a session holds a lock on the table the rollback must drop; `dbmigrate history`
-  shows the database's state, the session is ended, the workloads are scaled back to the
-  replicas the message lists, and a new generation with the fixed file succeeds.
+- RollbackFailed: a session holds a lock on an index the rollback must drop; `dbmigrate history`
+  shows the database's state, the session is ended, the workloads are scaled back with the
+  command the message gives, and a new generation with the fixed file succeeds.
+- InvalidResource: the CRD is one field newer than the operator's model (a version skew: the
+  model and the CRD are generated from one source, so nothing else the API server admits is
+  refused); the field taken out of the spec, it succeeds.
+- ApiError: a second operator runs as the chart's ServiceAccount with the chart's Role less the
+  right to create Jobs; the Role given back, the run goes on by itself.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ import pytest
 import yaml
 from psycopg import sql
 
-from dbmigrate import API_GROUP, PLURAL
+from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.labels import RETRY_ANNOTATION
-from dbmigrate.controller.kube import path_of
+from dbmigrate.api.spec import DatabaseMigrationSpec
+from dbmigrate.controller.kube import ApiError, path_of
 from dbmigrate.specs.naming import status_role_name, step_service_account_name
 from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
@@ -543,6 +549,59 @@ def api_error(cluster: Cluster, url: str, admin_kubeconfig: Path, folder: Path) 
         kube.request("DELETE", path_of("Namespace", None, namespace))
 
 
+CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{API_GROUP}"
+SPEC_PROPERTIES = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties"
+FUTURE_FIELD = "rolloutHints"  # a field a newer CRD might have; this operator's model has none
+
+
+@contextlib.contextmanager
+def newer_crd(cluster: Cluster) -> Iterator[None]:
+    """The DatabaseMigration CRD with one more spec field than the operator knows (a CRD newer
+    than the operator), served before the block and taken out again after it."""
+    assert FUTURE_FIELD not in DatabaseMigrationSpec.model_json_schema(by_alias=True)["properties"]
+    json_patch = "application/json-patch+json"
+    add = [{"op": "add", "path": f"{SPEC_PROPERTIES}/{FUTURE_FIELD}", "value": {"type": "string"}}]
+    cluster.kube.request("PATCH", CRD_PATH, add, content_type=json_patch)
+    try:
+        probe = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "DatabaseMigration",
+            "metadata": {"name": "served", "namespace": cluster.ns},
+            "spec": {**_spec("none", NOTES), FUTURE_FIELD: "x"},
+        }
+        path = path_of("DatabaseMigration", cluster.ns)
+        deadline = time.monotonic() + 60
+        while True:  # the API server serves the new schema once a dry run keeps the field
+            try:
+                kept = cluster.kube.request("POST", path, probe, query={"dryRun": "All"})
+                if FUTURE_FIELD in kept["spec"]:
+                    break
+            except ApiError as exc:
+                assert exc.status == 429, exc  # storage (re)initializing
+            assert time.monotonic() < deadline, "the newer CRD was never served"
+            time.sleep(0.5)
+        yield
+    finally:
+        remove = [{"op": "remove", "path": f"{SPEC_PROPERTIES}/{FUTURE_FIELD}"}]
+        cluster.kube.request("PATCH", CRD_PATH, remove, content_type=json_patch)
+
+
+def invalid_resource(cluster: Cluster, url: str) -> None:
+    """InvalidResource: a resource using a field of the newer CRD that the operator's model
+    refuses; the field taken out of the spec, as the message says, it succeeds."""
+    cluster.secret("skew-db", {"uri": pod_url(url)})
+    cluster.migration("skew", {**_spec("skew-db", NOTES), FUTURE_FIELD: "wave-1"})
+    stalled = cluster.wait("skew", _stalled("InvalidResource"), "InvalidResource", 60)
+    message = stalled["message"]
+    assert "does not match the operator's API model" in message, message
+    assert FUTURE_FIELD in message and "fix the spec" in message, message
+    assert condition(stalled, "Ready")["message"] == message
+    assert cluster.jobs("skew") == []
+    cluster.patch("skew", {"spec": {FUTURE_FIELD: None}})  # fix the spec as the message says
+    _succeeded(cluster, "skew")
+    assert history_versions(url) == {1: "applied", 2: "applied"}
+
+
 def test_each_failure_says_why_and_its_documented_remedy_works(
     cluster: Cluster,
     operator: OperatorProcess,
@@ -554,7 +613,8 @@ def test_each_failure_says_why_and_its_documented_remedy_works(
 ) -> None:
     began = time.monotonic()
     urls = {
-        name: databases() for name in ("late", "probe", "pre", "backup", "apply", "q", "rb", "api")
+        name: databases()
+        for name in ("late", "probe", "pre", "backup", "apply", "q", "rb", "api", "skew")
     }
     scenarios = {
         "SecretNotFound": lambda: secret_not_found(cluster, urls["late"]),
@@ -564,11 +624,14 @@ def test_each_failure_says_why_and_its_documented_remedy_works(
         "ApplyFailed": lambda: apply_failed(cluster, urls["apply"]),
         "StepNotReported": lambda: step_not_reported(cluster, urls["q"]),
         "RollbackFailed": lambda: rollback_failed(cluster, urls["rb"]),
+        "InvalidResource": lambda: invalid_resource(cluster, urls["skew"]),
         "ApiError": lambda: api_error(
             cluster, urls["api"], Path(testbed.kubeconfig), tmp_path / "rbac"
         ),
     }
-    joins = {reason: _in_thread(reason, scenario) for reason, scenario in scenarios.items()}
-    for reason, join in joins.items():
-        join()
-        print(f"{reason}: said why, and its remedy worked, after {time.monotonic() - began:.1f}s")
+    with newer_crd(cluster):
+        joins = {reason: _in_thread(reason, scenario) for reason, scenario in scenarios.items()}
+        for reason, join in joins.items():
+            join()
+            took = time.monotonic() - began
+            print(f"{reason}: said why, and its remedy worked, after {took:.1f}s")
