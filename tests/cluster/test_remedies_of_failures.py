@@ -19,6 +19,9 @@ version applied once.
 - InvalidResource: the CRD is one field newer than the operator's model (a version skew: the
   model and the CRD are generated from one source, so nothing else the API server admits is
   refused); the field taken out of the spec, it succeeds.
+- RollbackImpossible: while the rollback waits for the application to stop, the run's kept spec
+  is deleted and the spec switched to no rollback (the only way a run sees its spec change); the
+  history read, the workload scaled back as the message says, the fixed generation succeeds.
 - ApiError: a second operator runs as the chart's ServiceAccount with the chart's Role less the
   right to create Jobs; the Role given back, the run goes on by itself.
 """
@@ -45,7 +48,11 @@ from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.labels import RETRY_ANNOTATION
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.controller.kube import ApiError, path_of
-from dbmigrate.specs.naming import status_role_name, step_service_account_name
+from dbmigrate.specs.naming import (
+    run_spec_config_map_name,
+    status_role_name,
+    step_service_account_name,
+)
 from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
     Cluster,
@@ -359,13 +366,7 @@ def rollback_failed(cluster: Cluster, url: str) -> None:
         holder.close()  # ... the session that held the table ends ...
     # ... the workloads go back to the replicas the message lists ...
     replicas = int(re.search(r"Deployment/stuckweb \(was (\d+)\)", message).group(1))  # type: ignore[union-attr]
-    body = {"spec": {"replicas": replicas}}
-    cluster.kube.request(
-        "PATCH",
-        path_of("Deployment", cluster.ns, "stuckweb") + "/scale",
-        body,
-        content_type="application/merge-patch+json",
-    )
+    _patch_scale(cluster, "stuckweb", replicas)
     assert cluster.kube.replicas("Deployment", cluster.ns, "stuckweb") == 2
     # ... and the fixed migration is a new generation
     cluster.patch("stuck", {"spec": {"source": {"inline": _inline(UNSTUCK)}}})
@@ -549,6 +550,78 @@ def api_error(cluster: Cluster, url: str, admin_kubeconfig: Path, folder: Path) 
         kube.request("DELETE", path_of("Namespace", None, namespace))
 
 
+def rollback_impossible(cluster: Cluster, url: str) -> None:
+    """RollbackImpossible: while the rollback waits for the application to stop, the run's kept
+    spec is deleted and the spec asks for no rollback (with the fixed file): the run ends Failed
+    saying so, with the commands that scale the workload back; done, the fixed generation
+    (queued meanwhile) succeeds."""
+    cluster.secret("imp-db", {"uri": pod_url(url)})
+    web = {"containers": [{"name": "web", "image": app_image(), "command": ["sleep", "3600"]}]}
+    cluster.create(deployment("impweb", 2, web))
+    # a pod of the workload that no controller stops: the rollback waits for it
+    labels = {"app": "impweb"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "impweb-0", "labels": labels}}
+    cluster.create({**pod, "spec": {**web, "restartPolicy": "Never"}})
+    rollback = {
+        "strategy": "DropCreatedObjects",
+        "scaleDown": [{"kind": "Deployment", "name": "impweb"}],
+    }
+    cluster.migration("imp", _spec("imp-db", {**NOTES, **MISSING_COLUMN}, rollback=rollback))
+    waiting = cluster.wait(
+        "imp",
+        lambda s: "waiting for the application to stop" in (s.get("message") or ""),
+        "the rollback to wait for the application",
+        120,
+    )
+    assert waiting["phase"] == "RollingBack", waiting
+    kept = run_spec_config_map_name("imp")
+    cluster.kube.request("DELETE", path_of("ConfigMap", cluster.ns, kept))
+    fixed = _inline({**NOTES, **FIXED_COLUMN})
+    cluster.patch("imp", {"spec": {"source": {"inline": fixed}, "rollback": {"strategy": "None"}}})
+    # a reconcile has seen generation 2 (a reconcile begun before may still use the kept spec)
+    seen = cluster.wait(
+        "imp",
+        lambda s: "generation 2 is queued" in (s.get("message") or ""),
+        "the operator to see generation 2",
+        60,
+    )
+    assert "waiting for the application to stop" in seen["message"], seen["message"]
+    cluster.kube.request(
+        "DELETE", path_of("Pod", cluster.ns, "impweb-0"), {"gracePeriodSeconds": 0}
+    )
+    event = cluster.wait_event("imp", lambda e: "cannot roll back" in e["message"], 90)
+    message = event["message"]
+    assert event["type"] == "Warning" and "ApplyFailed" in message, message
+    assert "rollback.strategy was changed to None" in message, message
+    assert "dbmigrate history" in message, message
+    scale = f"kubectl scale -n {cluster.ns} deployment/impweb --replicas=2"
+    assert scale in message, message
+    assert cluster.kube.replicas("Deployment", cluster.ns, "impweb") == 0
+    # remedy: the history says what the failed apply left ...
+    shown = subprocess.run(
+        [sys.executable, "-m", "dbmigrate.cli.main", "history", "--database-url", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert re.search(r"\b3\b.*failed", shown), shown
+    # ... the workload goes back as the message says, and the fixed generation succeeds
+    _patch_scale(cluster, "impweb", 2)
+    _succeeded(cluster, "imp", timeout=150)
+    assert history_versions(url) == {1: "applied", 2: "applied", 3: "applied"}
+    assert cluster.kube.replicas("Deployment", cluster.ns, "impweb") == 2
+
+
+def _patch_scale(cluster: Cluster, deployment_name: str, replicas: int) -> None:
+    """kubectl scale deployment/NAME --replicas=N, through the scale subresource."""
+    cluster.kube.request(
+        "PATCH",
+        path_of("Deployment", cluster.ns, deployment_name, "scale"),
+        {"spec": {"replicas": replicas}},
+        content_type="application/merge-patch+json",
+    )
+
+
 CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{API_GROUP}"
 SPEC_PROPERTIES = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties"
 FUTURE_FIELD = "rolloutHints"  # a field a newer CRD might have; this operator's model has none
@@ -614,7 +687,7 @@ def test_each_failure_says_why_and_its_documented_remedy_works(
     began = time.monotonic()
     urls = {
         name: databases()
-        for name in ("late", "probe", "pre", "backup", "apply", "q", "rb", "api", "skew")
+        for name in ("late", "probe", "pre", "backup", "apply", "q", "rb", "api", "skew", "imp")
     }
     scenarios = {
         "SecretNotFound": lambda: secret_not_found(cluster, urls["late"]),
@@ -625,6 +698,7 @@ def test_each_failure_says_why_and_its_documented_remedy_works(
         "StepNotReported": lambda: step_not_reported(cluster, urls["q"]),
         "RollbackFailed": lambda: rollback_failed(cluster, urls["rb"]),
         "InvalidResource": lambda: invalid_resource(cluster, urls["skew"]),
+        "RollbackImpossible": lambda: rollback_impossible(cluster, urls["imp"]),
         "ApiError": lambda: api_error(
             cluster, urls["api"], Path(testbed.kubeconfig), tmp_path / "rbac"
         ),
