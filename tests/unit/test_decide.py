@@ -755,6 +755,20 @@ CASES = [
         "stay scaled down",
     ),
     Case(
+        "failed rollback gives the command that scales each workload back",
+        obs(
+            "RollingBack",
+            jobs={"rollback": "Failed"},
+            spec=SCALE,
+            failed_step="apply",
+            scaled_workloads=[ScaledWorkload(kind="Deployment", name="web", replicas=3)],
+        ),
+        "Failed",
+        None,
+        {"Stalled": ("True", "RollbackFailed")},
+        "deployment/web --replicas=3",
+    ),
+    Case(
         "unverified rollback is a failed rollback",
         obs(
             "RollingBack",
@@ -1069,6 +1083,21 @@ def test_a_rollback_that_cannot_be_built_fails_closed(
     assert decision.create_job is None and decision.status.phase == "Failed"
     stalled = find_condition(decision.status.conditions, "Stalled")
     assert stalled is not None and stalled.reason == "RollbackImpossible"
+
+
+def test_a_rollback_that_cannot_be_built_says_how_to_bring_the_workloads_back() -> None:
+    observed = obs(
+        "RollingBack",
+        spec={**SCALE, "rollback": {**SCALE["rollback"], "strategy": "None"}},
+        reports=PLANNED | {"apply"},
+        failed_step="apply",
+        scaled_workloads=[ScaledWorkload(kind="Deployment", name="web", replicas=3)],
+    )
+    decision = decide(observed)
+    stalled = find_condition(decision.status.conditions, "Stalled")
+    assert stalled is not None and stalled.reason == "RollbackImpossible"
+    assert "dbmigrate history" in stalled.message
+    assert "deployment/web --replicas=3" in stalled.message
 
 
 def test_restore_backup_rollback_is_requested_for_a_failed_verify() -> None:

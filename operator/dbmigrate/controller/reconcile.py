@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import kopf
 from pydantic import ValidationError
@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
 from dbmigrate.api.spec import DatabaseMigrationSpec
-from dbmigrate.api.status import TERMINAL_PHASES, DatabaseMigrationStatus
+from dbmigrate.api.status import TERMINAL_PHASES, ConditionReason, DatabaseMigrationStatus, Phase
 from dbmigrate.api.stepnames import STEPS
 from dbmigrate.controller import metrics
 from dbmigrate.controller.actuator import DecisionApplier
@@ -424,7 +424,8 @@ class Reconciler:
     # --- stalling ----------------------------------------------------------------------------
 
     def _stall(self, namespace: str, name: str, reason: Reason, message: str) -> None:
-        """Write Stalled=True (and Ready=False) when decide() cannot even be asked."""
+        """Write Stalled=True, Ready=False (the cause) and Reconciling=False (the phase), and the
+        message, when decide() cannot even be asked."""
         resource = self.kube.get("DatabaseMigration", namespace, name)
         if resource is None:
             return
@@ -447,9 +448,15 @@ class Reconciler:
         updated = cond.set_condition(
             updated, cond.READY, "False", reason, message, now=now, generation=generation
         )
+        phase = (resource.get("status") or {}).get("phase")
+        phases: tuple[Phase, ...] = get_args(Phase)
+        working: ConditionReason = next((p for p in phases if p == phase), reason)
+        updated = cond.set_condition(
+            updated, cond.RECONCILING, "False", working, "", now=now, generation=generation
+        )
         wire = [c.to_wire() for c in updated]
-        try:
-            self.kube.patch_status(namespace, name, {"conditions": wire})
+        try:  # the message too: the one of the last decision may name a Job that never came
+            self.kube.patch_status(namespace, name, {"conditions": wire, "message": message})
         except ApiError as exc:
             log.error("could not mark %s/%s Stalled (%s): %s", namespace, name, reason, exc)
             return

@@ -137,7 +137,11 @@ def _cannot_roll_back(ctx: Ctx) -> Outcome | None:
     else:
         return None
     reason, cause = cause_of_failure(ctx)
-    message = f"cannot roll back after {reason} ({cause}): {why}. Check the database by hand"
+    message = (
+        f"cannot roll back after {reason} ({cause}): {why}. Check the database: dbmigrate "
+        f"history lists each version's state.{_scaled_down(ctx)} Then fix the migration and "
+        "apply a new generation"
+    )
     condition = StepCondition(
         type=ROLLED_BACK, status="False", reason=Reason.ROLLBACK_IMPOSSIBLE, message=message
     )
@@ -174,18 +178,34 @@ def _rollback_failed(ctx: Ctx, job: JobObservation) -> Outcome:
     record = ctx.base.rollback
     detail = record.message if record is not None else step_words(job) or job.message
     detail = detail or "no details reported"
-    down = [f"{w.kind}/{w.name} (was {w.replicas})" for w in ctx.base.scaled_workloads]
-    left = (
-        f" The workloads stay scaled down until the database is checked: {', '.join(down)}"
-        if down
-        else ""
-    )
+    backup = ctx.base.backup
+    kept = f"; the backup {backup.path} is kept" if backup is not None else ""
     reason, cause = cause_of_failure(ctx)
     message = (
         f"the rollback Job {job.name} did not restore a verified state after {reason} "
-        f"({cause}): {detail}. Check the database by hand; the backup is kept.{left}"
+        f"({cause}): {detail}. Check the database: dbmigrate history lists each version's "
+        f"state; remove what stopped the rollback{kept}.{_scaled_down(ctx)} Then fix the "
+        "migration and apply a new generation"
     )
     condition = StepCondition(
         type=ROLLED_BACK, status="False", reason=Reason.ROLLBACK_FAILED, message=message
     )
     return failed(ctx, STEP_ROLLBACK, Reason.ROLLBACK_FAILED, message, conditions=(condition,))
+
+
+def _scaled_down(ctx: Ctx) -> str:
+    """The workloads a failed rollback leaves scaled down, with the commands that bring each
+    back to its recorded replicas."""
+    workloads = ctx.base.scaled_workloads
+    if not workloads:
+        return ""
+    down = ", ".join(f"{w.kind}/{w.name} (was {w.replicas})" for w in workloads)
+    namespace = ctx.observed.namespace
+    commands = "; ".join(
+        f"kubectl scale -n {namespace} {w.kind.lower()}/{w.name} --replicas={w.replicas}"
+        for w in workloads
+    )
+    return (
+        f" The workloads stay scaled down until the database is checked: {down}; then scale "
+        f"them back: {commands}."
+    )
