@@ -1,7 +1,8 @@
 """A fleet rollout end to end: one migration, many target databases (one PostgreSQL server, one
 database and Secret each), in three waves with a soak between the first two and a failure
-budget; one target made to fail stops the rollout with that target named, and the third wave
-never starts. Beside it, a small rollout completes, and a Secret added later gets the migration.
+budget; one target made to fail stops the rollout with that target named, the third wave never
+starts, and (``rollbackOnFailure``) the failing wave's targets that succeeded are rolled back.
+Beside it, a small rollout completes, and a Secret added later gets the migration.
 
 The number of targets is ``DBMIGRATE_TEST_ROLLOUT_TARGETS`` (default 50). The failing target is in
 the second wave's first batch, so only about six targets run their three step Jobs (processes of
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,6 +103,28 @@ def _edited_elsewhere(url: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _ready_reasons(cluster: Cluster, name: str) -> Iterator[set[str]]:
+    """The reasons of the rollout's Ready condition seen while the block runs (a soak of a few
+    seconds included: polled every 0.2 s)."""
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.2):
+            reason = condition(_status(cluster, name), "Ready").get("reason")
+            if reason:
+                seen.add(reason)
+
+    thread = threading.Thread(target=poll, name=f"reasons-{name}", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def _stamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -138,8 +163,10 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
                     {"name": "rest", "maxParallel": 8},
                 ],
                 "failureBudget": {"maxFailures": 0},
+                "rollbackOnFailure": True,
             },
         )  # fmt: skip
+        fleet_reasons = stack.enter_context(_ready_reasons(cluster, "fleet"))
         _rollout(
             cluster,
             "tenants",
@@ -193,6 +220,23 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
         for name, url in zip(names[:2], urls[:2], strict=True):
             assert history_versions(url) == {1: "applied"}, name
         assert history_versions(urls[-1]) == {}  # a third-wave target was never touched
+        # the way there went on by itself: the canary's wave progressed, then soaked
+        assert {"WaveProgressing", "Soaking"} <= fleet_reasons, fleet_reasons
+
+        # rollbackOnFailure: the failing wave's succeeded targets roll back (WaveRollbackRequested;
+        # its remedy, "follow each child's rollback", is each child ending RolledBack)
+        cluster.wait_event("fleet", lambda e: e["reason"] == "WaveRollbackRequested", 30)
+        undone = [c["metadata"]["name"] for c in by_wave["early"]]
+        undone.remove(f"fleet-{failing}")
+        assert undone, by_wave["early"]
+        for child in undone:
+            back = cluster.wait(child, lambda s: s.get("phase") == "RolledBack", "RolledBack", 120)
+            assert condition(back, "Stalled")["reason"] == "RollbackRequested", child
+            assert history_versions(urls[names.index(child.removeprefix("fleet-"))]) == {
+                1: "rolled_back"
+            }, child
+        for name, url in zip(names[:2], urls[:2], strict=True):  # the canary's stay applied
+            assert history_versions(url) == {1: "applied"}, name
     print(
         f"rollout scenario: {TARGETS} targets, prepared in {prepared - began:.1f}s, stopped "
         f"{ended - prepared:.1f}s after the rollout was created"

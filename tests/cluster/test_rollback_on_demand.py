@@ -173,6 +173,10 @@ def test_pause_then_rollback_on_demand(
     _kubectl(testbed, waiting["howToConfirm"])  # ConfirmationRequired's remedy, as given
     ended = _wait_request(cluster, "undo", "Succeeded", "Failed", "Refused", timeout=120)
     assert ended["phase"] == "Succeeded", ended.get("message")
+    assert condition(ended, "Ready")["reason"] == "RollbackSucceeded"
+    # the request's way there, each step an Event (RollbackPlanning, RollbackRunning: wait)
+    told = {"RollbackPlanning", "ConfirmationRequired", "RollbackRunning", "RollbackSucceeded"}
+    cluster.wait_event_reasons("undo", told)
     rolled = cluster.status("orders")
     assert rolled["phase"] == "RolledBack" and rolled["rollbackRequest"] == "undo"
     assert condition(rolled, "Stalled")["reason"] == "RollbackRequested"
