@@ -35,7 +35,7 @@ import kopf
 from pydantic import ValidationError
 
 from dbmigrate.api.conditions import EventReason
-from dbmigrate.api.labels import ROLLBACK_ANNOTATION
+from dbmigrate.api.labels import LABEL_DATABASE, ROLLBACK_ANNOTATION
 from dbmigrate.api.rollout import (
     ROLLOUT_KIND,
     DatabaseMigrationRolloutSpec,
@@ -225,11 +225,17 @@ class RolloutReconciler:
         self.events.emit(resource, "Warning", EventReason.NOTIFICATION_FAILED, message)
 
     def _bring_to_template(self, child: Obj) -> None:
-        """Replace an existing child's spec, labels and annotations with the current ones."""
+        """Replace an existing child's spec with the current one, set its labels and annotations
+        (its database label stays: the operator keeps it in step with the child's status)."""
         meta = child["metadata"]
+        labels = [
+            {"op": "add", "path": f"/metadata/labels/{key.replace('/', '~1')}", "value": value}
+            for key, value in meta["labels"].items()
+            if key != LABEL_DATABASE  # the operator's: it follows the child's status, never reset
+        ]
         ops = [
             {"op": "replace", "path": "/spec", "value": child["spec"]},
-            {"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
+            *labels,
             {"op": "add", "path": "/metadata/annotations", "value": {
                 **self._annotations(meta["namespace"], meta["name"]), **meta["annotations"]
             }},

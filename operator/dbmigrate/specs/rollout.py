@@ -18,6 +18,8 @@ from typing import Any
 from dbmigrate import API_GROUP, API_VERSION, KIND
 from dbmigrate.api.labels import (
     APP_NAME,
+    DATABASE_UNPLANNED,
+    LABEL_DATABASE,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_ROLLOUT,
@@ -94,6 +96,7 @@ def build_child(
                 LABEL_MANAGED_BY: MANAGER,
                 LABEL_ROLLOUT: label_value(rollout),
                 LABEL_WAVE: wave,
+                LABEL_DATABASE: DATABASE_UNPLANNED,  # the operator's until the plan (lock_scope)
             },
             "annotations": {
                 TARGET_ANNOTATION: target,
