@@ -11,10 +11,11 @@ namespace at its production resync interval (30 s):
    databases that do not exist (the measured phase never reaches them: their wave waits);
 2. N finished DatabaseMigrations: each a copy of one real DatabaseMigration's Succeeded status
    (run once at the start of the benchmark on a real database), with its database identity made
-   that of another tenant (``status.database.database``), written by the benchmark as an
-   operator of an earlier release would have left them (no database label);
-3. the operator is started and left to settle (it takes every resource in hand once; the new
-   operator labels each with its database); then the rollout is created and the phase measured
+   that of another tenant (``status.database.database``), written by the benchmark as the
+   operator under test would have left them: with the database label for the current tree,
+   without it for ``--before``;
+3. the operator is started and left to settle (it takes every resource in hand once); then the
+   rollout is created and the phase measured
    until the rollout waits for its promote: the operator's API requests (the audit log, by user
    agent, as in ``bench.rollout_scale``), the bytes it read (``rchar`` of ``/proc/PID/io``: its
    API responses and watch streams), its CPU seconds and its RSS.
@@ -44,6 +45,9 @@ from typing import Any
 from bench.operator_watch import vm_kb
 from bench.rollout_scale import FILES, ROLLOUTS, audit_counts
 from dbmigrate import API_GROUP, API_VERSION
+from dbmigrate.api.labels import LABEL_DATABASE
+from dbmigrate.api.status import DatabaseMigrationStatus
+from dbmigrate.decision.lock_scope import database_label
 from testbed.bed import LocalTestbed
 from testbed.crd import install_crd
 from testbed.postgres import create_database
@@ -96,8 +100,17 @@ def parallel(calls: list[Any], workers: int = 8) -> None:
             future.result()
 
 
-def setup(bed: LocalTestbed, cluster: Cluster, size: int, model: dict[str, Any], args: Any) -> None:
-    """N target Secrets (W real databases) and N finished DatabaseMigrations."""
+def setup(
+    bed: LocalTestbed,
+    cluster: Cluster,
+    size: int,
+    model: dict[str, Any],
+    args: Any,
+    *,
+    labelled: bool,
+) -> None:
+    """N target Secrets (W real databases) and N finished DatabaseMigrations (``labelled``: with
+    the database label, as an operator that has it leaves them)."""
     cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cluster.ns}})
     cluster.config_map("fleet-files", FILES)
     prefix = cluster.ns.replace("-", "_")
@@ -118,9 +131,17 @@ def setup(bed: LocalTestbed, cluster: Cluster, size: int, model: dict[str, Any],
     def finished(i: int) -> None:
         name = f"done-{i:04d}"
         spec = {**TEMPLATE, "database": {"secretRef": {"name": f"tenant-{i:04d}", "uriKey": "uri"}}}
-        cluster.migration(name, spec)
         status = copy.deepcopy(model)
         status["database"]["database"] = f"{prefix}_done_{i:04d}"
+        labels: dict[str, str] = {}
+        if labelled:  # as the operator that ran them would have left them
+            parsed = DatabaseMigrationStatus.model_validate(status)
+            labels[LABEL_DATABASE] = database_label(parsed)
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "DatabaseMigration",
+            "metadata": {"name": name, "labels": labels}, "spec": spec,
+        }  # fmt: skip
+        cluster.create(body)
         cluster.kube.patch_status(cluster.ns, name, status)
 
     parallel([lambda i=i: finished(i) for i in range(size)])
@@ -164,7 +185,7 @@ def measure(
 ) -> dict[str, Any]:
     ns = f"bounded-{mode}-{size}-{secrets.token_hex(2)}"
     cluster = Cluster(kube_for(bed.kubeconfig), ns)
-    setup(bed, cluster, size, model, args)
+    setup(bed, cluster, size, model, args, labelled=mode == "after")
     env = {"PYTHONPATH": str(args.before / "operator")} if mode == "before" else {}
     operator = OperatorProcess(
         args.kubeconfig, [ns], args.workdir / f"operator-{mode}-{size}.log",
