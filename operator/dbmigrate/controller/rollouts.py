@@ -35,7 +35,7 @@ import kopf
 from pydantic import ValidationError
 
 from dbmigrate.api.conditions import EventReason
-from dbmigrate.api.labels import LABEL_DATABASE, ROLLBACK_ANNOTATION
+from dbmigrate.api.labels import ROLLBACK_ANNOTATION
 from dbmigrate.api.rollout import (
     ROLLOUT_KIND,
     DatabaseMigrationRolloutSpec,
@@ -57,7 +57,7 @@ from dbmigrate.decision.rollout import (
     watch_enabled,
 )
 from dbmigrate.decision.waves import Target
-from dbmigrate.specs.rollout import build_child, children_selector, template_hash
+from dbmigrate.specs.rollout import build_child, children_selector, template_hash, template_patch
 
 log = logging.getLogger("dbmigrate.operator")
 
@@ -228,18 +228,7 @@ class RolloutReconciler:
         """Replace an existing child's spec with the current one, set its labels and annotations
         (its database label stays: the operator keeps it in step with the child's status)."""
         meta = child["metadata"]
-        labels = [
-            {"op": "add", "path": f"/metadata/labels/{key.replace('/', '~1')}", "value": value}
-            for key, value in meta["labels"].items()
-            if key != LABEL_DATABASE  # the operator's: it follows the child's status, never reset
-        ]
-        ops = [
-            {"op": "replace", "path": "/spec", "value": child["spec"]},
-            *labels,
-            {"op": "add", "path": "/metadata/annotations", "value": {
-                **self._annotations(meta["namespace"], meta["name"]), **meta["annotations"]
-            }},
-        ]  # fmt: skip
+        ops = template_patch(child, self._annotations(meta["namespace"], meta["name"]))
         self.kube.request(
             "PATCH", path_of("DatabaseMigration", meta["namespace"], meta["name"]), ops,
             content_type=JSON_PATCH,

@@ -106,3 +106,22 @@ def build_child(
         },
         "spec": {**spec.template.to_wire(), "database": database},
     }
+
+
+def template_patch(child: Obj, annotations: dict[str, str]) -> list[Obj]:
+    """The JSON patch bringing an existing child to ``child`` (``build_child``'s): its spec
+    replaced, each of its labels and annotations set over the ``annotations`` it has. Its
+    database label is left alone: the operator keeps it in step with the child's status, and a
+    reset could hide a run that holds its database from the lock gate."""
+    meta = child["metadata"]
+    labels = [
+        {"op": "add", "path": f"/metadata/labels/{key.replace('/', '~1')}", "value": value}
+        for key, value in meta["labels"].items()
+        if key != LABEL_DATABASE
+    ]
+    merged = {**annotations, **meta["annotations"]}
+    return [
+        {"op": "replace", "path": "/spec", "value": child["spec"]},
+        *labels,
+        {"op": "add", "path": "/metadata/annotations", "value": merged},
+    ]
