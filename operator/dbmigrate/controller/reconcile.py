@@ -112,6 +112,11 @@ class Reconciler:
         """The lock one reconcile of the resource holds (a rollback on demand starts under it)."""
         return self._lock(namespace, name)
 
+    def wake(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile the resource ``delay`` seconds from now on the requeuer's thread (a rollout
+        wakes the child it just created, without waiting for Kopf's queue)."""
+        self.requeuer.schedule(namespace, name, delay)
+
     def _requeued(self, namespace: str, name: str) -> None:
         try:
             self.reconcile(namespace, name)

@@ -18,7 +18,7 @@ from dbmigrate import API_GROUP, API_VERSION, PLURAL
 from dbmigrate.api.labels import LABEL_ROLLOUT
 from dbmigrate.api.rollout import ROLLOUT_KIND, ROLLOUT_PLURAL
 from dbmigrate.controller.kube import Kube
-from dbmigrate.controller.rollouts import RolloutReconciler
+from dbmigrate.controller.rollouts import ChildWaker, RolloutReconciler
 from dbmigrate.controller.settings import OperatorSettings
 
 ROLLOUT_RESOURCE = (API_GROUP, API_VERSION, ROLLOUT_PLURAL)
@@ -31,9 +31,9 @@ class RolloutHandlers:
     def __init__(self) -> None:
         self._reconciler: RolloutReconciler | None = None
 
-    def startup(self, kube: Kube) -> None:
+    def startup(self, kube: Kube, wake_child: ChildWaker | None = None) -> None:
         if self._reconciler is None:
-            self._reconciler = RolloutReconciler(kube)
+            self._reconciler = RolloutReconciler(kube, wake_child=wake_child)
 
     def reconcile(self, namespace: str | None, name: str | None, **_: Any) -> None:
         """Reconcile the named rollout."""

@@ -17,7 +17,9 @@ that records the transition, off the reconcile's thread, with the bounded retrie
 
 A child to start that exists already (its template changed) is brought to the current template
 with a JSON patch replacing its spec, labels and annotations; the child's own reconcile then
-starts its new run.
+starts its new run. Each child created or brought to the template is handed to the
+DatabaseMigration reconciler's requeuer at once (``wake_child``), so its first reconcile (its plan
+Job) does not wait behind Kopf's queue of the previous wave's events.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ log = logging.getLogger("dbmigrate.operator")
 
 CHILD_DEBOUNCE = 1.0
 PAGE = 250
+ChildWaker = Callable[[str, str, float], None]  # schedule(namespace, name, delay) of a reconcile
 
 
 def secret_selector(targets: TargetSecrets) -> str | None:
@@ -80,9 +83,11 @@ class RolloutReconciler:
         kube: Kube,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wake_child: ChildWaker | None = None,
     ) -> None:
         self.kube = kube
         self.clock = clock
+        self.wake_child = wake_child
         self.events = EventRecorder(kube)
         self.requeuer = Requeuer(self._requeued)
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
@@ -186,6 +191,8 @@ class RolloutReconciler:
             child = build_child(name, namespace, uid, start.target, start.wave, observed.spec)
             if not self.kube.create(child):
                 self._bring_to_template(child)
+            if self.wake_child is not None:  # its first reconcile now, not behind Kopf's queue
+                self.wake_child(namespace, child["metadata"]["name"], 0.0)
         for target in decision.rollback:
             token = decision.status.rollback_token or ""
             annotations = {ROLLBACK_ANNOTATION: token}
