@@ -11,6 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dbmigrate.api.labels import LABEL_DATABASE
+from dbmigrate.api.status import DatabaseMigrationStatus
+from dbmigrate.controller.reconcile import Reconciler
+from dbmigrate.decision.gate_rules import lock_candidate, lock_holder
+from dbmigrate.decision.lock_scope import UNPLANNED, database_label
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -30,6 +35,11 @@ __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
 
 APPROVE = "dbmigrate.io/approve"
 STALE_HASH = "0" * 64
+
+
+def database_label_of(where: Cluster, name: str) -> str | None:
+    found = where.get(name) or {}
+    return ((found.get("metadata") or {}).get("labels") or {}).get(LABEL_DATABASE)
 
 
 def _quick_spec(**overrides: Any) -> dict[str, Any]:
@@ -119,39 +129,93 @@ def test_maintenance_window_closed_then_open(
 def test_two_resources_on_one_database_are_serialised(
     testbed: Any, cluster: Cluster, database_url: str, tmp_path: Path
 ) -> None:
+    """The holder is labelled with its database by the operator; then, as a resource from before
+    the label existed, it loses the label while the operator is down: the lock still holds
+    whether the waiter's gate or the holder's relabelling comes first after the restart (the gate
+    reads the unlabelled too; ``test_lock_gate_reads_the_unlabelled`` forces that order)."""
     began = time.monotonic()
-    other = Cluster(cluster.kube, f"{cluster.ns}-b")
+    other = Cluster(cluster.kube, f"{cluster.ns}-b")  # the holder's, listed after the waiter's
     other.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other.ns}})
     proc = OperatorProcess(Path(testbed.kubeconfig), [cluster.ns, other.ns], tmp_path / "op.log")
     proc.start()
     cluster.watchdogs.append(proc.assert_alive)
     other.watchdogs.append(proc.assert_alive)
+    holder = f"{other.ns}/first"
     try:
         seed_analytics(database_url, rows=50)
         ready_database(cluster, database_url, files=migration_files(5))
         ready_database(other, database_url, files=migration_files(5))
-        cluster.migration("first", sample_spec(verification={"analyze": True}, targetVersion=3))
-        cluster.wait_phase("first", "BackingUp", "Migrating", timeout=90)
-        other.migration("second", sample_spec(verification={"analyze": True}))
+        other.migration("first", sample_spec(verification={"analyze": True}, targetVersion=3))
+        holding = other.wait_phase("first", "BackingUp", "Migrating", timeout=90)
+        expected = database_label(DatabaseMigrationStatus.model_validate(holding))
+        assert database_label_of(other, "first") == expected != UNPLANNED
+        cluster.migration("second", sample_spec(verification={"analyze": True}))
+        waiting = cluster.wait_phase("second", "WaitingForLock", timeout=90)
+        assert waiting["waitingFor"] == holder
+        assert holder in waiting["message"]
 
-        waiting = other.wait_phase("second", "WaitingForLock", timeout=90)
-        assert waiting["waitingFor"] == f"{cluster.ns}/first"
-        assert f"{cluster.ns}/first" in waiting["message"]
-        assert not any(j["step"] in ("backup", "apply") for j in waiting["jobs"])
+        # an upgrade from before the label: the holder has none when the operator starts
+        proc.stop()  # the step Jobs go on; the status keeps the holding phase meanwhile
+        other.kube.patch_metadata(
+            "DatabaseMigration", other.ns, "first", {"labels": {LABEL_DATABASE: None}}
+        )
+        assert database_label_of(other, "first") is None
+        proc.start()
 
-        first = cluster.wait_terminal("first", timeout=180)
+        first = other.wait_terminal("first", timeout=180)
         assert first["phase"] == "Succeeded", first.get("message")
-        second = other.wait_terminal("second", timeout=180)
+        assert database_label_of(other, "first") == expected  # labelled again on its reconcile
+        second = cluster.wait_terminal("second", timeout=180)
         first_done = datetime.fromisoformat(first["finishedAt"].replace("Z", "+00:00"))
         second_backup = next(j for j in second["jobs"] if j["step"] == "backup")
         started = datetime.fromisoformat(second_backup["createdAt"].replace("Z", "+00:00"))
         assert started >= first_done  # the second touched the database only after the first
+        assert not any(j["step"] in ("backup", "apply") for j in waiting["jobs"])
         replans = [j["name"] for j in second["jobs"] if j["step"] == "plan"]
         assert len(replans) >= 2 and replans[1].endswith("-a2"), replans  # planned again
         assert second["phase"] == "Succeeded", second.get("message")
+        assert database_label_of(cluster, "second") == expected
         assert history_versions(database_url) == dict.fromkeys(range(1, 6), "applied")
+        found = "found among the unlabelled" in proc.log()
+        print(f"the waiter's gate met the holder {'un' if found else ''}labelled")
     finally:
         proc.stop()
         print(proc.log()[-20000:])
         kube_for(Path(testbed.kubeconfig)).request("DELETE", f"/api/v1/namespaces/{other.ns}")
     print(f"two resources on one database took {time.monotonic() - began:.1f}s")
+
+
+def test_lock_gate_reads_the_unlabelled_and_its_own_database_only(cluster: Cluster) -> None:
+    """The gate's two label-selected lists, served by the real API server: a holder from before
+    the label (none), one labelled with the same database, one with another; no operator runs
+    in the namespace, so nothing relabels them meanwhile."""
+    shop = {"systemIdentifier": "7301234567890123456", "database": "shop"}
+    crm = {**shop, "database": "crm"}
+    rows = {  # name: (phase, database, label)
+        "legacy": ("Migrating", shop, None),
+        "done": ("Succeeded", shop, "same"),
+        "elsewhere": ("Migrating", crm, "own"),
+        "me": ("WaitingForLock", shop, "same"),
+    }
+    statuses = {}
+    for name, (phase, database, label) in rows.items():
+        status = DatabaseMigrationStatus.model_validate({"phase": phase, "database": database})
+        statuses[name] = status
+        cluster.migration(name, _quick_spec())
+        if label is not None:
+            cluster.patch(name, {"metadata": {"labels": {LABEL_DATABASE: database_label(status)}}})
+        cluster.kube.patch_status(cluster.ns, name, {"phase": phase, "database": database})
+    gate = Reconciler(cluster.kube, namespaces=[cluster.ns])
+    peers = gate.database_peers(statuses["me"])
+    assert sorted(p["metadata"]["name"] for p in peers) == ["done", "legacy", "me"]
+    me = lock_candidate(cluster.ns, "me", statuses["me"])
+    assert me is not None
+    others = [
+        c
+        for p in peers
+        if p["metadata"]["name"] != "me"
+        and (
+            c := lock_candidate(cluster.ns, p["metadata"]["name"], statuses[p["metadata"]["name"]])
+        )
+    ]
+    assert lock_holder(me, others) == f"{cluster.ns}/legacy"

@@ -1,6 +1,7 @@
 """Staging first, end to end: a production DatabaseMigration whose files have not succeeded in
 the "staging" database waits (WaitingForPromotion) instead of failing, refuses a changed file,
-and starts by itself once staging has applied the same file.
+and starts by itself once staging has applied the same file; the same when staging is another
+DatabaseMigration (``requireSucceeded``) that has not Succeeded yet.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from tests.cluster.operator_harness import (
 )
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+
+APPROVE = "dbmigrate.io/approve"
 
 FILES = {
     "001_accounts.sql": "CREATE TABLE accounts (id bigint PRIMARY KEY, email text);\n",
@@ -59,23 +63,45 @@ def _spec(config_map: str, secret: str) -> dict[str, Any]:
     }
 
 
+def _staged_by_migration(cluster: Cluster, staging_secret: str, prod_secret: str) -> None:
+    """A staging DatabaseMigration held at its approval, and a production one that requires it
+    to have Succeeded (``requireSucceeded``)."""
+    staging_spec = _spec("files", staging_secret)
+    del staging_spec["promotion"]
+    staging_spec["approval"] = {"mode": "Manual"}  # held until the test approves its plan
+    cluster.migration("staging", staging_spec)
+    prod_spec = _spec("files", prod_secret)
+    prod_spec["promotion"] = {
+        "requireSucceeded": [{"namespace": cluster.ns, "name": "staging"}],
+        "recheckInterval": "2s",
+    }
+    cluster.migration("prod-dm", prod_spec)
+
+
 def test_promotion_refuses_a_changed_file_and_starts_once_staging_has_it(
     cluster: Cluster, operator: OperatorProcess, pg_admin_url: str, tmp_path: Path
 ) -> None:
+    """Staging databases (``requireAppliedIn``) and, alongside, a staging DatabaseMigration
+    (``requireSucceeded``): production waits naming the versions, then starts by itself."""
     began = time.monotonic()
     with (
         fresh_database(pg_admin_url, "staging") as staging,
         fresh_database(pg_admin_url, "prod") as prod,
         fresh_database(pg_admin_url, "other") as other,
+        fresh_database(pg_admin_url, "stagingdm") as staging_dm,
+        fresh_database(pg_admin_url, "proddm") as prod_dm,
     ):
         _apply_by_hand(staging, FILES, tmp_path / "v1", target=1)  # staging is at 001
         cluster.secret("staging-db", {"uri": pod_url(staging)})
         cluster.secret("prod-db", {"uri": pod_url(prod)})
         cluster.secret("other-db", {"uri": pod_url(other)})
+        cluster.secret("staging-dm-db", {"uri": pod_url(staging_dm)})
+        cluster.secret("prod-dm-db", {"uri": pod_url(prod_dm)})
         cluster.config_map("files", FILES)
         cluster.config_map("changed", CHANGED)
         cluster.migration("prod", _spec("files", "prod-db"))
         cluster.migration("changed", _spec("changed", "other-db"))
+        _staged_by_migration(cluster, "staging-dm-db", "prod-dm-db")
 
         waiting = cluster.wait_phase("prod", "WaitingForPromotion", timeout=60)
         assert condition(waiting, "Ready")["reason"] == "WaitingForPromotion"
@@ -100,4 +126,26 @@ def test_promotion_refuses_a_changed_file_and_starts_once_staging_has_it(
         still = cluster.wait_phase("changed", "WaitingForPromotion", timeout=30)
         assert "1 applied there from a different file" in still["message"]
         assert history_versions(other) == {}
+
+        # requireSucceeded: production waits while the staging DatabaseMigration has not
+        # Succeeded, naming the versions, and starts by itself once it has
+        held = cluster.wait_phase("staging", "WaitingForApproval", timeout=30)
+        waiting = cluster.wait_phase("prod-dm", "WaitingForPromotion", timeout=30)
+        assert condition(waiting, "Ready")["reason"] == "WaitingForPromotion"
+        message = waiting["message"]
+        assert "versions 1, 2 must succeed in staging first" in message, message
+        assert f"migration {cluster.ns}/staging" in message and "not Succeeded" in message
+        check = waiting["promotionMigrations"][0]
+        assert check["source"] == f"migration {cluster.ns}/staging" and not check["passed"]
+        assert history_versions(prod_dm) == {}
+        cluster.annotate("staging", APPROVE, held["approval"]["planHash"])
+        first = cluster.wait_terminal("staging", timeout=90)
+        assert first["phase"] == "Succeeded", first.get("message")
+        done = cluster.wait_terminal("prod-dm", timeout=90)  # nobody touched it: it went on
+        assert done["phase"] == "Succeeded", done.get("message")
+        assert done["promotionMigrations"][0]["passed"] is True
+        first_done = datetime.fromisoformat(first["finishedAt"].replace("Z", "+00:00"))
+        apply_job = next(j for j in done["jobs"] if j["step"] == "apply")
+        assert datetime.fromisoformat(apply_job["createdAt"].replace("Z", "+00:00")) >= first_done
+        assert history_versions(prod_dm) == {1: "applied", 2: "applied"}
     print(f"promotion scenario took {time.monotonic() - began:.1f}s")

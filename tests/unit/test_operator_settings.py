@@ -167,6 +167,9 @@ class RecordingReconciler:
     def reconcile(self, namespace: str, name: str) -> None:
         self.calls.append((namespace, name))
 
+    def wake(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        self.calls.append((namespace, name))
+
 
 def _with_reconciler(
     monkeypatch: pytest.MonkeyPatch, settings: OperatorSettings

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from dbmigrate.api.labels import DATABASE_UNPLANNED, LABEL_DATABASE, TEMPLATE_HASH_ANNOTATION
 from dbmigrate.api.rollout import (
     DatabaseMigrationRolloutSpec,
     DatabaseMigrationRolloutStatus,
@@ -26,7 +27,7 @@ from dbmigrate.decision.rollout import (
     watch_enabled,
 )
 from dbmigrate.decision.waves import Target, assign
-from dbmigrate.specs.rollout import build_child, child_name, template_hash
+from dbmigrate.specs.rollout import build_child, child_name, template_hash, template_patch
 
 NOW = datetime(2026, 6, 6, 12, 0, tzinfo=UTC)
 UID = "5a5a5a5a-0000-4000-8000-000000000000"
@@ -296,6 +297,21 @@ def test_the_child_is_the_template_with_the_targets_database() -> None:
     assert parsed.database.ssl_mode == "require"
     assert parsed.source.config_map is not None and parsed.source.config_map.name == "files"
     assert observe_child({"metadata": {"name": "x"}}) is None
+
+
+def test_a_new_child_is_unplanned_and_a_new_template_never_resets_its_database_label() -> None:
+    spec = _spec(targets={"names": ["db-a"]})
+    child = build_child("fleet", "apps", UID, "db-a", "canary", spec)
+    assert child["metadata"]["labels"][LABEL_DATABASE] == DATABASE_UNPLANNED
+    ops = template_patch(child, {"dbmigrate.io/retry": "1", TEMPLATE_HASH_ANNOTATION: "old"})
+    assert ops[0] == {"op": "replace", "path": "/spec", "value": child["spec"]}
+    paths = [op["path"] for op in ops]
+    assert "/metadata/labels/dbmigrate.io~1wave" in paths
+    assert "/metadata/labels/dbmigrate.io~1database" not in paths  # the operator's to keep
+    assert "/metadata/labels" not in paths  # set key by key, never replaced whole
+    annotations = ops[-1]["value"]
+    assert annotations["dbmigrate.io/retry"] == "1"  # the child's own are kept
+    assert annotations[TEMPLATE_HASH_ANNOTATION] == template_hash(spec)
 
 
 def test_the_spec_refuses_a_bad_wave_and_the_template_has_no_database() -> None:

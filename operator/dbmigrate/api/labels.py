@@ -35,6 +35,12 @@ LABEL_WAVE = f"{API_GROUP}/wave"
 TARGET_ANNOTATION = f"{API_GROUP}/target-secret"
 TEMPLATE_HASH_ANNOTATION = f"{API_GROUP}/template-hash"
 
+# On every DatabaseMigration, set by the operator: a digest of status.database (the identity the
+# lock gate compares), so the gate lists only the migrations of one database
+# (``dbmigrate.decision.lock_scope``).
+LABEL_DATABASE = f"{API_GROUP}/database"
+DATABASE_UNPLANNED = "unplanned"  # its value until the plan step identified the database
+
 # Kopf's own bookkeeping on each resource: its finalizer and its annotations' prefix.
 FINALIZER = f"{API_GROUP}/finalizer"
 KOPF_ANNOTATION_PREFIX = API_GROUP

@@ -111,7 +111,6 @@ class Handlers:
         from dbmigrate.controller.kube import Kube, load_api_client
 
         kube = Kube(load_api_client(self.settings.kubeconfig))
-        self.rollouts.startup(kube)
         self._reconciler = Reconciler(
             kube,
             namespaces=self.settings.namespaces,
@@ -120,6 +119,7 @@ class Handlers:
             notify_policy=self.settings.notify_policy,
             paused=self.settings.paused,
         )
+        self.rollouts.startup(kube, self._reconciler.wake)
         self._requests = RequestReconciler(
             kube, self._reconciler, image=self.settings.job_image, paused=self.settings.paused
         )

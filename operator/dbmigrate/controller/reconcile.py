@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from dbmigrate.api import conditions as cond
 from dbmigrate.api.conditions import EventReason, Reason
+from dbmigrate.api.labels import LABEL_DATABASE
 from dbmigrate.api.spec import DatabaseMigrationSpec
 from dbmigrate.api.status import TERMINAL_PHASES, ConditionReason, DatabaseMigrationStatus, Phase
 from dbmigrate.api.stepnames import STEPS
@@ -50,6 +51,7 @@ from dbmigrate.controller.settings import DEFAULT_IMAGE
 from dbmigrate.controller.steppods import observe_unfinished_step_pods
 from dbmigrate.controller.webhooks import Delivery, Notifier, RetryPolicy
 from dbmigrate.decision import gate_rules as gates
+from dbmigrate.decision import lock_scope
 from dbmigrate.decision import notifications as notify
 from dbmigrate.decision.decide import decide
 from dbmigrate.decision.model import (
@@ -110,6 +112,11 @@ class Reconciler:
         """The lock one reconcile of the resource holds (a rollback on demand starts under it)."""
         return self._lock(namespace, name)
 
+    def wake(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile the resource ``delay`` seconds from now on the requeuer's thread (a rollout
+        wakes the child it just created, without waiting for Kopf's queue)."""
+        self.requeuer.schedule(namespace, name, delay)
+
     def _requeued(self, namespace: str, name: str) -> None:
         try:
             self.reconcile(namespace, name)
@@ -149,6 +156,7 @@ class Reconciler:
         except ValidationError as exc:
             self._stall(namespace, name, Reason.INVALID_RESOURCE, _validation_message(exc))
             return
+        self.label_database(resource, observed.status)
         with self._lock_gate if gates.needs_lock_check(observed.status) else nullcontext():
             # the other migrations are read, and this one's status written, under one mutex:
             # two resources of one database never both read "nobody holds it" before either
@@ -393,13 +401,14 @@ class Reconciler:
 
     def _lock_holder(self, observed: Observed) -> str | None:
         """The migration this one must wait for (``gates.lock_holder``); the others are read
-        only where the gate may be crossed (``gates.needs_lock_check``)."""
+        only where the gate may be crossed (``gates.needs_lock_check``), and only those that
+        may share its database (``lock_scope.lock_selectors``)."""
         namespace, name, status = observed.namespace, observed.name, observed.status
         me = gates.lock_candidate(namespace, name, status)
         if me is None or not gates.needs_lock_check(status):
             return None
-        others = []
-        for item in self._all_migrations():
+        others, unlabelled = [], set()
+        for item in self.database_peers(status):
             meta = item["metadata"]
             if (meta["namespace"], meta["name"]) == (namespace, name):
                 continue
@@ -410,16 +419,38 @@ class Reconciler:
             candidate = gates.lock_candidate(meta["namespace"], meta["name"], other_status)
             if candidate is not None:
                 others.append(candidate)
-        return gates.lock_holder(me, others)
+                if LABEL_DATABASE not in (meta.get("labels") or {}):
+                    unlabelled.add(candidate.ref)
+        holder = gates.lock_holder(me, others)
+        if holder in unlabelled:
+            log.info("%s/%s waits for %s, found among the unlabelled", namespace, name, holder)
+        return holder
 
-    def all_migrations(self) -> list[Obj]:
-        """Every DatabaseMigration the operator serves."""
-        return self._all_migrations()
+    def label_database(self, resource: Obj, status: DatabaseMigrationStatus) -> None:
+        """Give the resource the database label its status asks for (``lock_scope``), before
+        any status is written: a failed patch raises, so nothing holds or waits unlabelled."""
+        meta = resource["metadata"]
+        fix = lock_scope.label_fix(meta.get("labels") or {}, status)
+        if fix is not None:
+            self.kube.patch_metadata(
+                "DatabaseMigration", meta["namespace"], meta["name"], {"labels": fix}
+            )
 
-    def _all_migrations(self) -> list[Obj]:
+    def database_peers(self, status: DatabaseMigrationStatus) -> list[Obj]:
+        """Every DatabaseMigration the operator serves that may share the database of
+        ``status``: the unlabelled and those labelled alike (``lock_scope.lock_selectors``)."""
+        found: dict[str, Obj] = {}
+        for selector in lock_scope.lock_selectors(status):
+            for item in self._migrations(selector):
+                found[item["metadata"]["uid"]] = item  # the later read wins
+        return list(found.values())
+
+    def _migrations(self, selector: str) -> list[Obj]:
         if not self.namespaces:
-            return self.kube.list("DatabaseMigration", None)
-        return [i for ns in self.namespaces for i in self.kube.list("DatabaseMigration", ns)]
+            return self.kube.list("DatabaseMigration", None, selector)
+        return [
+            i for ns in self.namespaces for i in self.kube.list("DatabaseMigration", ns, selector)
+        ]
 
     # --- stalling ----------------------------------------------------------------------------
 

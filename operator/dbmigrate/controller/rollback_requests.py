@@ -162,7 +162,7 @@ class RequestReconciler:
             return ()
         key = migration.status.database.key
         busy = []
-        for item in self.migrations.all_migrations():
+        for item in self.migrations.database_peers(migration.status):
             meta = item["metadata"]
             if (meta["namespace"], meta["name"]) == (namespace, migration.name):
                 continue
@@ -214,9 +214,11 @@ class RequestReconciler:
         with self.migrations.resource_lock(namespace, migration):
             fresh = self.kube.get("DatabaseMigration", namespace, migration)
             phase = ((fresh or {}).get("status") or {}).get("phase")
-            if phase != "Succeeded":
+            if fresh is None or phase != "Succeeded":
                 self.requeuer.schedule(namespace, request, 1.0)
                 return False
+            status = DatabaseMigrationStatus.model_validate(fresh.get("status") or {})
+            self.migrations.label_database(fresh, status)  # RollingBack holds the database
             patch = {
                 "phase": "RollingBack",
                 "rollbackRequest": request,

@@ -17,7 +17,9 @@ that records the transition, off the reconcile's thread, with the bounded retrie
 
 A child to start that exists already (its template changed) is brought to the current template
 with a JSON patch replacing its spec, labels and annotations; the child's own reconcile then
-starts its new run.
+starts its new run. Each child created or brought to the template is handed to the
+DatabaseMigration reconciler's requeuer at once (``wake_child``), so its first reconcile (its plan
+Job) does not wait behind Kopf's queue of the previous wave's events.
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ from dbmigrate.decision.rollout import (
     watch_enabled,
 )
 from dbmigrate.decision.waves import Target
-from dbmigrate.specs.rollout import build_child, children_selector, template_hash
+from dbmigrate.specs.rollout import build_child, children_selector, template_hash, template_patch
 
 log = logging.getLogger("dbmigrate.operator")
 
 CHILD_DEBOUNCE = 1.0
 PAGE = 250
+ChildWaker = Callable[[str, str, float], None]  # schedule(namespace, name, delay) of a reconcile
 
 
 def secret_selector(targets: TargetSecrets) -> str | None:
@@ -80,9 +83,11 @@ class RolloutReconciler:
         kube: Kube,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wake_child: ChildWaker | None = None,
     ) -> None:
         self.kube = kube
         self.clock = clock
+        self.wake_child = wake_child
         self.events = EventRecorder(kube)
         self.requeuer = Requeuer(self._requeued)
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
@@ -186,6 +191,8 @@ class RolloutReconciler:
             child = build_child(name, namespace, uid, start.target, start.wave, observed.spec)
             if not self.kube.create(child):
                 self._bring_to_template(child)
+            if self.wake_child is not None:  # its first reconcile now, not behind Kopf's queue
+                self.wake_child(namespace, child["metadata"]["name"], 0.0)
         for target in decision.rollback:
             token = decision.status.rollback_token or ""
             annotations = {ROLLBACK_ANNOTATION: token}
@@ -225,15 +232,10 @@ class RolloutReconciler:
         self.events.emit(resource, "Warning", EventReason.NOTIFICATION_FAILED, message)
 
     def _bring_to_template(self, child: Obj) -> None:
-        """Replace an existing child's spec, labels and annotations with the current ones."""
+        """Replace an existing child's spec with the current one, set its labels and annotations
+        (its database label stays: the operator keeps it in step with the child's status)."""
         meta = child["metadata"]
-        ops = [
-            {"op": "replace", "path": "/spec", "value": child["spec"]},
-            {"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
-            {"op": "add", "path": "/metadata/annotations", "value": {
-                **self._annotations(meta["namespace"], meta["name"]), **meta["annotations"]
-            }},
-        ]  # fmt: skip
+        ops = template_patch(child, self._annotations(meta["namespace"], meta["name"]))
         self.kube.request(
             "PATCH", path_of("DatabaseMigration", meta["namespace"], meta["name"]), ops,
             content_type=JSON_PATCH,

@@ -18,6 +18,8 @@ from typing import Any
 from dbmigrate import API_GROUP, API_VERSION, KIND
 from dbmigrate.api.labels import (
     APP_NAME,
+    DATABASE_UNPLANNED,
+    LABEL_DATABASE,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_ROLLOUT,
@@ -94,6 +96,7 @@ def build_child(
                 LABEL_MANAGED_BY: MANAGER,
                 LABEL_ROLLOUT: label_value(rollout),
                 LABEL_WAVE: wave,
+                LABEL_DATABASE: DATABASE_UNPLANNED,  # the operator's until the plan (lock_scope)
             },
             "annotations": {
                 TARGET_ANNOTATION: target,
@@ -103,3 +106,22 @@ def build_child(
         },
         "spec": {**spec.template.to_wire(), "database": database},
     }
+
+
+def template_patch(child: Obj, annotations: dict[str, str]) -> list[Obj]:
+    """The JSON patch bringing an existing child to ``child`` (``build_child``'s): its spec
+    replaced, each of its labels and annotations set over the ``annotations`` it has. Its
+    database label is left alone: the operator keeps it in step with the child's status, and a
+    reset could hide a run that holds its database from the lock gate."""
+    meta = child["metadata"]
+    labels = [
+        {"op": "add", "path": f"/metadata/labels/{key.replace('/', '~1')}", "value": value}
+        for key, value in meta["labels"].items()
+        if key != LABEL_DATABASE
+    ]
+    merged = {**annotations, **meta["annotations"]}
+    return [
+        {"op": "replace", "path": "/spec", "value": child["spec"]},
+        *labels,
+        {"op": "add", "path": "/metadata/annotations", "value": merged},
+    ]
