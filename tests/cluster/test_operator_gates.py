@@ -42,6 +42,16 @@ def database_label_of(where: Cluster, name: str) -> str | None:
     return ((found.get("metadata") or {}).get("labels") or {}).get(LABEL_DATABASE)
 
 
+def wait_database_label(where: Cluster, name: str, expected: str, timeout: float = 30) -> None:
+    """Until the operator has labelled ``name`` with ``expected`` (a resource that ended while
+    the operator was down is labelled by the reconcile of its resume, which may come after the
+    test sees it ended)."""
+    deadline = time.monotonic() + timeout
+    while (found := database_label_of(where, name)) != expected:
+        assert time.monotonic() < deadline, f"{name} labelled {found!r}, not {expected!r}"
+        time.sleep(0.5)
+
+
 def _quick_spec(**overrides: Any) -> dict[str, Any]:
     """The sample without probes and without a backup, to keep the scenario short."""
     return sample_spec(verification={"analyze": False}, backup={"enabled": False}, **overrides)
@@ -164,7 +174,7 @@ def test_two_resources_on_one_database_are_serialised(
 
         first = other.wait_terminal("first", timeout=180)
         assert first["phase"] == "Succeeded", first.get("message")
-        assert database_label_of(other, "first") == expected  # labelled again on its reconcile
+        wait_database_label(other, "first", expected)  # labelled again on its reconcile
         second = cluster.wait_terminal("second", timeout=180)
         first_done = datetime.fromisoformat(first["finishedAt"].replace("Z", "+00:00"))
         second_backup = next(j for j in second["jobs"] if j["step"] == "backup")
