@@ -50,6 +50,9 @@ SLOW_TO_STOP = [
 ]
 
 
+ENDED = ("Succeeded", "Failed")  # a pod phase after which none of its containers runs
+
+
 def _web_pod(name: str) -> dict[str, object]:
     return {
         "apiVersion": "v1",
@@ -64,7 +67,8 @@ def _web_pod(name: str) -> dict[str, object]:
 
 def _watch_rollback_start(cluster: Cluster, name: str, timeout: float) -> tuple[bool, list[str]]:
     """Poll until the rollback Job exists: whether the status ever said it waited for the web
-    pods, and the web pods that were still there when the Job was first seen. Once the web
+    pods, and the web pods still running when the Job was first seen (a pod the kubelet has
+    stopped may be listed a moment longer, in phase Succeeded or Failed). Once the web
     Deployment is scaled to 0 its pods are deleted (gracefully), as its ReplicaSet would."""
     deadline, waited = time.monotonic() + timeout, False
     while time.monotonic() < deadline:
@@ -72,8 +76,11 @@ def _watch_rollback_start(cluster: Cluster, name: str, timeout: float) -> tuple[
         waited = waited or "waiting for the application to stop" in message
         pods = cluster.kube.list("Pod", cluster.ns, "app=web")
         jobs = [j for j in cluster.jobs(name) if j["metadata"]["labels"].get(STEP) == "rollback"]
-        if jobs:
-            return waited, [p["metadata"]["name"] for p in pods]
+        if jobs:  # a pod whose containers have all exited has ended, even before it is removed
+            phases = {p["metadata"]["name"]: (p.get("status") or {}).get("phase") for p in pods}
+            print(f"web pods when the rollback Job was first seen: {phases}")
+            running = [p for p in pods if (p.get("status") or {}).get("phase") not in ENDED]
+            return waited, [p["metadata"]["name"] for p in running]
         if cluster.kube.replicas("Deployment", cluster.ns, "web") == 0:
             for meta in (p["metadata"] for p in pods):
                 if not meta.get("deletionTimestamp"):
