@@ -8,6 +8,7 @@ mocks anything: the API server, the Job controller, the local kubelet and Postgr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import secrets
@@ -29,6 +30,7 @@ from dbmigrate.controller.kube import Kube, Obj, load_api_client
 from dbmigrate.specs.jobs import container_security_context, pod_security_context
 from testbed.bed import with_host
 from testbed.crd import install_crd
+from testbed.postgres import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
@@ -266,6 +268,19 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
+def inline_files(files: dict[str, str]) -> list[dict[str, str]]:
+    """Migration files as ``spec.source.inline`` holds them."""
+    return [{"name": name, "sql": sql} for name, sql in files.items()]
+
+
+def stalled_by(reason: str) -> Callable[[dict[str, Any]], bool]:
+    """A check of a status: Stalled=True with ``reason``."""
+    return lambda s: (
+        condition(s, "Stalled").get("status") == "True"
+        and condition(s, "Stalled").get("reason") == reason
+    )
+
+
 def sample_spec(**overrides: Any) -> dict[str, Any]:
     """The spec of manifests/samples/analytics-migration.yaml with top-level keys replaced;
     without its performance watch (15 minutes of sampling after each run) unless one is given."""
@@ -365,6 +380,13 @@ def seed_analytics(url: str, up_to: int = 1, rows: int = 200) -> None:
 @pytest.fixture(scope="session")
 def crd(testbed: Any) -> None:
     install_crd(testbed.kubectl)
+
+
+@pytest.fixture
+def databases(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh databases, all dropped at the end."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(fresh_database(pg_admin_url))
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ edited after the review never lead to a backup, a scale-down or a rollback.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -23,7 +22,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pytest
 
 from dbmigrate.controller.kube import path_of
-from testbed.postgres import fresh_database
 from tests.cluster.changed_plan import files_changed_after_the_review_are_found_before_any_change
 from tests.cluster.operator_harness import (
     Cluster,
@@ -32,14 +30,17 @@ from tests.cluster.operator_harness import (
     cluster,
     condition,
     crd,
+    databases,
     deployment,
     history_versions,
+    inline_files,
     operator,
     pod_url,
     sample_spec,
+    stalled_by,
 )
 
-__all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+__all__ = ["cluster", "crd", "databases", "operator"]  # fixtures used by name
 
 pytestmark = pytest.mark.local_testbed(
     reason="eight resources at once on one operator (process pods); the kind tier keeps its budget"
@@ -52,15 +53,11 @@ NOTES = {
 }
 
 
-def _inline(files: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "sql": sql} for name, sql in files.items()]
-
-
 def _spec(secret: str, **overrides: Any) -> dict[str, Any]:
     """Small and quick: inline files, no backup, no probes, one pod per step Job."""
     base: dict[str, Any] = {
         "database": {"secretRef": {"name": secret, "uriKey": "uri"}},
-        "source": {"inline": _inline(NOTES)},
+        "source": {"inline": inline_files(NOTES)},
         "backup": {"enabled": False},
         "verification": {"analyze": False},
         "jobs": {"backoffLimit": 0},
@@ -75,13 +72,6 @@ def _with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
-def _stalled(reason: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda s: (
-        condition(s, "Stalled").get("reason") == reason
-        and (condition(s, "Stalled").get("status") == "True")
-    )
-
-
 def _succeeded(cluster: Cluster, name: str, timeout: float = 120) -> None:
     done = cluster.wait_terminal(name, timeout=timeout)
     if done.get("observedGeneration") != (cluster.get(name) or {})["metadata"]["generation"]:
@@ -91,13 +81,6 @@ def _succeeded(cluster: Cluster, name: str, timeout: float = 120) -> None:
 
 def _respec(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
     cluster.patch(name, {"spec": spec})
-
-
-@pytest.fixture
-def databases(pg_admin_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of fresh databases, all dropped at the end."""
-    with contextlib.ExitStack() as stack:
-        yield lambda: stack.enter_context(fresh_database(pg_admin_url))
 
 
 def _in_thread(scenario: Callable[[], None]) -> Callable[[], None]:
@@ -163,7 +146,8 @@ def test_each_end_state_says_why_and_its_remedy_works(
         "cm": _spec("cm-db", source={"configMap": {"name": "late-migrations"}}),
         "key": _spec("key-db"),
         "lint": _spec(
-            "lint-db", source={"inline": _inline({**NOTES, "003_drop.sql": "DROP TABLE notes;"})}
+            "lint-db",
+            source={"inline": inline_files({**NOTES, "003_drop.sql": "DROP TABLE notes;"})},
         ),
         "drift": _spec("drift-db", source={"configMap": {"name": "drift-v1"}}),
         "window": _spec(
@@ -190,16 +174,16 @@ def test_each_end_state_says_why_and_its_remedy_works(
     assert event["type"] == "Warning" and "Secret login-db" in event["message"]
     assert WRONG_PASSWORD not in event["message"]
 
-    pvc = cluster.wait("pvc", _stalled("BackupVolumeNotFound"), "BackupVolumeNotFound", 60)
+    pvc = cluster.wait("pvc", stalled_by("BackupVolumeNotFound"), "BackupVolumeNotFound", 60)
     assert "PersistentVolumeClaim late-backups (spec.backup.pvcName)" in pvc["message"]
-    cm = cluster.wait("cm", _stalled("ConfigMapNotFound"), "ConfigMapNotFound", 60)
+    cm = cluster.wait("cm", stalled_by("ConfigMapNotFound"), "ConfigMapNotFound", 60)
     assert "late-migrations" in cm["message"]
     # the first Event of a run that stops where it is names the cause, not the phase Pending
     cm_event = cluster.wait_event("cm", lambda e: e["reason"] == "ConfigMapNotFound")
     assert cm_event["type"] == "Warning" and "late-migrations" in cm_event["message"]
-    key = cluster.wait("key", _stalled("SecretKeyMissing"), "SecretKeyMissing", 60)
+    key = cluster.wait("key", stalled_by("SecretKeyMissing"), "SecretKeyMissing", 60)
     assert "uri" in key["message"]
-    window = cluster.wait("window", _stalled("InvalidMaintenanceWindow"), "a bad window", 60)
+    window = cluster.wait("window", stalled_by("InvalidMaintenanceWindow"), "a bad window", 60)
     assert "Mars/Olympus" in window["message"]
     assert cluster.jobs("cm") == cluster.jobs("key") == cluster.jobs("window") == []
     lint = cluster.wait("lint", lambda s: s.get("phase") == "Failed", "lint Failed", 90)
@@ -234,7 +218,7 @@ def test_each_end_state_says_why_and_its_remedy_works(
     _respec(
         cluster, "window", {"maintenanceWindow": {"timeZone": "UTC", "appliesTo": "LargeTables"}}
     )
-    _respec(cluster, "lint", {"source": {"inline": _inline(NOTES)}})  # LintFailed: fix the SQL
+    _respec(cluster, "lint", {"source": {"inline": inline_files(NOTES)}})  # LintFailed: fix the SQL
     cluster.config_map("drift-v2", NOTES)  # DriftDetected: the applied files as they were
     _respec(cluster, "drift", {"source": {"configMap": {"name": "drift-v2"}}})
     _respec(cluster, "probe", {"verification": {"analyze": False, "probes": []}})  # fix the probe

@@ -13,7 +13,6 @@ images.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -28,6 +27,7 @@ from tests.cluster.operator_harness import (
     operator,
     pod_url,
     sample_spec,
+    stalled_by,
 )
 
 __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
@@ -38,14 +38,6 @@ INLINE = [
     {"name": "001_notes.sql", "sql": "CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY);"},
 ]
 NO_SUCH_IMAGE = "dbmigrate-e2e.invalid/no-such-image:0"
-
-
-def stalled_by(reason: str) -> Any:
-    def check(status: dict[str, Any]) -> bool:
-        stalled = condition(status, "Stalled")
-        return stalled.get("status") == "True" and stalled.get("reason") == reason
-
-    return check
 
 
 def test_unschedulable_and_unpullable_step_pods_are_reported_and_a_fixed_spec_replaces_the_run(

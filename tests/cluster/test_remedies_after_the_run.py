@@ -28,13 +28,12 @@ the tests that produce their states (tests/cluster: the gates, healing, rollback
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +41,22 @@ import psycopg
 import pytest
 
 from dbmigrate import API_GROUP, API_VERSION
-from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
     cluster,
     condition,
     crd,
+    databases,
     deployment,
     history_versions,
+    inline_files,
     pod_url,
     sample_spec,
 )
 from tests.webhook_receiver import TOKEN, Receiver, free_port, running_receiver
 
-__all__ = ["cluster", "crd"]  # fixtures used by name
+__all__ = ["cluster", "crd", "databases"]  # fixtures used by name
 
 pytestmark = pytest.mark.local_testbed(
     reason="five migrations and two rollouts at once on one operator (process pods); the kind "
@@ -83,15 +83,11 @@ THRESHOLDS: dict[str, float] = {
 WATCH: dict[str, Any] = {"duration": "3s", "interval": "1s", "thresholds": THRESHOLDS}
 
 
-def _inline(files: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "sql": sql} for name, sql in files.items()]
-
-
 def _spec(secret: str, files: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Small and quick: inline files, no backup, no probes, one pod per step Job."""
     base: dict[str, Any] = {
         "database": {"secretRef": {"name": secret, "uriKey": "uri"}},
-        "source": {"inline": _inline(files or NOTES)},
+        "source": {"inline": inline_files(files or NOTES)},
         "backup": {"enabled": False},
         "verification": {"analyze": False},
         "safety": {"lintPolicy": "warn"},
@@ -247,7 +243,7 @@ def _target(cluster: Cluster, name: str, url: str, fleet: str) -> None:
 
 def _template(files: dict[str, str], **overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "source": {"inline": _inline(files)},
+        "source": {"inline": inline_files(files)},
         "backup": {"enabled": False},
         "verification": {"analyze": False},
         "safety": {"lintPolicy": "warn"},
@@ -294,13 +290,6 @@ def _in_threads(scenarios: dict[str, Callable[[], None]]) -> Callable[[], None]:
             raise next(iter(raised.values()))
 
     return join
-
-
-@pytest.fixture
-def databases(pg_admin_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of fresh databases, all dropped at the end."""
-    with contextlib.ExitStack() as stack:
-        yield lambda: stack.enter_context(fresh_database(pg_admin_url))
 
 
 def test_each_later_state_is_left_the_way_the_docs_say(
@@ -394,7 +383,9 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             assert found["phase"] == "Succeeded", found.get("message")
             assert _is("Ready", "False", "Regressed")(found)
             assert _is("Stalled", "True", "Regressed")(found)
-            cluster.patch("slow", {"spec": {"source": {"inline": _inline({**DROP, **RESTORE})}}})
+            cluster.patch(
+                "slow", {"spec": {"source": {"inline": inline_files({**DROP, **RESTORE})}}}
+            )
             fixed = cluster.wait("slow", _generation_ended(cluster, "slow"), "generation 2", 180)
             assert fixed["phase"] == "Succeeded", fixed.get("message")
             assert _is("Ready", "True", "Succeeded")(fixed)
@@ -408,7 +399,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             assert rolled["phase"] == "RolledBack", rolled.get("message")
             assert _is("Stalled", "True", "PerformanceRegressed")(rolled), rolled["conditions"]
             assert _index_exists(urls["rolls"], "idx_items_code")
-            cluster.patch("rolls", {"spec": {"source": {"inline": _inline(FIXED_DROP)}}})
+            cluster.patch("rolls", {"spec": {"source": {"inline": inline_files(FIXED_DROP)}}})
             fixed = cluster.wait("rolls", _generation_ended(cluster, "rolls"), "generation 2", 180)
             assert fixed["phase"] == "Succeeded", fixed.get("message")
             assert _is("Ready", "True", "Succeeded")(fixed)
@@ -431,7 +422,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             _merge(cluster, _secret_path(cluster, "hooks"),
                    {"stringData": {"url": receiver.url("json")}})  # fmt: skip
             more = {**NOTES, "003_notes_seen.sql": "ALTER TABLE notes ADD COLUMN seen boolean;"}
-            cluster.patch("nostats", {"spec": {"source": {"inline": _inline(more)}}})
+            cluster.patch("nostats", {"spec": {"source": {"inline": inline_files(more)}}})
             again = cluster.wait("nostats", _generation_ended(cluster, "nostats"), "gen 2", 180)
             assert again["phase"] == "Succeeded", again.get("message")
             for sample in ("runStart", "beforeApply"):  # the watch's baseline reads it now

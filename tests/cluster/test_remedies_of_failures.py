@@ -53,7 +53,6 @@ from dbmigrate.specs.naming import (
     status_role_name,
     step_service_account_name,
 )
-from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
     Cluster,
     OperatorProcess,
@@ -61,15 +60,18 @@ from tests.cluster.operator_harness import (
     cluster,
     condition,
     crd,
+    databases,
     deployment,
     history_versions,
+    inline_files,
     operator,
     pod_url,
     sample_spec,
+    stalled_by,
 )
 from tools import chart_tools as chart
 
-__all__ = ["cluster", "crd", "operator"]  # fixtures used by name
+__all__ = ["cluster", "crd", "databases", "operator"]  # fixtures used by name
 
 pytestmark = pytest.mark.local_testbed(
     reason="seven resources at once on one operator (process pods); the kind tier keeps its budget"
@@ -108,27 +110,16 @@ UNSTUCK = {
 GATED_SAFETY = {"lintPolicy": "strict", "lockTimeout": "3s", "lockRetries": 10}
 
 
-def _inline(files: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "sql": sql} for name, sql in files.items()]
-
-
 def _spec(secret: str, files: dict[str, str], **overrides: Any) -> dict[str, Any]:
     """Small and quick: inline files, no backup, no probes, one pod per step Job."""
     base: dict[str, Any] = {
         "database": {"secretRef": {"name": secret, "uriKey": "uri"}},
-        "source": {"inline": _inline(files)},
+        "source": {"inline": inline_files(files)},
         "backup": {"enabled": False},
         "verification": {"analyze": False},
         "jobs": {"backoffLimit": 0},
     }
     return sample_spec(**{**base, **overrides})
-
-
-def _stalled(reason: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda s: (
-        condition(s, "Stalled").get("status") == "True"
-        and (condition(s, "Stalled").get("reason") == reason)
-    )
 
 
 def _ended(cluster: Cluster, name: str, reason: str, timeout: float = 120) -> dict[str, Any]:
@@ -197,13 +188,6 @@ def _in_thread(name: str, scenario: Callable[[], None]) -> Callable[[], None]:
             raise raised[0]
 
     return join
-
-
-@pytest.fixture
-def databases(pg_admin_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of fresh databases, all dropped at the end."""
-    with contextlib.ExitStack() as stack:
-        yield lambda: stack.enter_context(fresh_database(pg_admin_url))
 
 
 @pytest.fixture
@@ -369,7 +353,7 @@ def rollback_failed(cluster: Cluster, url: str) -> None:
     _patch_scale(cluster, "stuckweb", replicas)
     assert cluster.kube.replicas("Deployment", cluster.ns, "stuckweb") == 2
     # ... and the fixed migration is a new generation
-    cluster.patch("stuck", {"spec": {"source": {"inline": _inline(UNSTUCK)}}})
+    cluster.patch("stuck", {"spec": {"source": {"inline": inline_files(UNSTUCK)}}})
     _succeeded(cluster, "stuck", timeout=150)
     assert history_versions(url) == {1: "applied", 2: "applied", 3: "applied", 4: "applied"}
 
@@ -378,7 +362,7 @@ def secret_not_found(cluster: Cluster, url: str) -> None:
     """SecretNotFound: the run waits in Pending; creating the Secret with the keys the message
     names lets it go on by itself."""
     cluster.migration("late", _spec("late-db", NOTES))
-    late = cluster.wait("late", _stalled("SecretNotFound"), "SecretNotFound", 60)
+    late = cluster.wait("late", stalled_by("SecretNotFound"), "SecretNotFound", 60)
     assert late["phase"] == "Pending", late
     assert "Secret late-db (spec.database.secretRef.name) was not found" in late["message"]
     assert "with the keys uri" in late["message"], late["message"]
@@ -397,7 +381,7 @@ def invalid_spec(cluster: Cluster, url: str) -> None:
     cluster.migration(
         "probe", _spec("probe-db", NOTES, verification={"analyze": False, "probes": [probe]})
     )
-    invalid = cluster.wait("probe", _stalled("InvalidSpec"), "InvalidSpec", 60)
+    invalid = cluster.wait("probe", stalled_by("InvalidSpec"), "InvalidSpec", 60)
     assert "spec.verification.probes[0].sql (probe purge)" in invalid["message"]
     assert "runs a DELETE" in invalid["message"], invalid["message"]
     assert cluster.jobs("probe") == []
@@ -475,7 +459,9 @@ def apply_failed(cluster: Cluster, url: str) -> None:
     assert 'column "tag" does not exist' in failed["message"], failed["message"]
     assert condition(failed, "Migrated")["reason"] == "ApplyFailed"
     assert history_versions(url) == {1: "rolled_back", 2: "rolled_back", 3: "rolled_back"}
-    cluster.patch("apply", {"spec": {"source": {"inline": _inline({**NOTES, **FIXED_COLUMN})}}})
+    cluster.patch(
+        "apply", {"spec": {"source": {"inline": inline_files({**NOTES, **FIXED_COLUMN})}}}
+    )
     _succeeded(cluster, "apply")
     assert history_versions(url) == {1: "applied", 2: "applied", 3: "applied"}
 
@@ -532,7 +518,7 @@ def api_error(cluster: Cluster, url: str, admin_kubeconfig: Path, folder: Path) 
         other = Cluster(kube, namespace)
         other.secret("denied-db", {"uri": pod_url(url)})
         other.migration("denied", _spec("denied-db", NOTES))
-        stalled = other.wait("denied", _stalled("ApiError"), "ApiError", 90)
+        stalled = other.wait("denied", stalled_by("ApiError"), "ApiError", 90)
         message = stalled["message"]
         assert "the operator's API call failed" in message, message
         assert "forbidden" in message.lower() and "jobs" in message, message
@@ -576,7 +562,7 @@ def rollback_impossible(cluster: Cluster, url: str) -> None:
     assert waiting["phase"] == "RollingBack", waiting
     kept = run_spec_config_map_name("imp")
     cluster.kube.request("DELETE", path_of("ConfigMap", cluster.ns, kept))
-    fixed = _inline({**NOTES, **FIXED_COLUMN})
+    fixed = inline_files({**NOTES, **FIXED_COLUMN})
     cluster.patch("imp", {"spec": {"source": {"inline": fixed}, "rollback": {"strategy": "None"}}})
     # a reconcile has seen generation 2 (a reconcile begun before may still use the kept spec)
     seen = cluster.wait(
@@ -664,7 +650,7 @@ def invalid_resource(cluster: Cluster, url: str) -> None:
     refuses; the field taken out of the spec, as the message says, it succeeds."""
     cluster.secret("skew-db", {"uri": pod_url(url)})
     cluster.migration("skew", {**_spec("skew-db", NOTES), FUTURE_FIELD: "wave-1"})
-    stalled = cluster.wait("skew", _stalled("InvalidResource"), "InvalidResource", 60)
+    stalled = cluster.wait("skew", stalled_by("InvalidResource"), "InvalidResource", 60)
     message = stalled["message"]
     assert "does not match the operator's API model" in message, message
     assert FUTURE_FIELD in message and "fix the spec" in message, message
