@@ -253,6 +253,17 @@ class Kube:
                 return False
             raise
 
+    def create_object(self, obj: Obj) -> Obj | None:
+        """Create ``obj`` and return it as the API server stored it; None if one of that name
+        exists already."""
+        meta = obj["metadata"]
+        try:
+            return self.request("POST", path_of(obj["kind"], meta.get("namespace")), obj)
+        except ApiError as exc:
+            if exc.status == 409:
+                return None
+            raise
+
     def create_or_update(self, obj: Obj, fields: tuple[str, ...]) -> str:
         """Create ``obj``, or make ``fields`` (such as data, rules) of the existing one equal to
         its own when they differ: a merge patch, with null for each key of a map field that

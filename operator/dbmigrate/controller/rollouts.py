@@ -2,24 +2,28 @@
 
 One reconcile makes a bounded number of API calls whatever the number of targets: the rollout
 itself, one list of its target Secrets by label selector (metadata only: names and labels, never
-their data), one list of its children by label (both paged, each item reduced at once to what the
-decision needs, so memory grows with the targets' names, not their objects), the status patch,
-and then only the children the decision starts (at most each wave's ``maxParallel``) and the
-rollback annotations. A child's change does not reconcile the rollout at once: it schedules one
-reconcile a second later (``CHILD_DEBOUNCE``), so a wave of children finishing together costs one
-reconcile, not one each.
+their data; paged, each item reduced at once to what the decision needs, so memory grows with the
+targets' names, not their objects), the status patch, and then only the children the decision starts
+(at most each wave's ``maxParallel``) and the rollback annotations. Its children come from the
+operator's watch (``rollout_children.ChildIndex``), listed whole only on the rollout's first
+reconcile in this process and every ``RESYNC_SECONDS`` after. Its targets are listed again only
+when ``TARGETS_REFRESH_SECONDS`` have passed or the targets' spec changed: children that change
+once a second reconcile the rollout about once a second, and a new tenant's Secret can wait ten
+seconds. A child's change does not reconcile
+the rollout at once: it schedules one reconcile a second later (``CHILD_DEBOUNCE``), so a wave of
+children finishing together costs one reconcile, not one each.
 
 Every Event of a decision (a wave started or ended, the rollout completed or stopped, a rollback
-asked for) is also sent to each of ``spec.notifications`` (``notify``), after the status patch
-that records the transition, off the reconcile's thread, with the bounded retries of
+asked for) is also sent to each of ``spec.notifications`` (``notify``), after the status patch that
+records the transition, off the reconcile's thread, with the bounded retries of
 ``webhooks.post_with_retries``; a delivery that fails is logged and posted as a Warning Event
 ``NotificationFailed`` (it is not sent again: a rollout's notifications are at most once).
 
-A child to start that exists already (its template changed) is brought to the current template
-with a JSON patch replacing its spec, labels and annotations; the child's own reconcile then
-starts its new run. Each child created or brought to the template is handed to the
-DatabaseMigration reconciler's requeuer at once (``wake_child``), so its first reconcile (its plan
-Job) does not wait behind Kopf's queue of the previous wave's events.
+A child to start that exists already (its template changed) is brought to the current template with
+a JSON patch replacing its spec, labels and annotations; the child's own reconcile then starts its
+new run. Each child created or brought to the template is handed to the DatabaseMigration
+reconciler's requeuer at once (``wake_child``), so its first reconcile (its plan Job) does not wait
+behind Kopf's queue of the previous wave's events.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +53,7 @@ from dbmigrate.api.rollout import (
 from dbmigrate.controller.events import EventRecorder
 from dbmigrate.controller.kube import JSON_PATCH, ApiError, Kube, Obj, path_of
 from dbmigrate.controller.requeue import Requeuer
+from dbmigrate.controller.rollout_children import ChildIndex
 from dbmigrate.controller.webhooks import RetryPolicy, post_with_retries
 from dbmigrate.decision.rollout import (
     Child,
@@ -55,7 +61,6 @@ from dbmigrate.decision.rollout import (
     RolloutEvent,
     RolloutObserved,
     decide_rollout,
-    observe_child,
     watch_enabled,
 )
 from dbmigrate.decision.waves import Target
@@ -64,6 +69,7 @@ from dbmigrate.specs.rollout import build_child, children_selector, template_has
 log = logging.getLogger("dbmigrate.operator")
 
 CHILD_DEBOUNCE = 1.0
+TARGETS_REFRESH_SECONDS = 10.0
 PAGE = 250
 ChildWaker = Callable[[str, str, float], None]  # schedule(namespace, name, delay) of a reconcile
 
@@ -82,10 +88,16 @@ class RolloutReconciler:
         self,
         kube: Kube,
         *,
+        children: ChildIndex | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
         wake_child: ChildWaker | None = None,
     ) -> None:
         self.kube = kube
+        self.index = children if children is not None else ChildIndex()
+        self.monotonic = monotonic
+        self._targets_seen: dict[tuple[str, str], tuple[TargetSecrets, float, tuple[Target, ...]]]
+        self._targets_seen = {}
         self.clock = clock
         self.wake_child = wake_child
         self.events = EventRecorder(kube)
@@ -125,6 +137,8 @@ class RolloutReconciler:
     def _reconcile(self, namespace: str, name: str) -> None:
         resource = self.kube.get(ROLLOUT_KIND, namespace, name)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
+            self.index.forget((namespace, name))
+            self._targets_seen.pop((namespace, name), None)
             return
         try:
             observed = self.observe(resource)
@@ -135,7 +149,7 @@ class RolloutReconciler:
         self.carry_out(resource, observed, decision)
 
     def observe(self, resource: Obj) -> RolloutObserved:
-        """The rollout, its targets and its children, in two list calls."""
+        """The rollout, its targets (one list call) and its children (from the index)."""
         meta = resource["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         spec = DatabaseMigrationRolloutSpec.model_validate(resource.get("spec") or {})
@@ -149,13 +163,19 @@ class RolloutReconciler:
             template_hash=template_hash(spec),
             now=self.clock(),
             annotations=dict(meta.get("annotations") or {}),
-            targets=self._targets(namespace, spec.targets),
+            targets=self._targets(namespace, name, spec.targets),
             children=self._children(namespace, name, meta["uid"]),
             watch=watch_enabled(spec.template.to_wire()),
         )
 
-    def _targets(self, namespace: str, targets: TargetSecrets) -> tuple[Target, ...]:
-        found = {name: Target(name) for name in targets.names}
+    def _targets(self, namespace: str, name: str, targets: TargetSecrets) -> tuple[Target, ...]:
+        """The rollout's targets: listed again when the last list is older than
+        ``TARGETS_REFRESH_SECONDS`` or ``spec.targets`` changed."""
+        seen = self._targets_seen.get((namespace, name))
+        now = self.monotonic()
+        if seen is not None and seen[0] == targets and now - seen[1] < TARGETS_REFRESH_SECONDS:
+            return seen[2]
+        found = {target: Target(target) for target in targets.names}
         selector = secret_selector(targets)
         if selector is not None:
             for item in self.kube.list_pages(
@@ -163,20 +183,20 @@ class RolloutReconciler:
             ):
                 meta = item.get("metadata") or {}
                 found[meta["name"]] = Target(meta["name"], dict(meta.get("labels") or {}))
-        return tuple(found.values())
+        listed = tuple(found.values())
+        self._targets_seen[(namespace, name)] = (targets, now, listed)
+        return listed
 
     def _children(self, namespace: str, name: str, uid: str) -> tuple[Child, ...]:
-        children = []
-        for item in self.kube.list_pages(
-            "DatabaseMigration", namespace, children_selector(name), limit=PAGE
-        ):
-            owners = item["metadata"].get("ownerReferences") or []
-            if not any(ref.get("uid") == uid for ref in owners):
-                continue
-            child = observe_child(item)
-            if child is not None:
-                children.append(child)
-        return tuple(children)
+        key = (namespace, name)
+        if self.index.needs_list(key):
+            self.index.replace(
+                key,
+                self.kube.list_pages(
+                    "DatabaseMigration", namespace, children_selector(name), limit=PAGE
+                ),
+            )
+        return self.index.children(key, uid)
 
     def carry_out(
         self, resource: Obj, observed: RolloutObserved, decision: RolloutDecision
@@ -189,16 +209,18 @@ class RolloutReconciler:
         uid = resource["metadata"]["uid"]
         for start in decision.start:
             child = build_child(name, namespace, uid, start.target, start.wave, observed.spec)
-            if not self.kube.create(child):
-                self._bring_to_template(child)
+            created = self.kube.create_object(child)
+            self.index.seen(created if created is not None else self._bring_to_template(child))
             if self.wake_child is not None:  # its first reconcile now, not behind Kopf's queue
                 self.wake_child(namespace, child["metadata"]["name"], 0.0)
         for target in decision.rollback:
             token = decision.status.rollback_token or ""
             annotations = {ROLLBACK_ANNOTATION: token}
             try:
-                self.kube.patch_metadata(
-                    "DatabaseMigration", namespace, target, {"annotations": annotations}
+                self.index.seen(
+                    self.kube.patch_metadata(
+                        "DatabaseMigration", namespace, target, {"annotations": annotations}
+                    )
                 )
             except ApiError as exc:
                 if exc.status != 404:
@@ -231,16 +253,18 @@ class RolloutReconciler:
         log.warning("rollout %s/%s: %s", meta["namespace"], meta["name"], message)
         self.events.emit(resource, "Warning", EventReason.NOTIFICATION_FAILED, message)
 
-    def _bring_to_template(self, child: Obj) -> None:
+    def _bring_to_template(self, child: Obj) -> Obj:
         """Replace an existing child's spec with the current one, set its labels and annotations
-        (its database label stays: the operator keeps it in step with the child's status)."""
+        (its database label stays: the operator keeps it in step with the child's status); the
+        child as the API server answered."""
         meta = child["metadata"]
         ops = template_patch(child, self._annotations(meta["namespace"], meta["name"]))
-        self.kube.request(
+        patched = self.kube.request(
             "PATCH", path_of("DatabaseMigration", meta["namespace"], meta["name"]), ops,
             content_type=JSON_PATCH,
         )  # fmt: skip
         log.info("brought %s/%s to the rollout's current template", meta["namespace"], meta["name"])
+        return patched
 
     def _annotations(self, namespace: str, name: str) -> dict[str, str]:
         current = self.kube.get("DatabaseMigration", namespace, name) or {}
