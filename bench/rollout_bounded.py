@@ -20,12 +20,21 @@ namespace at its production resync interval (30 s):
    agent, as in ``bench.rollout_scale``), the bytes it read (``rchar`` of ``/proc/PID/io``: its
    API responses and watch streams), its CPU seconds and its RSS.
 
+``--children-exist`` measures the other phase whose cost could grow: a rollout whose N children
+all exist already (the end of every rollout, and a second template over the same fleet). The
+benchmark creates the rollout and its N children as the operator would have left them, each
+Succeeded (the model's status, as above), no separate finished migrations; once the operator has
+settled (the rollout Complete), it gives the rollout a new template (a second ConfigMap with one
+more file), and measures until the rollout waits for its promote: the first W children brought to
+the new template and run, the other N - W waiting behind ``pause: {}``.
+
 ``--before DIR`` runs the operator from another source tree (``git archive COMMIT | tar -x -C
 DIR``; its ``operator`` folder is put first on PYTHONPATH) for the same sizes, in namespaces of
 their own, so both are measured on one test bed, one after the other per size.
 
     python3 -m bench.rollout_bounded --sizes 20 --started 2                   # smoke
     python3 -m bench.rollout_bounded --before /var/tmp/before                  # 100, 300, 1000
+    python3 -m bench.rollout_bounded --children-exist --before /var/tmp/before
 """
 
 from __future__ import annotations
@@ -46,8 +55,10 @@ from bench.operator_watch import vm_kb
 from bench.rollout_scale import FILES, ROLLOUTS, audit_counts
 from dbmigrate import API_GROUP, API_VERSION
 from dbmigrate.api.labels import LABEL_DATABASE
+from dbmigrate.api.rollout import DatabaseMigrationRolloutSpec
 from dbmigrate.api.status import DatabaseMigrationStatus
 from dbmigrate.decision.lock_scope import database_label
+from dbmigrate.specs.rollout import build_child
 from testbed.bed import LocalTestbed
 from testbed.crd import install_crd
 from testbed.postgres import create_database
@@ -55,6 +66,7 @@ from testbed.proc import teardown_on_sigterm
 from tests.cluster.operator_harness import Cluster, OperatorProcess, kube_for, pod_url
 
 REPO = Path(__file__).resolve().parents[1]
+FILES_2 = {**FILES, "002_bench_more.sql": "CREATE TABLE IF NOT EXISTS bench_more (id bigint);\n"}
 TEMPLATE = {
     "source": {"configMap": {"name": "fleet-files"}},
     "backup": {"enabled": False},
@@ -100,19 +112,11 @@ def parallel(calls: list[Any], workers: int = 8) -> None:
             future.result()
 
 
-def setup(
-    bed: LocalTestbed,
-    cluster: Cluster,
-    size: int,
-    model: dict[str, Any],
-    args: Any,
-    *,
-    labelled: bool,
-) -> None:
-    """N target Secrets (W real databases) and N finished DatabaseMigrations (``labelled``: with
-    the database label, as an operator that has it leaves them)."""
+def tenant_secrets(bed: LocalTestbed, cluster: Cluster, size: int, args: Any) -> None:
+    """The namespace, the files and N target Secrets (the first W at real, empty databases)."""
     cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cluster.ns}})
     cluster.config_map("fleet-files", FILES)
+    cluster.config_map("fleet-files-2", FILES_2)
     prefix = cluster.ns.replace("-", "_")
     calls = []
     for i in range(size):
@@ -128,15 +132,37 @@ def setup(
         calls.append(lambda s=secret: cluster.create(s))
     parallel(calls)
 
+
+def finished_copy(model: dict[str, Any], database: str, labelled: bool) -> tuple[Any, Any]:
+    """The model's Succeeded status for another database, and the labels an operator that has
+    the database label leaves (``labelled``)."""
+    status = copy.deepcopy(model)
+    status["database"]["database"] = database
+    labels: dict[str, str] = {}
+    if labelled:  # as the operator that ran them would have left them
+        parsed = DatabaseMigrationStatus.model_validate(status)
+        labels[LABEL_DATABASE] = database_label(parsed)
+    return status, labels
+
+
+def setup(
+    bed: LocalTestbed,
+    cluster: Cluster,
+    size: int,
+    model: dict[str, Any],
+    args: Any,
+    *,
+    labelled: bool,
+) -> None:
+    """N target Secrets (W real databases) and N finished DatabaseMigrations (``labelled``: with
+    the database label, as an operator that has it leaves them)."""
+    tenant_secrets(bed, cluster, size, args)
+    prefix = cluster.ns.replace("-", "_")
+
     def finished(i: int) -> None:
         name = f"done-{i:04d}"
         spec = {**TEMPLATE, "database": {"secretRef": {"name": f"tenant-{i:04d}", "uriKey": "uri"}}}
-        status = copy.deepcopy(model)
-        status["database"]["database"] = f"{prefix}_done_{i:04d}"
-        labels: dict[str, str] = {}
-        if labelled:  # as the operator that ran them would have left them
-            parsed = DatabaseMigrationStatus.model_validate(status)
-            labels[LABEL_DATABASE] = database_label(parsed)
+        status, labels = finished_copy(model, f"{prefix}_done_{i:04d}", labelled)
         body = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "DatabaseMigration",
             "metadata": {"name": name, "labels": labels}, "spec": spec,
@@ -145,6 +171,30 @@ def setup(
         cluster.kube.patch_status(cluster.ns, name, status)
 
     parallel([lambda i=i: finished(i) for i in range(size)])
+
+
+def setup_children(
+    bed: LocalTestbed, cluster: Cluster, size: int, model: dict[str, Any], args: Any
+) -> None:
+    """N target Secrets, the rollout, and its N children as an operator leaves them: Succeeded,
+    with the database label (W in wave ``first``, the others in ``rest``)."""
+    tenant_secrets(bed, cluster, size, args)
+    created = cluster.kube.request(
+        "POST", ROLLOUTS.format(ns=cluster.ns), rollout_body(cluster.ns, args.started)
+    )
+    spec = DatabaseMigrationRolloutSpec.model_validate(created["spec"])
+    uid = created["metadata"]["uid"]
+    prefix = cluster.ns.replace("-", "_")
+
+    def child(i: int) -> None:
+        wave = "first" if i < args.started else "rest"
+        body = build_child("fleet", cluster.ns, uid, f"tenant-{i:04d}", wave, spec)
+        status, labels = finished_copy(model, f"{prefix}_{i:04d}", labelled=True)
+        body["metadata"]["labels"].update(labels)
+        cluster.create(body)
+        cluster.kube.patch_status(cluster.ns, body["metadata"]["name"], status)
+
+    parallel([lambda i=i: child(i) for i in range(size)])
 
 
 def settle(operator: OperatorProcess, audit: Path, quiet: float, limit: float) -> float:
@@ -164,10 +214,10 @@ def settle(operator: OperatorProcess, audit: Path, quiet: float, limit: float) -
     return time.monotonic() - began
 
 
-def rollout_body(ns: str, started: int) -> dict[str, Any]:
+def rollout_body(ns: str, started: int, template: dict[str, Any] = TEMPLATE) -> dict[str, Any]:
     """The rollout: a first wave of ``started`` targets, then a wave behind ``pause: {}``."""
     spec = {
-        "template": TEMPLATE,
+        "template": template,
         "targets": {"selector": {"bench": "fleet"}, "uriKey": "uri"},
         "waves": [
             {"name": "first", "count": started, "maxParallel": started, "pause": {}},
@@ -180,12 +230,33 @@ def rollout_body(ns: str, started: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def rollout_status(cluster: Cluster) -> dict[str, Any]:
+    found = cluster.kube.request("GET", ROLLOUTS.format(ns=cluster.ns) + "/fleet")
+    return dict(found.get("status") or {})
+
+
+def start(cluster: Cluster, args: Any) -> None:
+    """Start the measured phase: create the rollout, or give the existing one a new template."""
+    if not args.children_exist:
+        body = rollout_body(cluster.ns, args.started)
+        cluster.kube.request("POST", ROLLOUTS.format(ns=cluster.ns), body)
+        return
+    patch = {"spec": {"template": {"source": {"configMap": {"name": "fleet-files-2"}}}}}
+    cluster.kube.request(
+        "PATCH", ROLLOUTS.format(ns=cluster.ns) + "/fleet", patch,
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+
 def measure(
     bed: LocalTestbed, size: int, mode: str, model: dict[str, Any], args: Any
 ) -> dict[str, Any]:
     ns = f"bounded-{mode}-{size}-{secrets.token_hex(2)}"
     cluster = Cluster(kube_for(bed.kubeconfig), ns)
-    setup(bed, cluster, size, model, args, labelled=mode == "after")
+    if args.children_exist:
+        setup_children(bed, cluster, size, model, args)
+    else:
+        setup(bed, cluster, size, model, args, labelled=mode == "after")
     env = {"PYTHONPATH": str(args.before / "operator")} if mode == "before" else {}
     operator = OperatorProcess(
         args.kubeconfig, [ns], args.workdir / f"operator-{mode}-{size}.log",
@@ -197,16 +268,18 @@ def measure(
     try:
         pid = operator.proc.pid if operator.proc else 0
         settled = settle(operator, audit, args.quiet, args.settle_limit)
+        before_start = rollout_status(cluster) if args.children_exist else {}
         start_offset = audit.stat().st_size
         io0, cpu0, rss0 = proc_io(pid), cpu_seconds(pid), vm_kb(pid, "VmRSS")
         began = time.monotonic()
-        cluster.kube.request("POST", ROLLOUTS.format(ns=ns), rollout_body(ns, args.started))
+        start(cluster, args)
         status: dict[str, Any] = {}
         while time.monotonic() - began < args.timeout:
             operator.assert_alive()
-            found = cluster.kube.request("GET", ROLLOUTS.format(ns=ns) + "/fleet")
-            status = found.get("status") or {}
-            if status.get("phase") in ("Paused", "Stopped"):
+            status = rollout_status(cluster)
+            if status.get("phase") in ("Paused", "Stopped") and (
+                status.get("templateHash") != before_start.get("templateHash")
+            ):
                 break
             time.sleep(1)
         wall = time.monotonic() - began
@@ -224,6 +297,8 @@ def measure(
     )
     read = io1["rchar"] - io0["rchar"]
     result = {
+        "scenario": "children exist" if args.children_exist else "first rollout",
+        "phase_before": before_start.get("phase"),
         "mode": mode,
         "targets": size,
         "finished_migrations": size,
@@ -259,11 +334,17 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--started", type=int, default=5, help="targets of the first wave")
     parser.add_argument("--before", type=Path, help="another source tree to compare with")
+    parser.add_argument(
+        "--children-exist", action="store_true",
+        help="the rollout's N children exist; measure a new template over them",
+    )  # fmt: skip
     parser.add_argument("--quiet", type=float, default=8.0, help="settled: no request for s")
     parser.add_argument("--settle-limit", type=float, default=300.0)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "rollout_bounded.json")
+    parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    name = "rollout_bounded_children" if args.children_exist else "rollout_bounded"
+    args.output = args.output or REPO / "bench" / f"{name}.json"
     teardown_on_sigterm()
     args.workdir = Path(tempfile.mkdtemp(prefix="bench-bounded-"))
     os.environ.setdefault("DBMIGRATE_TESTBED_AUDIT_LOG", str(args.workdir / "audit.log"))
