@@ -449,6 +449,9 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             cluster.wait_event("scale", lambda e: e["reason"] == "WorkloadScaledDown"
                                and "Deployment web from 2 to 0" in e["message"])  # fmt: skip
             assert cluster.kube.replicas("Deployment", cluster.ns, "web") == 2
+            scaled = [e["message"] for e in cluster.events("scale")
+                      if e["reason"] in ("WorkloadScaledDown", "WorkloadScaledUp")]  # fmt: skip
+            assert not any("webapp" in m for m in scaled), scaled  # the missing one: not scaled
 
         def undone() -> None:  # RollbackFailed of a MigrationRollback
             done = cluster.wait_terminal("undone", 120)

@@ -71,6 +71,7 @@ class DecisionApplier:
         ns, name = observed.namespace, observed.name
         recorded = list(decision.status.scaled_workloads)
         known = {(w.kind, w.name) for w in recorded}
+        missing = set()
         for ref in decision.scale_down:
             if (ref.kind, ref.name) in known:
                 continue
@@ -83,6 +84,7 @@ class DecisionApplier:
                     f"{ref.kind} {ref.name} listed in spec.rollback.scaleDown does not exist; "
                     "recorded with 0 replicas",
                 )
+                missing.add((ref.kind, ref.name))
             recorded.append(ScaledWorkload(kind=ref.kind, name=ref.name, replicas=replicas or 0))
             known.add((ref.kind, ref.name))
         new = recorded[len(decision.status.scaled_workloads) :]
@@ -91,6 +93,8 @@ class DecisionApplier:
         for ref in decision.scale_down:
             self._scale(ref.kind, ns, ref.name, 0)
         for workload in new:  # once each: the record above says it was done
+            if (workload.kind, workload.name) in missing:
+                continue  # WorkloadNotFound said it; nothing was scaled
             self.events.emit(
                 resource,
                 "Warning",
@@ -108,8 +112,7 @@ class DecisionApplier:
         resource: Obj,
     ) -> None:
         ns, name = observed.namespace, observed.name
-        for workload in scale_up:
-            self._scale(workload.kind, ns, workload.name, workload.replicas)
+        scaled = [w for w in scale_up if self._scale(w.kind, ns, w.name, w.replicas)]
         wanted = {(w.kind, w.name) for w in scale_up}
         updated = [
             w.model_copy(update={"restored": True}) if (w.kind, w.name) in wanted else w
@@ -117,7 +120,7 @@ class DecisionApplier:
         ]
         if updated != status.scaled_workloads:
             self._patch_workloads(ns, name, updated)
-        for workload in scale_up:  # decide lists only the ones not yet marked restored
+        for workload in scaled:  # decide lists only the ones not yet marked restored
             self.events.emit(
                 resource,
                 "Normal",
@@ -126,13 +129,16 @@ class DecisionApplier:
                 "after the rollback",
             )
 
-    def _scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+    def _scale(self, kind: str, namespace: str, name: str, replicas: int) -> bool:
+        """Scale a workload; False when it does not exist (logged, not an error)."""
         try:
             self.kube.scale(kind, namespace, name, replicas)
         except ApiError as exc:
             if exc.status != 404:
                 raise
             log.warning("%s %s/%s is gone; cannot scale it to %d", kind, namespace, name, replicas)
+            return False
+        return True
 
     def _patch_workloads(self, ns: str, name: str, workloads: list[ScaledWorkload]) -> None:
         self.kube.patch_status(ns, name, {"scaledWorkloads": [w.to_wire() for w in workloads]})
