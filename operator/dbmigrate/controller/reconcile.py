@@ -112,6 +112,11 @@ class Reconciler:
         """The lock one reconcile of the resource holds (a rollback on demand starts under it)."""
         return self._lock(namespace, name)
 
+    def lock_gate(self) -> threading.Lock:
+        """The mutex under which a run reads who holds its database and writes that it does (a
+        rollback on demand that starts takes it too, after the resource's own lock)."""
+        return self._lock_gate
+
     def wake(self, namespace: str, name: str, delay: float = 0.0) -> None:
         """Reconcile the resource ``delay`` seconds from now on the requeuer's thread (a rollout
         wakes the child it just created, without waiting for Kopf's queue)."""

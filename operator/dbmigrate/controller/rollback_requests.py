@@ -209,15 +209,22 @@ class RequestReconciler:
         self, namespace: str, migration: str, request: str, decision: RequestDecision
     ) -> bool:
         """Move the migration to RollingBack for the request, under the migration's own lock (no
-        reconcile of it writes in between), if it is still as it was decided on: Succeeded."""
+        reconcile of it writes in between) and the lock gate's mutex (no other run of its
+        database starts in between), if it is still as it was decided on: Succeeded, and no
+        other run of its database under way."""
         assert decision.start_rollback is not None
-        with self.migrations.resource_lock(namespace, migration):
+        lock, gate = (
+            self.migrations.resource_lock(namespace, migration),
+            self.migrations.lock_gate(),
+        )
+        with lock, gate:
             fresh = self.kube.get("DatabaseMigration", namespace, migration)
-            phase = ((fresh or {}).get("status") or {}).get("phase")
-            if fresh is None or phase != "Succeeded":
-                self.requeuer.schedule(namespace, request, 1.0)
+            view = _migration_view(fresh) if fresh is not None else None
+            moved = view is None or view.status.phase != "Succeeded"
+            if fresh is None or view is None or moved or self._busy(namespace, view):
+                self.requeuer.schedule(namespace, request, 1.0)  # the next look decides again
                 return False
-            status = DatabaseMigrationStatus.model_validate(fresh.get("status") or {})
+            status = view.status
             self.migrations.label_database(fresh, status)  # RollingBack holds the database
             patch = {
                 "phase": "RollingBack",
