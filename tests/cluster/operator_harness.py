@@ -37,6 +37,7 @@ CRD_FILE = ROOT / "crds" / "dbmigrate.io_databasemigrations.yaml"
 SAMPLE = ROOT / "manifests" / "samples" / "analytics-migration.yaml"
 MIGRATIONS = ROOT / "database" / "migrations"
 TERMINAL = ("Succeeded", "Failed", "RolledBack")
+ROLLOUTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/databasemigrationrollouts"
 
 
 def migration_files(up_to: int = 5) -> dict[str, str]:
@@ -233,6 +234,35 @@ class Cluster:
             time.sleep(0.5)
         summary = {k: status.get(k) for k in ("phase", "message", "conditions", "jobs")}
         pytest.fail(f"{self.ns}/{name}: timed out after {timeout}s waiting for {what}: {summary}")
+
+    def rollout(self, name: str, spec: dict[str, Any]) -> None:
+        """Create the DatabaseMigrationRollout ``name``."""
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "DatabaseMigrationRollout",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": spec,
+        }
+        self.kube.request("POST", ROLLOUTS.format(ns=self.ns), body)
+
+    def rollout_status(self, name: str) -> dict[str, Any]:
+        found = self.kube.request("GET", ROLLOUTS.format(ns=self.ns) + f"/{name}")
+        return dict(found.get("status") or {})
+
+    def wait_rollout(
+        self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float
+    ) -> dict[str, Any]:
+        """Poll the rollout's status until ``check(status)``; fail with the last status."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = self.rollout_status(name)
+            if check(status):
+                return status
+            for watchdog in self.watchdogs:
+                watchdog()
+            time.sleep(0.5)
+        pytest.fail(f"rollout {name}: timed out after {timeout}s waiting for {what}: {status}")
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 120.0) -> dict[str, Any]:
         return self.wait(

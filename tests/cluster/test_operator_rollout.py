@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbmigrate import API_GROUP, API_VERSION
 from dbmigrate.engine.history import ensure_history
 from testbed.postgres import fresh_database
 from tests.cluster.operator_harness import (
@@ -41,7 +40,6 @@ __all__ = ["cluster", "crd", "operator"]  # fixtures used by name
 
 TARGETS = int(os.environ.get("DBMIGRATE_TEST_ROLLOUT_TARGETS", "50"))
 FILES = {"001_accounts.sql": "CREATE TABLE IF NOT EXISTS accounts (id bigint PRIMARY KEY);\n"}
-ROLLOUTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/databasemigrationrollouts"
 SOAK = 3
 
 
@@ -51,34 +49,6 @@ def _template() -> dict[str, Any]:
         "backup": {"enabled": False},
         "verification": {"analyze": False},
     }
-
-
-def _rollout(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "DatabaseMigrationRollout",
-        "metadata": {"name": name, "namespace": cluster.ns},
-        "spec": spec,
-    }
-    cluster.kube.request("POST", ROLLOUTS.format(ns=cluster.ns), body)
-
-
-def _status(cluster: Cluster, name: str) -> dict[str, Any]:
-    found = cluster.kube.request("GET", ROLLOUTS.format(ns=cluster.ns) + f"/{name}")
-    return dict(found.get("status") or {})
-
-
-def _wait(cluster: Cluster, name: str, check: Any, what: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = _status(cluster, name)
-        if check(status):
-            return status
-        for watchdog in cluster.watchdogs:
-            watchdog()
-        time.sleep(0.5)
-    raise AssertionError(f"rollout {name}: timed out waiting for {what}: {status}")
 
 
 def _secret(cluster: Cluster, name: str, url: str, labels: dict[str, str]) -> None:
@@ -112,7 +82,7 @@ def _ready_reasons(cluster: Cluster, name: str) -> Iterator[set[str]]:
 
     def poll() -> None:
         while not stop.wait(0.2):
-            reason = condition(_status(cluster, name), "Ready").get("reason")
+            reason = condition(cluster.rollout_status(name), "Ready").get("reason")
             if reason:
                 seen.add(reason)
 
@@ -150,8 +120,7 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
         _secret(cluster, "late-000", late[0], {"fleet": "late"})
         cluster.secret("hooks", {"url": hooks.url()})
         prepared = time.monotonic()
-        _rollout(
-            cluster,
+        cluster.rollout(
             "fleet",
             {
                 "template": _template(),
@@ -167,8 +136,7 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
             },
         )  # fmt: skip
         fleet_reasons = stack.enter_context(_ready_reasons(cluster, "fleet"))
-        _rollout(
-            cluster,
+        cluster.rollout(
             "tenants",
             {
                 "template": _template(),
@@ -177,12 +145,14 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
                 "notifications": [{"name": "team", "secretRef": {"name": "hooks"}}],
             },
         )
-        done = _wait(cluster, "tenants", lambda s: s.get("phase") == "Completed", "Completed", 90)
+        done = cluster.wait_rollout(
+            "tenants", lambda s: s.get("phase") == "Completed", "Completed", 90
+        )
         assert done["progress"] == "1/1"
         assert condition(done, "Ready")["status"] == "True"
         _secret(cluster, "late-001", late[1], {"fleet": "late"})  # a new tenant
-        joined = _wait(
-            cluster, "tenants",
+        joined = cluster.wait_rollout(
+            "tenants",
             lambda s: s.get("phase") == "Completed" and s.get("progress") == "2/2",
             "the late Secret's migration", 90,
         )  # fmt: skip
@@ -196,7 +166,9 @@ def test_a_rollout_in_waves_stops_at_its_failure_budget_and_late_secrets_join(
             "total"
         ] == 2
 
-        stopped = _wait(cluster, "fleet", lambda s: s.get("phase") == "Stopped", "Stopped", 150)
+        stopped = cluster.wait_rollout(
+            "fleet", lambda s: s.get("phase") == "Stopped", "Stopped", 150
+        )
         ended = time.monotonic()
         stalled = condition(stopped, "Stalled")
         assert (stalled["status"], stalled["reason"]) == ("True", "FailureBudgetExceeded")
@@ -263,8 +235,10 @@ def test_a_rollout_on_kind_spreads_its_step_jobs_over_the_workers(
                 {"name": "all", "maxParallel": 4},
             ],
         }
-        _rollout(cluster, "shards", spec)
-        done = _wait(cluster, "shards", lambda s: s.get("phase") == "Completed", "Completed", 300)
+        cluster.rollout("shards", spec)
+        done = cluster.wait_rollout(
+            "shards", lambda s: s.get("phase") == "Completed", "Completed", 300
+        )
         assert done["progress"] == "6/6", done
         for url in urls:
             assert history_versions(url) == {1: "applied"}

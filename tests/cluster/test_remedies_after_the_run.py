@@ -42,6 +42,7 @@ import pytest
 
 from dbmigrate import API_GROUP, API_VERSION
 from tests.cluster.operator_harness import (
+    ROLLOUTS,
     Cluster,
     OperatorProcess,
     cluster,
@@ -64,7 +65,6 @@ pytestmark = pytest.mark.local_testbed(
 )
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-dbmigrate")
-ROLLOUTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/databasemigrationrollouts"
 NOTES = {
     "001_notes.sql": "CREATE TABLE notes (id bigint PRIMARY KEY, body text);",
     "002_notes_body_index.sql": "CREATE INDEX CONCURRENTLY idx_notes_body ON notes (body);",
@@ -185,36 +185,6 @@ def _index_exists(url: str, name: str) -> bool:
 # --- rollouts -------------------------------------------------------------------------------
 
 
-def _rollout(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "DatabaseMigrationRollout",
-        "metadata": {"name": name, "namespace": cluster.ns},
-        "spec": spec,
-    }
-    cluster.kube.request("POST", ROLLOUTS.format(ns=cluster.ns), body)
-
-
-def _rollout_status(cluster: Cluster, name: str) -> dict[str, Any]:
-    return dict(cluster.kube.request("GET", ROLLOUTS.format(ns=cluster.ns) + f"/{name}")
-                .get("status") or {})  # fmt: skip
-
-
-def _rollout_wait(
-    cluster: Cluster, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = _rollout_status(cluster, name)
-        if check(status):
-            return status
-        for watchdog in cluster.watchdogs:
-            watchdog()
-        time.sleep(0.5)
-    pytest.fail(f"rollout {name}: timed out after {timeout}s waiting for {what}: {status}")
-
-
 def _reasons_seen(
     cluster: Cluster, name: str, until: Callable[[dict[str, Any]], bool], timeout: float
 ) -> tuple[list[str], dict[str, Any]]:
@@ -227,7 +197,7 @@ def _reasons_seen(
             seen.append(reason)
         return until(status)
 
-    return seen, _rollout_wait(cluster, name, look, f"after {seen}", timeout)
+    return seen, cluster.wait_rollout(name, look, f"after {seen}", timeout)
 
 
 def _target(cluster: Cluster, name: str, url: str, fleet: str) -> None:
@@ -363,14 +333,14 @@ def test_each_later_state_is_left_the_way_the_docs_say(
         # the rollouts, now that the operator runs
         for name, url in fleet.items():
             _target(cluster, name, url, name.split("-")[0])
-        _rollout(cluster, "fleet", {
+        cluster.rollout("fleet", {
             "template": _template(ACCOUNTS, rollback={"strategy": "None"}),
             "targets": {"selector": {"fleet": "fleet"}, "uriKey": "uri"},
             "waves": [{"name": "all", "maxParallel": 2}],
             "failureBudget": {"maxFailures": 0},
         })  # fmt: skip
         thresholds = {**THRESHOLDS, "minCalls": 40}  # only canary-w's lookups reach it
-        _rollout(cluster, "canary", {
+        cluster.rollout("canary", {
             "template": _template(NOTES, watch={**WATCH, "thresholds": thresholds}),
             "targets": {"selector": {"fleet": "canary"}, "uriKey": "uri"},
             "waves": [{"name": "one", "count": 1, "pause": {}}, {"name": "two"}],
@@ -498,7 +468,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             assert cluster.kube.replicas("Deployment", cluster.ns, "api") == 3
 
         def fleet_rollout() -> None:  # FailureBudgetExceeded, RolloutComplete
-            stopped = _rollout_wait(cluster, "fleet", lambda s: s.get("phase") == "Stopped",
+            stopped = cluster.wait_rollout("fleet", lambda s: s.get("phase") == "Stopped",
                                     "Stopped", 150)  # fmt: skip
             assert _is("Stalled", "True", "FailureBudgetExceeded")(stopped)
             assert [f["target"] for f in stopped["failedTargets"]] == ["fleet-b"], stopped
@@ -507,7 +477,7 @@ def test_each_later_state_is_left_the_way_the_docs_say(
             template = _template(ACCOUNTS, rollback={"strategy": "DropCreatedObjects"})
             _merge(cluster, ROLLOUTS.format(ns=cluster.ns) + "/fleet",
                    {"spec": {"template": template}})  # fmt: skip
-            done = _rollout_wait(cluster, "fleet", lambda s: s.get("phase") == "Completed",
+            done = cluster.wait_rollout("fleet", lambda s: s.get("phase") == "Completed",
                                  "Completed", 150)  # fmt: skip
             assert _is("Ready", "True", "RolloutComplete")(done) and done["progress"] == "2/2"
             for name in ("fleet-a", "fleet-b"):
