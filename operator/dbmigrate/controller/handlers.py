@@ -36,6 +36,7 @@ from dbmigrate.api.exitcodes import EXIT_OK
 from dbmigrate.api.labels import (
     FINALIZER,
     KOPF_ANNOTATION_PREFIX,
+    LABEL_DATABASE,
     LABEL_MANAGED_BY,
     LABEL_MIGRATION,
     LABEL_ROLLBACK_REQUEST,
@@ -185,12 +186,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Han
     handlers = Handlers(settings)
     kopf.on.startup(id="configure", registry=registry)(handlers.startup)
     kopf.on.login(id="login", registry=registry)(handlers.login)
-    for on, handler_id in (
-        (kopf.on.create, "on_create"),
-        (kopf.on.resume, "on_resume"),
-        (kopf.on.update, "on_update"),
-    ):
+    for on, handler_id in ((kopf.on.create, "on_create"), (kopf.on.resume, "on_resume")):
         on(*RESOURCE, id=handler_id, registry=registry)(handlers.reconcile)
+    kopf.on.update(*RESOURCE, id="on_update", when=_not_only_database_label, registry=registry)(
+        handlers.reconcile
+    )
     kopf.timer(
         *RESOURCE,
         id="on_timer",
@@ -270,6 +270,25 @@ def _active(status: kopf.Status, meta: kopf.Meta, body: kopf.Body, **_: Any) -> 
     asked = (meta.get("annotations") or {}).get(RETRY_ANNOTATION)
     retry_asked = bool(asked) and asked != status.get("lastHandledRetry")
     return not (finished and current) or retrying or retry_asked
+
+
+def _not_only_database_label(diff: kopf.Diff, **_: Any) -> bool:
+    """An update is worth a reconcile unless all it changed is the database label, which the
+    operator itself sets (``lock_scope``) right before the status it is reconciling: a
+    reconcile for it would read the same state again."""
+    return not diff or not all(_database_label_only(item) for item in diff)
+
+
+def _database_label_only(item: kopf.DiffItem) -> bool:
+    path = tuple(item.field)
+    if path == ("metadata", "labels", LABEL_DATABASE):
+        return True
+    if path != ("metadata", "labels"):
+        return False
+    old, new = dict(item.old or {}), dict(item.new or {})
+    old.pop(LABEL_DATABASE, None)
+    new.pop(LABEL_DATABASE, None)
+    return old == new
 
 
 def _step_exit_pending(status: kopf.Status, **_: Any) -> bool:
