@@ -32,7 +32,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -72,6 +72,7 @@ CHILD_DEBOUNCE = 1.0
 TARGETS_REFRESH_SECONDS = 10.0
 PAGE = 250
 ChildWaker = Callable[[str, str, float], None]  # schedule(namespace, name, delay) of a reconcile
+Notification = tuple[Obj, RolloutNotificationTarget, Any]  # the rollout, the target, the body
 
 
 def secret_selector(targets: TargetSecrets) -> str | None:
@@ -106,6 +107,7 @@ class RolloutReconciler:
         self._guard = threading.Lock()
         self.policy = RetryPolicy()
         self._senders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rollout-notify")
+        self._outbox: dict[tuple[str, str], deque[Notification]] = {}  # per rollout, in order
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -229,9 +231,29 @@ class RolloutReconciler:
             self.events.emit(resource, event.type, event.reason, event.message)
             for hook in observed.spec.notifications:
                 body = notification_body(observed, decision, event, hook)
-                self._senders.submit(self._send, resource, hook, body)
+                self._enqueue((namespace, name), (resource, hook, body))
         if decision.requeue_after is not None:
             self.requeuer.schedule(namespace, name, decision.requeue_after)
+
+    def _enqueue(self, key: tuple[str, str], notification: Notification) -> None:
+        """Queue a notification behind the rollout's earlier ones; start a sender for the
+        rollout's outbox unless one is draining it."""
+        with self._guard:
+            queue = self._outbox.get(key)
+            self._outbox.setdefault(key, deque()).append(notification)
+        if queue is None:  # no sender on this outbox: it was empty and absent
+            self._senders.submit(self._drain, key)
+
+    def _drain(self, key: tuple[str, str]) -> None:
+        """Send a rollout's notifications one after the other until its outbox is empty."""
+        while True:
+            with self._guard:
+                queue = self._outbox[key]
+                if not queue:
+                    del self._outbox[key]
+                    return
+                notification = queue.popleft()
+            self._send(*notification)
 
     def _send(self, resource: Obj, target: RolloutNotificationTarget, body: Any) -> None:
         """One notification to one target (on a sender thread; never raises)."""
