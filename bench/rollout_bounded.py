@@ -256,7 +256,8 @@ def measure(
     if args.children_exist:
         setup_children(bed, cluster, size, model, args)
     else:
-        setup(bed, cluster, size, model, args, labelled=mode == "after")
+        labelled = mode == "after" or args.before_has_label
+        setup(bed, cluster, size, model, args, labelled=labelled)
     env = {"PYTHONPATH": str(args.before / "operator")} if mode == "before" else {}
     operator = OperatorProcess(
         args.kubeconfig, [ns], args.workdir / f"operator-{mode}-{size}.log",
@@ -334,6 +335,10 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--started", type=int, default=5, help="targets of the first wave")
     parser.add_argument("--before", type=Path, help="another source tree to compare with")
+    parser.add_argument(
+        "--before-has-label", action="store_true",
+        help="the --before tree labels migrations by database too: set up its migrations so",
+    )  # fmt: skip
     parser.add_argument(
         "--children-exist", action="store_true",
         help="the rollout's N children exist; measure a new template over them",
