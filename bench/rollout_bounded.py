@@ -179,9 +179,7 @@ def setup_children(
     """N target Secrets, the rollout, and its N children as an operator leaves them: Succeeded,
     with the database label (W in wave ``first``, the others in ``rest``)."""
     tenant_secrets(bed, cluster, size, args)
-    created = cluster.kube.request(
-        "POST", ROLLOUTS.format(ns=cluster.ns), rollout_body(cluster.ns, args.started)
-    )
+    created = cluster.rollout("fleet", rollout_spec(args.started))
     spec = DatabaseMigrationRolloutSpec.model_validate(created["spec"])
     uid = created["metadata"]["uid"]
     prefix = cluster.ns.replace("-", "_")
@@ -214,32 +212,22 @@ def settle(operator: OperatorProcess, audit: Path, quiet: float, limit: float) -
     return time.monotonic() - began
 
 
-def rollout_body(ns: str, started: int, template: dict[str, Any] = TEMPLATE) -> dict[str, Any]:
+def rollout_spec(started: int) -> dict[str, Any]:
     """The rollout: a first wave of ``started`` targets, then a wave behind ``pause: {}``."""
-    spec = {
-        "template": template,
+    return {
+        "template": TEMPLATE,
         "targets": {"selector": {"bench": "fleet"}, "uriKey": "uri"},
         "waves": [
             {"name": "first", "count": started, "maxParallel": started, "pause": {}},
             {"name": "rest", "maxParallel": 25},
         ],
     }
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "DatabaseMigrationRollout",
-        "metadata": {"name": "fleet", "namespace": ns}, "spec": spec,
-    }  # fmt: skip
-
-
-def rollout_status(cluster: Cluster) -> dict[str, Any]:
-    found = cluster.kube.request("GET", ROLLOUTS.format(ns=cluster.ns) + "/fleet")
-    return dict(found.get("status") or {})
 
 
 def start(cluster: Cluster, args: Any) -> None:
     """Start the measured phase: create the rollout, or give the existing one a new template."""
     if not args.children_exist:
-        body = rollout_body(cluster.ns, args.started)
-        cluster.kube.request("POST", ROLLOUTS.format(ns=cluster.ns), body)
+        cluster.rollout("fleet", rollout_spec(args.started))
         return
     patch = {"spec": {"template": {"source": {"configMap": {"name": "fleet-files-2"}}}}}
     cluster.kube.request(
@@ -269,7 +257,7 @@ def measure(
     try:
         pid = operator.proc.pid if operator.proc else 0
         settled = settle(operator, audit, args.quiet, args.settle_limit)
-        before_start = rollout_status(cluster) if args.children_exist else {}
+        before_start = cluster.rollout_status("fleet") if args.children_exist else {}
         start_offset = audit.stat().st_size
         io0, cpu0, rss0 = proc_io(pid), cpu_seconds(pid), vm_kb(pid, "VmRSS")
         began = time.monotonic()
@@ -277,7 +265,7 @@ def measure(
         status: dict[str, Any] = {}
         while time.monotonic() - began < args.timeout:
             operator.assert_alive()
-            status = rollout_status(cluster)
+            status = cluster.rollout_status("fleet")
             if status.get("phase") in ("Paused", "Stopped") and (
                 status.get("templateHash") != before_start.get("templateHash")
             ):

@@ -215,6 +215,25 @@ class Cluster:
         got = [(e["type"], e["reason"], e["message"]) for e in self.events(name)]
         pytest.fail(f"no matching Event about {name}; got {got}")
 
+    def _poll(
+        self,
+        read: Callable[[], dict[str, Any]],
+        check: Callable[[dict[str, Any]], bool],
+        timeout: float,
+    ) -> tuple[bool, dict[str, Any]]:
+        """Read until ``check`` holds or ``timeout`` passes (the watchdogs run between reads);
+        whether it held, and the last read."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = read()
+            if check(status):
+                return True, status
+            for watchdog in self.watchdogs:
+                watchdog()
+            time.sleep(0.5)
+        return False, status
+
     def wait(
         self,
         name: str,
@@ -223,27 +242,21 @@ class Cluster:
         timeout: float = 120.0,
     ) -> dict[str, Any]:
         """Poll the resource's status until ``check(status)``; fail with the last status."""
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = self.status(name)
-            if check(status):
-                return status
-            for watchdog in self.watchdogs:
-                watchdog()
-            time.sleep(0.5)
+        held, status = self._poll(lambda: self.status(name), check, timeout)
+        if held:
+            return status
         summary = {k: status.get(k) for k in ("phase", "message", "conditions", "jobs")}
         pytest.fail(f"{self.ns}/{name}: timed out after {timeout}s waiting for {what}: {summary}")
 
-    def rollout(self, name: str, spec: dict[str, Any]) -> None:
-        """Create the DatabaseMigrationRollout ``name``."""
+    def rollout(self, name: str, spec: dict[str, Any]) -> Obj:
+        """Create the DatabaseMigrationRollout ``name``; the object as the API server stored it."""
         body = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": "DatabaseMigrationRollout",
             "metadata": {"name": name, "namespace": self.ns},
             "spec": spec,
         }
-        self.kube.request("POST", ROLLOUTS.format(ns=self.ns), body)
+        return self.kube.request("POST", ROLLOUTS.format(ns=self.ns), body)
 
     def rollout_status(self, name: str) -> dict[str, Any]:
         found = self.kube.request("GET", ROLLOUTS.format(ns=self.ns) + f"/{name}")
@@ -253,15 +266,9 @@ class Cluster:
         self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float
     ) -> dict[str, Any]:
         """Poll the rollout's status until ``check(status)``; fail with the last status."""
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = self.rollout_status(name)
-            if check(status):
-                return status
-            for watchdog in self.watchdogs:
-                watchdog()
-            time.sleep(0.5)
+        held, status = self._poll(lambda: self.rollout_status(name), check, timeout)
+        if held:
+            return status
         pytest.fail(f"rollout {name}: timed out after {timeout}s waiting for {what}: {status}")
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 120.0) -> dict[str, Any]:

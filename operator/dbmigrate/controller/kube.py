@@ -244,14 +244,7 @@ class Kube:
 
     def create(self, obj: Obj) -> bool:
         """Create ``obj``; False (and no error) if an object of that name exists already."""
-        meta = obj["metadata"]
-        try:
-            self.request("POST", path_of(obj["kind"], meta.get("namespace")), obj)
-            return True
-        except ApiError as exc:
-            if exc.status == 409:
-                return False
-            raise
+        return self.create_object(obj) is not None
 
     def create_object(self, obj: Obj) -> Obj | None:
         """Create ``obj`` and return it as the API server stored it; None if one of that name

@@ -220,8 +220,7 @@ class RequestReconciler:
         with lock, gate:
             fresh = self.kube.get("DatabaseMigration", namespace, migration)
             view = _migration_view(fresh) if fresh is not None else None
-            moved = view is None or view.status.phase != "Succeeded"
-            if fresh is None or view is None or moved or self._busy(namespace, view):
+            if fresh is None or view is None or not self._still_startable(namespace, view):
                 self.requeuer.schedule(namespace, request, 1.0)  # the next look decides again
                 return False
             status = view.status
@@ -234,6 +233,10 @@ class RequestReconciler:
             }
             self.kube.patch_status(namespace, migration, patch)
         return True
+
+    def _still_startable(self, namespace: str, view: MigrationView) -> bool:
+        """Succeeded, and no other run of its database under way: as the decision found it."""
+        return view.status.phase == "Succeeded" and not self._busy(namespace, view)
 
     # --- the annotation alias -------------------------------------------------------------
 

@@ -6,16 +6,17 @@ their data; paged, each item reduced at once to what the decision needs, so memo
 targets' names, not their objects), the status patch, and then only the children the decision starts
 (at most each wave's ``maxParallel``) and the rollback annotations. Its children come from the
 operator's watch (``rollout_children.ChildIndex``), listed whole only on the rollout's first
-reconcile in this process and every ``RESYNC_SECONDS`` after. Its targets are listed again only
-when ``TARGETS_REFRESH_SECONDS`` have passed or the targets' spec changed: children that change
-once a second reconcile the rollout about once a second, and a new tenant's Secret can wait ten
-seconds. A child's change does not reconcile
-the rollout at once: it schedules one reconcile a second later (``CHILD_DEBOUNCE``), so a wave of
-children finishing together costs one reconcile, not one each.
+reconcile in this process and every ``RESYNC_SECONDS`` after. Its targets are listed again only when
+``TARGETS_REFRESH_SECONDS`` have passed or the targets' spec changed: children that change once a
+second reconcile the rollout about once a second, and a new tenant's Secret can wait ten seconds. A
+child's change does not reconcile the rollout at once: it schedules one reconcile a second later
+(``CHILD_DEBOUNCE``), so a wave of children finishing together costs one reconcile, not one each.
 
 Every Event of a decision (a wave started or ended, the rollout completed or stopped, a rollback
 asked for) is also sent to each of ``spec.notifications`` (``notify``), after the status patch that
-records the transition, off the reconcile's thread, with the bounded retries of
+records the transition, off the reconcile's thread, in the order the Events were posted (one outbox
+per rollout, drained by one sender at a time: a wave's end never arrives after the rollout's
+completion), with the bounded retries of
 ``webhooks.post_with_retries``; a delivery that fails is logged and posted as a Warning Event
 ``NotificationFailed`` (it is not sent again: a rollout's notifications are at most once).
 
@@ -73,6 +74,7 @@ TARGETS_REFRESH_SECONDS = 10.0
 PAGE = 250
 ChildWaker = Callable[[str, str, float], None]  # schedule(namespace, name, delay) of a reconcile
 Notification = tuple[Obj, RolloutNotificationTarget, Any]  # the rollout, the target, the body
+ListedTargets = tuple[TargetSecrets, float, tuple[Target, ...]]  # spec.targets, when, the targets
 
 
 def secret_selector(targets: TargetSecrets) -> str | None:
@@ -97,8 +99,7 @@ class RolloutReconciler:
         self.kube = kube
         self.index = children if children is not None else ChildIndex()
         self.monotonic = monotonic
-        self._targets_seen: dict[tuple[str, str], tuple[TargetSecrets, float, tuple[Target, ...]]]
-        self._targets_seen = {}
+        self._targets_seen: dict[tuple[str, str], ListedTargets] = {}
         self.clock = clock
         self.wake_child = wake_child
         self.events = EventRecorder(kube)
